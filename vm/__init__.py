@@ -1,0 +1,1 @@
+"""Kernel builds, targets that run programs, the guest executor and crash triage."""

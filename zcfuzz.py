@@ -1,0 +1,50 @@
+"""zcfuzz: the one command-line entry point.
+
+Each folder registers its own subcommands (vm/cli.py, conformance/cli.py, fuzz/cli.py); this file
+only assembles them and turns a UserError into one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vm.errors import UserError
+
+SUBCOMMAND_MODULES = ("vm.cli", "conformance.cli", "fuzz.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="zcfuzz",
+        description="Syscall fuzzer and ABI conformance suite for sendfile2 and SPLICE_F_ZC.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"zcfuzz: error: {err}", file=sys.stderr)
+        return err.exit_status
+    except KeyboardInterrupt:
+        print("zcfuzz: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
