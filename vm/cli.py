@@ -1,0 +1,100 @@
+"""`zcfuzz kernel ...`, `zcfuzz vm ...` and `zcfuzz triage`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from vm import kbuild
+from vm.errors import UserError
+
+
+def add_kernel_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rev", default="v2", help="revision name under kernel-patches/ or a revision folder")
+    parser.add_argument("--source", help="kernel tree to use as the base instead of Debian's linux-source-6.12")
+    parser.add_argument("--config", action="append", metavar="FRAGMENT",
+                        help="extra config fragment (file, or name under kernel-patches/config/); repeatable")
+
+
+def cmd_kernel_build(args) -> int:
+    started = time.monotonic()
+    build = kbuild.build_kernel(args.rev, args.source, args.config, jobs=args.jobs,
+                                progress=lambda line: print(line, file=sys.stderr))
+    info = kbuild.kernel_info(build)
+    elapsed = time.monotonic() - started
+    print(f"{info['revision']}: {info['bzimage']} ({elapsed:.1f} s)")
+    return 0
+
+
+def cmd_kernel_info(args) -> int:
+    build = kbuild.cached_build(args.rev, args.source, args.config)
+    if build is None:
+        raise UserError(f"{args.rev} is not built with these inputs: run 'zcfuzz kernel build --rev {args.rev}'")
+    info = kbuild.kernel_info(build)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:16} {value}")
+    return 0
+
+
+def cmd_vm_run(args) -> int:
+    from vm.program import Program
+    from vm.target import KernelCrash, open_target
+
+    try:
+        document = json.loads(Path(args.program).read_text())
+    except OSError as err:
+        raise UserError(f"cannot read {args.program}: {err.strerror}")
+    except ValueError as err:
+        raise UserError(f"{args.program} is not JSON: {err}")
+    program = Program.from_json(document)
+    with open_target(args.target, accel=args.accel) as target:
+        if "sendfile2" not in program.sysno and target.kernel_info().get("nr_sendfile2") is not None:
+            program = program.with_sysno(sendfile2=target.kernel_info()["nr_sendfile2"])
+        try:
+            result = target.run(program)
+        except KernelCrash as crash:
+            print(json.dumps({"crash": {"title": crash.title, "report": crash.report}}, indent=2))
+            return 1
+    print(json.dumps(result.to_json(), indent=2))
+    return 0
+
+
+def cmd_vm_shell(args) -> int:
+    from vm.qemu import shell
+
+    return shell(args.rev, source=args.source, config=args.config, accel=args.accel)
+
+
+def register(sub) -> None:
+    kernel = sub.add_parser("kernel", help="build kernels for revisions of the series").add_subparsers(
+        dest="kernel_command", required=True, metavar="ACTION")
+    build = kernel.add_parser("build", help="apply a revision to the base, configure, build and cache it")
+    add_kernel_inputs(build)
+    build.add_argument("--jobs", "-j", type=int, help="parallel make jobs (default: cores + 1)")
+    build.set_defaults(func=cmd_kernel_build)
+    info = kernel.add_parser("info", help="what a built kernel is: versions, hashes, syscall number, flags")
+    add_kernel_inputs(info)
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_kernel_info)
+
+    machine = sub.add_parser("vm", help="run programs on a target; a shell on a guest").add_subparsers(
+        dest="vm_command", required=True, metavar="ACTION")
+    run = machine.add_parser("run", help="run one program (JSON, see vm/PROGRAM.md) and print its result")
+    run.add_argument("program", help="program JSON file")
+    run.add_argument("--target", default="vm:v2", help="host, or vm:REV")
+    run.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    run.set_defaults(func=cmd_vm_run)
+    shell_parser = machine.add_parser("shell", help="interactive shell on a guest booted on a revision")
+    add_kernel_inputs(shell_parser)
+    shell_parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    shell_parser.set_defaults(func=cmd_vm_shell)
+
+    from vm.triage.command import register as register_triage
+
+    register_triage(sub)

@@ -1,0 +1,508 @@
+"""Kernel builds: base source, a revision's series applied, configured, built and cached.
+
+Layout under the cache directory (ZCFUZZ_CACHE, else $XDG_CACHE_HOME/zcfuzz):
+
+    sources/linux-VERSION/     pristine base, unpacked once, never written again
+    work/SLOT/src              the base hard-linked, with one revision's series applied
+    work/SLOT/build            its out-of-tree build folder (incremental rebuilds)
+    kernels/KEY/               bzImage, vmlinux, exported headers, info.json
+
+A slot is one revision name on one base, so a one-file change to a series touches only that
+file's mtime and rebuilds in seconds. Every slot keeps `src` and `build` side by side and ccache
+runs with the slot as its base directory, so the same object compiled in two slots is one ccache
+hit. KEY hashes the base, the series content and the config fragments: a second build of the
+same inputs is a lookup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vm.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PATCHES_DIR = PROJECT_ROOT / "kernel-patches"
+DEFAULT_CONFIG_FRAGMENT = PATCHES_DIR / "config" / "zcfuzz.config"
+DEBIAN_SOURCE_PACKAGE = "linux-source-6.12"
+DEBIAN_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "cpio")
+BUILD_PACKAGES = "build-essential flex bison bc cpio libelf-dev libssl-dev"
+
+# Names the suite takes from the kernel it tests, never from constants of its own.
+ABI_DEFINE = re.compile(r"^#define\s+(__NR_sendfile2|SENDFILE_\w+|SPLICE_F_\w+)\s+(.+?)\s*(?:/\*.*)?$")
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("ZCFUZZ_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "zcfuzz"
+
+
+def sha256_bytes(*chunks: bytes) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(len(chunk).to_bytes(8, "little"))
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Serialise work on one slot or source between zcfuzz processes (CI, workers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- revisions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A folder of git format-patch files, applied in the order of its `series` file."""
+
+    name: str
+    folder: Path
+    patches: tuple[Path, ...]
+
+    @property
+    def series_sha256(self) -> str:
+        return sha256_bytes(*(p.name.encode() + b"\0" + p.read_bytes() for p in self.patches))
+
+
+def resolve_revision(rev: str) -> Revision:
+    """REV is a name under kernel-patches/ or a path to a revision folder."""
+    candidate = Path(rev)
+    folder = candidate if candidate.is_dir() and (candidate / "series").exists() else PATCHES_DIR / rev
+    if not (folder / "series").is_file():
+        known = sorted(p.parent.name for p in PATCHES_DIR.glob("*/series"))
+        raise UserError(
+            f"no revision {rev!r}: give a folder with a 'series' file or one of {', '.join(known)}"
+        )
+    patches = []
+    for line in (folder / "series").read_text().splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        patch = folder / entry
+        if not patch.is_file():
+            raise UserError(f"{folder / 'series'} lists {entry}, which is not in {folder}")
+        patches.append(patch)
+    name = folder.name if folder.parent.resolve() == PATCHES_DIR.resolve() else str(folder.resolve())
+    return Revision(name=name, folder=folder.resolve(), patches=tuple(patches))
+
+
+def patched_files(patch: Path) -> set[str]:
+    """Paths a patch creates, changes or deletes (both sides of a rename)."""
+    files = set()
+    for line in patch.read_text(errors="replace").splitlines():
+        if line.startswith("diff --git "):
+            parts = line.split()
+            files.update(p[2:] for p in parts[2:4] if p[:2] in ("a/", "b/"))
+    return files
+
+
+# --- base source -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseSource:
+    """A pristine kernel tree: Debian's linux-source-6.12 by default, or a user's tree."""
+
+    tree: Path
+    version: str
+    identity: str  # what distinguishes this base in cache keys and slot names
+
+    @property
+    def slot_suffix(self) -> str:
+        return "" if self.identity == f"debian-{self.version}" else "-" + sha256_bytes(self.identity.encode())[:10]
+
+
+def kernel_version(tree: Path) -> str:
+    fields = {}
+    for line in (tree / "Makefile").read_text().splitlines()[:12]:
+        m = re.match(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)\s*=\s*(\S*)", line)
+        if m:
+            fields[m.group(1)] = m.group(2)
+    if "VERSION" not in fields:
+        raise UserError(f"{tree} is not a kernel tree (no VERSION in its Makefile)")
+    return f"{fields['VERSION']}.{fields.get('PATCHLEVEL', '0')}.{fields.get('SUBLEVEL', '0')}{fields.get('EXTRAVERSION', '')}"
+
+
+def debian_source() -> BaseSource:
+    """Unpack Debian's linux-source-6.12 once into the cache, installing it with apt if missing."""
+    sources = cache_dir() / "sources"
+    unpacked = sorted(sources.glob("linux-6.12.*"))
+    if unpacked and (unpacked[-1] / ".zcfuzz-complete").exists():
+        tree = unpacked[-1]
+        version = kernel_version(tree)
+        return BaseSource(tree=tree, version=version, identity=f"debian-{version}")
+    if not DEBIAN_SOURCE_TARBALL.exists():
+        install_debian_source()
+    with locked(sources / ".unpack.lock"):
+        staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=sources))
+        try:
+            subprocess.run(["tar", "-xJf", str(DEBIAN_SOURCE_TARBALL), "-C", str(staging)], check=True)
+            inner = next(staging.iterdir())
+            version = kernel_version(inner)
+            tree = sources / f"linux-{version}"
+            if not tree.exists():
+                inner.rename(tree)
+                (tree / ".zcfuzz-complete").touch()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return BaseSource(tree=tree, version=version, identity=f"debian-{version}")
+
+
+def install_debian_source() -> None:
+    command = ["apt-get", "install", "-y", "-q", DEBIAN_SOURCE_PACKAGE]
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise UserError(f"kernel source missing: run 'sudo {' '.join(command)}' or pass --source TREE")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not DEBIAN_SOURCE_TARBALL.exists():
+        raise UserError(f"'{' '.join(command)}' failed; run 'apt-get update' and try again, or pass --source TREE")
+
+
+def user_source(tree: str) -> BaseSource:
+    path = Path(tree).resolve()
+    if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
+        raise UserError(f"--source {tree}: not a kernel tree (no top-level Makefile and Kconfig)")
+    if (path / ".config").exists() or (path / "include" / "config").exists():
+        raise UserError(f"--source {tree}: the tree has an in-tree build; run 'make mrproper' in it first")
+    head = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    identity = f"{path}@{head.stdout.strip() or 'no-git'}"
+    return BaseSource(tree=path, version=kernel_version(path), identity=identity)
+
+
+def base_source(source: str | None) -> BaseSource:
+    return user_source(source) if source else debian_source()
+
+
+# --- applying a series -----------------------------------------------------------------------
+
+
+def apply_series(tree: Path, patches: tuple[Path, ...]) -> None:
+    """Apply patches in order with git apply; the first failure is one line naming patch and file."""
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tree.parent))
+    for patch in patches:
+        done = subprocess.run(
+            ["git", "apply", "--whitespace=nowarn", str(patch)], cwd=tree, env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise UserError(f"{patch} does not apply: {first_failing_file(done.stderr)}")
+
+
+def first_failing_file(stderr: str) -> str:
+    for pattern in (r"patch failed: (\S+?):(\d+)", r"error: (\S+): does not exist in index", r"error: (\S+): No such file",
+                    r"error: (\S+): already exists", r"corrupt patch at line (\d+)", r"No valid patches in input"):
+        m = re.search(pattern, stderr)
+        if m:
+            if "corrupt" in pattern:
+                return f"corrupt patch at line {m.group(1)}"
+            if "No valid" in pattern:
+                return "not a patch (no diff in it)"
+            return f"{m.group(1)}" + (f" (hunk at line {m.group(2)})" if m.lastindex and m.lastindex > 1 else "")
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else "git apply failed"
+
+
+def link_tree(source: Path, dest: Path) -> None:
+    """A hard-linked copy: cheap, and safe because patching replaces files instead of writing them."""
+    subprocess.run(["cp", "-al", str(source), str(dest)], check=True)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One revision's source tree and build folder on one base."""
+
+    root: Path
+
+    @property
+    def src(self) -> Path:
+        return self.root / "src"
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "applied.json"
+
+    def state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+def slot_for(base: BaseSource, revision: Revision) -> Slot:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", revision.name.strip("/"))[-60:]
+    return Slot(cache_dir() / "work" / f"{name}{base.slot_suffix}")
+
+
+def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
+    """Bring the slot's tree to base + series, rewriting only the files whose content changes.
+
+    The series is applied to a fresh hard-linked staging tree first, so a patch that does not
+    apply leaves the slot as it was.
+    """
+    state = slot.state()
+    series_sha = revision.series_sha256
+    if slot.src.is_dir() and state.get("series_sha256") == series_sha and state.get("base") == base.identity:
+        return
+    slot.root.mkdir(parents=True, exist_ok=True)
+    staging = slot.root / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    link_tree(base.tree, staging)
+    try:
+        apply_series(staging, revision.patches)
+        touched = set().union(*(patched_files(p) for p in revision.patches)) if revision.patches else set()
+        if not slot.src.is_dir() or state.get("base") != base.identity:
+            shutil.rmtree(slot.src, ignore_errors=True)
+            shutil.rmtree(slot.build, ignore_errors=True)
+            staging.rename(slot.src)
+        else:
+            for rel in sorted(touched | set(state.get("touched", []))):
+                replace_if_changed(staging / rel, slot.src / rel)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    slot.state_file.write_text(json.dumps({"base": base.identity, "series_sha256": series_sha,
+                                           "touched": sorted(touched)}))
+
+
+def replace_if_changed(wanted: Path, current: Path) -> None:
+    """Make `current` a fresh copy of `wanted` (new inode, new mtime) only when they differ."""
+    if not wanted.exists():
+        if current.exists():
+            current.unlink()
+        return
+    if current.exists() and current.read_bytes() == wanted.read_bytes():
+        return
+    current.parent.mkdir(parents=True, exist_ok=True)
+    if current.exists():
+        current.unlink()
+    shutil.copyfile(wanted, current)
+    shutil.copymode(wanted, current)
+
+
+# --- config and build ------------------------------------------------------------------------
+
+
+def config_fragments(extra: list[str] | None) -> list[Path]:
+    fragments = [DEFAULT_CONFIG_FRAGMENT]
+    for item in extra or []:
+        path = Path(item)
+        if not path.is_file():
+            path = PATCHES_DIR / "config" / item
+        if not path.is_file():
+            raise UserError(f"config fragment {item!r} not found (a file, or a name under kernel-patches/config/)")
+        fragments.append(path.resolve())
+    return fragments
+
+
+def config_sha256(fragments: list[Path]) -> str:
+    return sha256_bytes(*(f.read_bytes() for f in fragments))
+
+
+def check_build_tools() -> None:
+    missing = [tool for tool in BUILD_TOOLS if not shutil.which(tool)]
+    if missing:
+        raise UserError(f"missing build tools ({', '.join(missing)}): run 'apt-get install {BUILD_PACKAGES}'")
+
+
+def make_command(slot: Slot, *targets: str, jobs: int | None = None) -> list[str]:
+    command = ["make", "-C", str(slot.src), f"O={slot.build}", f"-j{jobs or (os.cpu_count() or 1) + 1}"]
+    if shutil.which("ccache"):
+        command.append("CC=ccache gcc")
+    return command + list(targets)
+
+
+def run_make(slot: Slot, *targets: str, jobs: int | None = None, log: Path | None = None) -> None:
+    env = dict(os.environ, CCACHE_BASEDIR=str(slot.root), KBUILD_BUILD_USER="zcfuzz", KBUILD_BUILD_HOST="zcfuzz",
+               KBUILD_BUILD_TIMESTAMP="zcfuzz")
+    log = log or slot.root / "build.log"
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(make_command(slot, *targets, jobs=jobs))}\n")
+        out.flush()
+        done = subprocess.run(make_command(slot, *targets, jobs=jobs), env=env, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise UserError(f"kernel build failed ({first_build_error(log)}); full log: {log}")
+
+
+def first_build_error(log: Path) -> str:
+    text = log.read_text(errors="replace")
+    tail = text[text.rfind("\n$ make") :]
+    for line in tail.splitlines():
+        if ": error:" in line or "undefined reference" in line or "Error " in line and "make" not in line:
+            return line.strip()[:200]
+    return "see the log"
+
+
+def configure(slot: Slot, fragments: list[Path]) -> None:
+    wanted = config_sha256(fragments)
+    if slot.state().get("config_sha256") == wanted and (slot.build / ".config").exists():
+        return
+    slot.build.mkdir(parents=True, exist_ok=True)
+    run_make(slot, "x86_64_defconfig")
+    merge = subprocess.run(
+        [str(slot.src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(slot.build),
+         str(slot.build / ".config"), *map(str, fragments)],
+        cwd=slot.build, capture_output=True, text=True,
+    )
+    if merge.returncode != 0:
+        raise UserError(f"merging config fragments failed: {merge.stderr.strip().splitlines()[-1:]}")
+    run_make(slot, "olddefconfig")
+    state = slot.state()
+    state["config_sha256"] = wanted
+    slot.state_file.write_text(json.dumps(state))
+
+
+def read_abi_from_headers(*include_dirs: Path) -> dict:
+    """The sendfile2 number and the SENDFILE_*/SPLICE_F_* values, from a kernel's headers.
+
+    Reads the exported uapi headers first and the kernel-internal ones after, so a revision that
+    exports nothing (the posted RFC kept its flags internal) still has its values read from its
+    own tree. Composite values such as `(A | B)` are resolved.
+    """
+    raw: dict[str, str] = {}
+    for include in include_dirs:
+        for rel in ("asm/unistd_64.h", "asm-generic/unistd.h", "linux/sendfile.h", "linux/splice.h", "linux/fcntl.h"):
+            path = include / rel
+            if not path.is_file():
+                continue
+            for line in path.read_text(errors="replace").splitlines():
+                m = ABI_DEFINE.match(line.strip())
+                if m and m.group(1) not in raw:
+                    raw[m.group(1)] = m.group(2)
+    values = {name: evaluate_define(expr, raw) for name, expr in raw.items()}
+    return {
+        "nr_sendfile2": values.get("__NR_sendfile2"),
+        "sendfile_flags": {k: v for k, v in sorted(values.items()) if k.startswith("SENDFILE_") and v is not None},
+        "splice_flags": {k: v for k, v in sorted(values.items()) if k.startswith("SPLICE_F_") and v is not None},
+    }
+
+
+def evaluate_define(expr: str, raw: dict[str, str], depth: int = 0) -> int | None:
+    """Evaluate a define built from integers, other defines, |, << and parentheses."""
+    if depth > 8:
+        return None
+    tokens = re.findall(r"0[xX][0-9a-fA-F]+|\d+[uUlL]*|[A-Za-z_]\w*|<<|[|()]|\S", expr)
+    out = []
+    for token in tokens:
+        if token in ("|", "(", ")", "<<"):
+            out.append(token)
+        elif re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+[uUlL]*", token):
+            out.append(str(int(token.rstrip("uUlL"), 0)))
+        elif token in raw:
+            value = evaluate_define(raw[token], raw, depth + 1)
+            if value is None:
+                return None
+            out.append(str(value))
+        else:
+            return None
+    try:
+        return int(eval(" ".join(out), {"__builtins__": {}}))  # only digits and | << ( ) remain
+    except (SyntaxError, ValueError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """What `zcfuzz kernel build` produced for one set of inputs."""
+
+    key: str
+    folder: Path
+
+    @property
+    def info(self) -> dict:
+        return json.loads((self.folder / "info.json").read_text())
+
+
+def build_key(base: BaseSource, revision: Revision, fragments: list[Path]) -> str:
+    return sha256_bytes(base.identity.encode(), revision.series_sha256.encode(), config_sha256(fragments).encode())[:20]
+
+
+def cached_build(rev: str, source: str | None = None, config: list[str] | None = None) -> KernelBuild | None:
+    base = base_source(source)
+    revision = resolve_revision(rev)
+    folder = cache_dir() / "kernels" / build_key(base, revision, config_fragments(config))
+    return KernelBuild(folder.name, folder) if (folder / "info.json").exists() else None
+
+
+def build_kernel(rev: str, source: str | None = None, config: list[str] | None = None, jobs: int | None = None,
+                 progress=print) -> KernelBuild:
+    """Build (or find in the cache) the kernel for a revision on a base with config fragments."""
+    revision = resolve_revision(rev)
+    base = base_source(source)
+    fragments = config_fragments(config)
+    key = build_key(base, revision, fragments)
+    folder = cache_dir() / "kernels" / key
+    if (folder / "info.json").exists():
+        return KernelBuild(key, folder)
+    check_build_tools()
+    slot = slot_for(base, revision)
+    with locked(slot.root.parent / f"{slot.root.name}.lock"):
+        if (folder / "info.json").exists():
+            return KernelBuild(key, folder)
+        started = time.monotonic()
+        progress(f"zcfuzz: building {revision.name} on linux {base.version} ({len(revision.patches)} patches)")
+        sync_slot(slot, base, revision)
+        configure(slot, fragments)
+        run_make(slot, "bzImage", jobs=jobs)
+        run_make(slot, "headers_install", jobs=jobs)
+        elapsed = time.monotonic() - started
+        publish(slot, folder, base, revision, fragments, elapsed)
+    return KernelBuild(key, folder)
+
+
+def publish(slot: Slot, folder: Path, base: BaseSource, revision: Revision, fragments: list[Path],
+            build_seconds: float) -> None:
+    """Copy the artefacts out of the slot and write info.json last, so a half copy is never a hit."""
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copyfile(slot.build / "arch/x86/boot/bzImage", staging / "bzImage")
+    shutil.copyfile(slot.build / "vmlinux", staging / "vmlinux")
+    shutil.copyfile(slot.build / ".config", staging / "config")
+    shutil.copytree(slot.build / "usr/include", staging / "headers")
+    abi = read_abi_from_headers(staging / "headers", slot.src / "include")
+    info = {
+        "revision": revision.name,
+        "base_version": base.version,
+        "base": base.identity,
+        "series_sha256": revision.series_sha256,
+        "config_sha256": config_sha256(fragments),
+        "patches": [p.name for p in revision.patches],
+        **abi,
+        "build_seconds": round(build_seconds, 1),
+    }
+    (staging / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+
+
+def kernel_info(build: KernelBuild) -> dict:
+    """info.json plus where the artefacts are on this machine."""
+    info = build.info
+    info.update(bzimage=str(build.folder / "bzImage"), vmlinux=str(build.folder / "vmlinux"),
+                headers=str(build.folder / "headers"), key=build.key)
+    return info
