@@ -464,8 +464,8 @@ def build_kernel(rev: str, source: str | None = None, config: list[str] | None =
         if (folder / "info.json").exists():
             return KernelBuild(key, folder)
         started = time.monotonic()
-        progress(f"zcfuzz: building {revision.name} on linux {base.version} ({len(revision.patches)} patches)")
         sync_slot(slot, base, revision)
+        progress(f"zcfuzz: building {revision.name} on linux {base.version} ({len(revision.patches)} patches)")
         configure(slot, fragments)
         run_make(slot, "bzImage", jobs=jobs)
         run_make(slot, "headers_install", jobs=jobs)
@@ -506,3 +506,30 @@ def kernel_info(build: KernelBuild) -> dict:
     info.update(bzimage=str(build.folder / "bzImage"), vmlinux=str(build.folder / "vmlinux"),
                 headers=str(build.folder / "headers"), key=build.key)
     return info
+
+
+def check_each_patch(rev: str, source: str | None = None, config: list[str] | None = None,
+                     progress=print) -> list[tuple[str, list[str]]]:
+    """Prove each patch builds on its own: apply the series one patch at a time in the revision's
+    slot and compile the objects of the C files that patch touches (after `prepare`, which also
+    regenerates the syscall tables). The slot is left on the whole series."""
+    revision = resolve_revision(rev)
+    base = base_source(source)
+    fragments = config_fragments(config)
+    check_build_tools()
+    slot = slot_for(base, revision)
+    checked = []
+    with locked(slot.root.parent / f"{slot.root.name}.lock"):
+        try:
+            for count, patch in enumerate(revision.patches, start=1):
+                prefix = Revision(revision.name, revision.folder, revision.patches[:count])
+                sync_slot(slot, base, prefix)
+                configure(slot, fragments)
+                objects = sorted(f[:-2] + ".o" for f in patched_files(patch)
+                                 if f.endswith(".c") and (slot.src / f).exists() and "/tools/" not in f"/{f}")
+                progress(f"zcfuzz: {patch.name}: prepare {' '.join(objects)}")
+                run_make(slot, "prepare", *objects)
+                checked.append((patch.name, objects))
+        finally:
+            sync_slot(slot, base, revision)
+    return checked

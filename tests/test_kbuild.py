@@ -1,0 +1,157 @@
+"""The kernel build pipeline: revisions, applying series, ABI values from headers, the cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vm import kbuild
+from vm.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_REVISIONS = sorted(p.parent.name for p in (ROOT / "kernel-patches").glob("*/series"))
+
+
+def make_tree(where: Path) -> Path:
+    """A tiny stand-in for a kernel tree: enough for version parsing and git apply."""
+    tree = where / "linux"
+    (tree / "fs").mkdir(parents=True)
+    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 0\nEXTRAVERSION =\n")
+    (tree / "Kconfig").write_text("mainmenu \"test\"\n")
+    (tree / "fs" / "splice.c").write_text("".join(f"line {i}\n" for i in range(40)))
+    return tree
+
+
+def make_revision(where: Path, patches: dict[str, str]) -> Path:
+    folder = where / "rev"
+    folder.mkdir()
+    for name, text in patches.items():
+        (folder / name).write_text(text)
+    (folder / "series").write_text("".join(f"{name}\n" for name in patches))
+    return folder
+
+
+GOOD_PATCH = """\
+diff --git a/fs/splice.c b/fs/splice.c
+--- a/fs/splice.c
++++ b/fs/splice.c
+@@ -1,3 +1,3 @@
+ line 0
+-line 1
++line one
+ line 2
+"""
+STALE_PATCH = GOOD_PATCH.replace("-line 1\n", "-line 1 that is not there\n")
+CORRUPT_PATCH = GOOD_PATCH.replace("@@ -1,3 +1,3 @@", "@@ -1,3 +1,9 @@")
+
+
+def zcfuzz(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ZCFUZZ_CACHE=str(cache))
+    return subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), *args], env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, cwd=ROOT)
+
+
+@pytest.mark.parametrize(
+    "second_patch, expected",
+    [
+        (STALE_PATCH, "0002-bad.patch does not apply: fs/splice.c"),
+        (CORRUPT_PATCH, "0002-bad.patch does not apply: corrupt patch"),
+        ("Subject: not a diff\n\nhello\n", "0002-bad.patch does not apply: not a patch"),
+    ],
+    ids=["stale-context", "corrupt-hunk", "no-diff"],
+)
+def test_patch_that_does_not_apply_is_one_line_exit_2_and_leaves_no_tree(tmp_path, second_patch, expected):
+    tree = make_tree(tmp_path)
+    before = (tree / "fs/splice.c").read_text()
+    revision = make_revision(tmp_path, {"0001-good.patch": GOOD_PATCH, "0002-bad.patch": second_patch})
+    cache = tmp_path / "cache"
+    done = zcfuzz("kernel", "build", "--rev", str(revision), "--source", str(tree), cache=cache)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in done.stderr
+    assert (tree / "fs/splice.c").read_text() == before
+    work = cache / "work"
+    leftovers = [p for p in work.rglob("*") if p.is_dir() and p.name in ("staging", "src")] if work.exists() else []
+    assert leftovers == []
+
+
+def test_unknown_revision_names_the_known_ones(tmp_path):
+    done = zcfuzz("kernel", "build", "--rev", "no-such-rev", cache=tmp_path)
+    assert done.returncode == 2
+    assert "no revision 'no-such-rev'" in done.stderr and "base" in done.stderr
+
+
+def test_series_listing_a_missing_patch_is_rejected(tmp_path):
+    folder = tmp_path / "rev"
+    folder.mkdir()
+    (folder / "series").write_text("0001-missing.patch\n")
+    with pytest.raises(UserError, match="0001-missing.patch"):
+        kbuild.resolve_revision(str(folder))
+
+
+def test_sync_rewrites_only_files_whose_content_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
+    tree = make_tree(tmp_path)
+    (tree / "fs" / "other.c").write_text("untouched\n")
+    base = kbuild.user_source(str(tree))
+    revision = kbuild.resolve_revision(str(make_revision(tmp_path, {"0001-good.patch": GOOD_PATCH})))
+    slot = kbuild.slot_for(base, revision)
+    kbuild.sync_slot(slot, base, revision)
+    assert "line one" in (slot.src / "fs/splice.c").read_text()
+    other_inode = (slot.src / "fs/other.c").stat().st_ino
+    assert other_inode == (tree / "fs/other.c").stat().st_ino  # hard-linked, never copied
+    # Back to no patches: splice.c is restored as a fresh file, other.c is left alone.
+    empty = kbuild.Revision(revision.name, revision.folder, ())
+    kbuild.sync_slot(slot, base, empty)
+    assert (slot.src / "fs/splice.c").read_text() == (tree / "fs/splice.c").read_text()
+    assert (slot.src / "fs/splice.c").stat().st_ino != (tree / "fs/splice.c").stat().st_ino
+    assert (slot.src / "fs/other.c").stat().st_ino == other_inode
+
+
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ({"asm/unistd_64.h": "#define __NR_sendfile2 467\n"}, {"nr_sendfile2": 467}),
+        ({"linux/sendfile.h": "#define SENDFILE_DEFAULT\t0x1\n#define SENDFILE_ZC 0x2\n"
+                              "#define SENDFILE_ALL (SENDFILE_DEFAULT | SENDFILE_ZC)\n"},
+         {"sendfile_flags": {"SENDFILE_ALL": 3, "SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2}}),
+        ({"linux/splice.h": "#define SPLICE_F_MOVE (0x01) /* move */\n#define SPLICE_F_ZC (0x10)\n"
+                            "#define SPLICE_F_ALL (SPLICE_F_MOVE|SPLICE_F_ZC)\n"},
+         {"splice_flags": {"SPLICE_F_ALL": 17, "SPLICE_F_MOVE": 1, "SPLICE_F_ZC": 16}}),
+        ({"asm/unistd_64.h": "#define __NR_mseal 462\n"}, {"nr_sendfile2": None, "sendfile_flags": {}}),
+    ],
+    ids=["syscall-number", "sendfile-flags", "splice-flags", "unpatched"],
+)
+def test_abi_values_come_from_the_kernels_headers(tmp_path, headers, expected):
+    for rel, text in headers.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    abi = kbuild.read_abi_from_headers(tmp_path)
+    for key, value in expected.items():
+        assert abi[key] == value
+
+
+def test_exported_headers_win_over_internal_ones(tmp_path):
+    uapi, internal = tmp_path / "uapi", tmp_path / "internal"
+    for folder, value in ((uapi, "0x2"), (internal, "0x4")):
+        (folder / "linux").mkdir(parents=True)
+        (folder / "linux/sendfile.h").write_text(f"#define SENDFILE_ZC {value}\n")
+    assert kbuild.read_abi_from_headers(uapi, internal)["sendfile_flags"] == {"SENDFILE_ZC": 2}
+
+
+@pytest.mark.parametrize("rev", SHIPPED_REVISIONS)
+def test_every_shipped_series_applies_in_order_on_the_debian_base(tmp_path, rev):
+    base = kbuild.debian_source()
+    revision = kbuild.resolve_revision(rev)
+    staging = tmp_path / "tree"
+    kbuild.link_tree(base.tree, staging)
+    kbuild.apply_series(staging, revision.patches)
+    for patch in revision.patches:
+        for rel in kbuild.patched_files(patch):
+            assert (staging / rel).exists() or "deleted file" in patch.read_text()
