@@ -1,0 +1,206 @@
+"""Find the first kernel report in console output, cut it out and give it a title."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from vm.triage.frames import (
+    STACK_END,
+    STACK_START,
+    frame_of_line,
+    instruction_pointer_frame,
+    is_generic_frame,
+)
+from vm.triage.patterns import CRASH_PATTERNS, CrashPattern
+from vm.triage.titles import clean_function_name, normalize_title
+
+# Host-side titles: the guest died (the connection to it broke) or went silent.
+LOST_CONNECTION_TITLE = "lost connection to test machine"
+NO_OUTPUT_TITLE = "no output from test machine"
+
+CORRUPTED_FRAME = "corrupted"
+
+# `[  65.9]`, `[  65.9][ T6734]`, `[ 444.4][    C0]`, `<4>`, a `2018/01/09 14:28:48 ` log date.
+CONSOLE_PREFIX = re.compile(
+    r"^(?:<\d+>)?(?P<stamp>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? |\[\s*\d+\.\d+\])?(?:\[\s*[TC]\d+\])? ?"
+)
+
+# Lines that close a report: the end-of-trace marker, the panic footer, the sanitizers' rule.
+END_OF_REPORT = re.compile(r"^\s*(?:---\[ end (?:trace|Kernel panic)|Kernel Offset:|={20,}\s*$)")
+
+# Lines that open the stack part of a stall report's CPU dump, and the end of an interrupt.
+IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
+
+# A report longer than this many lines is cut: what follows is other output.
+MAX_REPORT_LINES = 400
+
+# Arch prefixes of syscall wrappers: `__x64_sys_read` and `__arm64_sys_read` are one syscall.
+SYSCALL_WRAPPER_PREFIX = re.compile(r"^(?:__(?:x64|ia32|x32|arm64|riscv|s390x?|powerpc)_|__se_|__do_)?(?=sys_)")
+
+def _without_group_names(pattern: str) -> str:
+    """Named groups may not repeat in one regex; the combined start pattern needs none."""
+    return re.sub(r"[(][?]P<\w+>", "(?:", pattern)
+
+
+_START_ANY = re.compile("|".join(f"(?:{_without_group_names(p.start.pattern)})" for p in CRASH_PATTERNS))
+_START_ANY_IN_TEXT = re.compile(
+    _without_group_names(CONSOLE_PREFIX.pattern) + f"(?:{_START_ANY.pattern})", re.M
+)
+
+
+@dataclass
+class CrashReport:
+    """What triage says about one kernel report."""
+
+    title: str
+    type: str
+    corrupted: bool
+    report: str
+    alt_titles: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ConsoleLine:
+    offset: int
+    text: str  # without the console prefix
+    prefixed: bool
+
+
+def find_crash_start(text: str) -> int | None:
+    """Offset of the first line in `text` that starts a kernel report, or None. Cheap enough to
+    run on every chunk of console output while a guest runs."""
+    match = _START_ANY_IN_TEXT.search(text)
+    return match.start() if match else None
+
+
+def parse(console_text: str) -> CrashReport | None:
+    """The first kernel report in `console_text` with its title, or None when there is none."""
+    lines = _split_lines(console_text)
+    for index, line in enumerate(lines):
+        if not _START_ANY.match(line.text):
+            continue
+        for pattern in CRASH_PATTERNS:
+            match = pattern.start.match(line.text)
+            if match:
+                return _build_report(console_text, lines, index, pattern, match)
+    return None
+
+
+def _split_lines(text: str) -> list[ConsoleLine]:
+    lines = []
+    offset = 0
+    for raw in text.splitlines(keepends=True):
+        stripped = raw.rstrip("\r\n").lstrip("\x00")
+        prefix = CONSOLE_PREFIX.match(stripped)
+        lines.append(ConsoleLine(offset, stripped[prefix.end():], prefix['stamp'] is not None))
+        offset += len(raw)
+    return lines
+
+
+@dataclass
+class _Stack:
+    """The frames of the crashing stack, as far as the report shows them."""
+
+    frames: list[str] = field(default_factory=list)
+    # Index in `frames` where the interrupted task's frames start (after `</IRQ>`), if any.
+    task_start: int | None = None
+    has_trace: bool = False
+    end: int = 0  # index of the line after the last line of the stack
+
+
+def _read_stack(lines: list[ConsoleLine], start: int, stop: int) -> _Stack:
+    stack = _Stack(end=start + 1)
+    in_trace = False
+    for index in range(start, stop):
+        text = lines[index].text
+        if STACK_START.match(text):
+            if stack.has_trace and stack.frames:
+                break
+            in_trace = stack.has_trace = True
+            stack.end = index + 1
+            continue
+        if in_trace and IRQ_END.match(text):
+            stack.task_start = len(stack.frames)
+            stack.end = index + 1
+            continue
+        func = instruction_pointer_frame(text)
+        if func is None and in_trace:
+            func = frame_of_line(text)
+        if func is not None:
+            stack.frames.append(func)
+            stack.end = index + 1
+        elif STACK_END.match(text) and stack.frames and in_trace:
+            break
+    return stack
+
+
+def _report_end(lines: list[ConsoleLine], start: int) -> int:
+    """Index of the line after the report that starts at `start`."""
+    stop = min(len(lines), start + MAX_REPORT_LINES)
+    for index in range(start + 1, stop):
+        if END_OF_REPORT.match(lines[index].text):
+            return index + 1
+    return stop
+
+
+def _culprit(stack: _Stack, pattern: CrashPattern) -> str | None:
+    frames = stack.frames
+    if pattern.culprit == "stall" and stack.task_start is not None:
+        frames = frames[stack.task_start:]
+    for func in frames:
+        if not is_generic_frame(func):
+            return SYSCALL_WRAPPER_PREFIX.sub("", clean_function_name(func))
+    return None
+
+
+def _build_report(
+    text: str, lines: list[ConsoleLine], start: int, pattern: CrashPattern, match: re.Match
+) -> CrashReport:
+    end = _report_end(lines, start)
+    stack = _read_stack(lines, start, end)
+    fields = {name: _field_value(name, value) for name, value in match.groupdict().items() if value}
+    if pattern.details:
+        for line in lines[start:stack.end]:
+            details = pattern.details.search(line.text)
+            if details:
+                fields.update((k, v) for k, v in details.groupdict().items() if v)
+                break
+    corrupted = False
+    if "{frame}" in pattern.title or (pattern.alt_title and "{frame}" in pattern.alt_title):
+        culprit = _culprit(stack, pattern)
+        corrupted = culprit is None or not stack.has_trace
+        fields["frame"] = culprit or CORRUPTED_FRAME
+    corrupted = corrupted or _interleaved(lines[start:stack.end], lines[start].prefixed)
+    title = _format_title(pattern.title, fields)
+    alt_titles = [_format_title(pattern.alt_title, fields)] if pattern.alt_title else []
+    report_end = end if END_OF_REPORT.match(lines[end - 1].text) else stack.end
+    first = start - 1 if start > 0 and re.match(r"^\s*(?:-+\[ cut here \]-+|={20,})\s*$", lines[start - 1].text) else start
+    last_offset = lines[report_end].offset if report_end < len(lines) else len(text)
+    return CrashReport(
+        title=title,
+        alt_titles=alt_titles,
+        type=pattern.type,
+        corrupted=corrupted,
+        report=text[lines[first].offset:last_offset],
+    )
+
+
+def _field_value(name: str, value: str) -> str:
+    if name == "func":
+        return clean_function_name(normalize_title(value))
+    return normalize_title(value)
+
+
+def _format_title(template: str, fields: dict[str, str]) -> str:
+    """Fill `template`; a field the report did not show is left out with its space."""
+    title = re.sub(r"\{(\w+)\}", lambda m: fields.get(m[1], ""), template)
+    return re.sub(r"\s+", " ", title).strip()
+
+
+def _interleaved(lines: list[ConsoleLine], prefixed: bool) -> bool:
+    """A prefixed report with an unprefixed line inside: other output got mixed in."""
+    return prefixed and any(not line.prefixed and line.text.strip() for line in lines)
