@@ -1,0 +1,267 @@
+"""Hypothesis strategies for sendfile2 / SPLICE_F_ZC programs (vm/PROGRAM.md).
+
+Small strategies with domain names compose into `programs(abi)`. Generation leans toward what
+finds ABI bugs: zerocopy flags on TCP/UDP sockets, sendfile2(flags=0) that the parity oracle
+pairs with sendfile64, sendmsg(MSG_ZEROCOPY) sharing a socket's notification counter, partial
+peer reads and error-queue drains between calls. Every flag value comes from `Abi`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from fuzz.abi import MAX_RW_COUNT, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, ZEROCOPY_KINDS, Abi
+from vm.program import BAD_POINTERS, FD_KINDS, Fixture, Op, Program
+
+PAGE = 4096
+# Blocking calls cost the whole per-op timeout; fuzz programs keep it short. Completions on
+# loopback arrive within microseconds; confirmation runs use a longer settle (campaign.py).
+FUZZ_TIMEOUT_MS = 300
+FUZZ_SETTLE_MS = 20
+
+SOURCE = "src"
+SOCKET = "sock"
+SECOND_SOCKET = "sock2"
+PIPE = "p"
+ODD = "odd"
+
+# Kinds that are not the usual endpoints: the ZC paths must reject them cleanly.
+ODD_KINDS = tuple(k for k in FD_KINDS if k not in ZEROCOPY_KINDS and k != "pipe")
+PEER_SOCKET_KINDS = ("tcp4", "tcp6", "udp4", "udp6", "unix_stream", "unix_dgram")
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+def file_sizes() -> st.SearchStrategy[int]:
+    """A few sizes around pages (offsets and counts near the size are derived from it)."""
+    return st.sampled_from([0, 1, PAGE - 1, PAGE, PAGE + 1, 16 * PAGE, 65536 + 17, 256 * 1024])
+
+
+def offsets(size: int) -> st.SearchStrategy:
+    """Offset arguments: NULL, boundaries of the file, negative, huge, and bad pointers."""
+    boundaries = [0, 1, size - 1, size, size + 1, PAGE, -1, -PAGE, (1 << 62), (1 << 63) - 1, MAX_RW_COUNT]
+    return st.one_of(
+        st.just(None),
+        st.sampled_from(sorted(set(boundaries))),
+        st.integers(0, max(size, 1)),
+        st.sampled_from(BAD_POINTERS),
+    )
+
+
+def counts() -> st.SearchStrategy[int]:
+    """Counts: 0, 1, page multiples, around MAX_RW_COUNT, and values that overflow ssize_t."""
+    interesting = [0, 1, PAGE - 1, PAGE, 2 * PAGE, 16 * PAGE, 65536, MAX_RW_COUNT - 1, MAX_RW_COUNT,
+                   MAX_RW_COUNT + 1, 1 << 31, 1 << 32, (1 << 63) - 1, 1 << 63, (1 << 64) - 1]
+    return st.sampled_from(interesting) | st.integers(0, 1 << 20)
+
+
+def single_bits() -> st.SearchStrategy[int]:
+    return st.integers(0, 31).map(lambda bit: 1 << bit)
+
+
+def flag_words() -> st.SearchStrategy[int]:
+    """Any 32-bit flags word: unknown bits must be rejected, not ignored."""
+    return st.integers(0, (1 << 32) - 1)
+
+
+def sendfile2_flags(abi: Abi) -> st.SearchStrategy[int]:
+    valid = st.sampled_from(abi.sendfile2_flag_sets)
+    zc = st.just(abi.sendfile_zc) if abi.sendfile_zc else st.just(0)
+    return st.one_of(zc, valid, single_bits(), flag_words())
+
+
+def splice_flags(abi: Abi) -> st.SearchStrategy[int]:
+    zc = st.just(abi.splice_zc) if abi.splice_zc else st.just(0)
+    return st.one_of(zc, st.sampled_from(abi.splice_flag_sets), single_bits(), flag_words())
+
+
+def sendmsg_flags() -> st.SearchStrategy[int]:
+    return st.sampled_from([MSG_ZEROCOPY, MSG_ZEROCOPY, MSG_ZEROCOPY | MSG_DONTWAIT, MSG_ZEROCOPY | MSG_MORE, 0])
+
+
+def read_sizes() -> st.SearchStrategy[int]:
+    """What a peer reads at once: a little (a partial read) or everything."""
+    return st.sampled_from([1, 100, PAGE, 65536, 1 << 24])
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+def source_files(name: str = SOURCE) -> st.SearchStrategy[Fixture]:
+    kind = st.sampled_from(["file", "file", "file", "file_ro", "memfd"])
+    return st.builds(Fixture, name=st.just(name), kind=kind, size=file_sizes(), seed=st.integers(0, 255))
+
+
+def socket_states(name: str, kinds: tuple[str, ...]) -> st.SearchStrategy[Fixture]:
+    """A socket with SO_ZEROCOPY on or off, blocking or not, default or small SO_SNDBUF."""
+    return st.builds(
+        Fixture,
+        name=st.just(name),
+        kind=st.sampled_from(kinds),
+        zerocopy=st.booleans(),
+        nonblock=st.booleans(),
+        sndbuf=st.sampled_from([0, 0, 0, 4608, 65536]),
+    ).map(lambda f: f if f.kind in ZEROCOPY_KINDS else Fixture(f.name, f.kind, nonblock=f.nonblock))
+
+
+def zerocopy_sockets(name: str = SOCKET) -> st.SearchStrategy[Fixture]:
+    return socket_states(name, ZEROCOPY_KINDS + ("tcp4", "udp4"))
+
+
+def any_sockets(name: str) -> st.SearchStrategy[Fixture]:
+    return socket_states(name, ZEROCOPY_KINDS + ("unix_stream", "unix_dgram"))
+
+
+def pipes(name: str = PIPE) -> st.SearchStrategy[Fixture]:
+    return st.builds(Fixture, name=st.just(name), kind=st.just("pipe"), nonblock=st.booleans())
+
+
+def odd_fds(name: str = ODD) -> st.SearchStrategy[Fixture]:
+    """An fd of any other kind: a directory, O_PATH, eventfd, a closed number, -1..."""
+    return st.builds(Fixture, name=st.just(name), kind=st.sampled_from(ODD_KINDS), nonblock=st.booleans())
+
+
+@st.composite
+def fixture_sets(draw) -> tuple[Fixture, ...]:
+    """A source file and a socket, sometimes a second socket, a pipe and an odd fd."""
+    fixtures = [draw(source_files()), draw(zerocopy_sockets())]
+    if draw(st.booleans()):
+        fixtures.append(draw(pipes()))
+    if draw(st.integers(0, 3)) == 0:
+        fixtures.append(draw(any_sockets(SECOND_SOCKET)))
+    if draw(st.integers(0, 2)) == 0:
+        fixtures.append(draw(odd_fds()))
+    return tuple(fixtures)
+
+
+# --- operations ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The fd names of one program's fixtures, by the role they can play in a call.
+
+    Hashable, so the op strategies built for one shape of program are built once (building a
+    strategy costs far more than drawing from it).
+    """
+
+    all: tuple[str, ...]
+    sockets: tuple[str, ...]
+    peer_sockets: tuple[str, ...]
+    pipe: tuple[str, ...]  # (read end, write end) or ()
+    size: int
+
+    @classmethod
+    def of(cls, fixtures: tuple[Fixture, ...]) -> "Endpoints":
+        source = fixtures[0]
+        return cls(
+            all=tuple(n for f in fixtures for n in f.fd_names),
+            sockets=tuple(f.name for f in fixtures if f.spec.socket),
+            peer_sockets=tuple(f.name for f in fixtures if f.kind in PEER_SOCKET_KINDS),
+            pipe=next((f.fd_names for f in fixtures if f.kind == "pipe"), ()),
+            size=source.size,
+        )
+
+    def outs(self) -> st.SearchStrategy[str]:
+        """Mostly a socket, sometimes anything (the ZC path must refuse non-sockets)."""
+        return st.one_of(st.sampled_from(self.sockets), st.sampled_from(self.sockets), st.sampled_from(self.all))
+
+    def ins(self) -> st.SearchStrategy[str]:
+        return st.one_of(st.just(SOURCE), st.just(SOURCE), st.sampled_from(self.all))
+
+
+def sendfile2_ops(abi: Abi, ends: Endpoints) -> st.SearchStrategy[Op]:
+    return st.builds(lambda out, in_, offset, count, flags: Op.make(
+        "sendfile2", out=out, **{"in": in_}, offset=offset, count=count, flags=flags),
+        ends.outs(), ends.ins(), offsets(ends.size), counts(), sendfile2_flags(abi))
+
+
+def sendfile64_ops(ends: Endpoints) -> st.SearchStrategy[Op]:
+    return st.builds(lambda out, in_, offset, count: Op.make(
+        "sendfile64", out=out, **{"in": in_}, offset=offset, count=count),
+        ends.outs(), ends.ins(), offsets(ends.size), counts())
+
+
+def splice_ops(abi: Abi, ends: Endpoints) -> st.SearchStrategy[Op]:
+    """File -> pipe and pipe -> socket when there is a pipe (the ZC path), else any pair."""
+    anything = st.builds(lambda i, o, off_in, n, flags: Op.make(
+        "splice", **{"in": i}, off_in=off_in, out=o, off_out=None, len=n, flags=flags),
+        ends.ins(), ends.outs(), offsets(ends.size), counts(), splice_flags(abi))
+    if not ends.pipe:
+        return anything
+    read_end, write_end = ends.pipe
+    fill = st.builds(lambda i, off_in, n: Op.make(
+        "splice", **{"in": i}, off_in=off_in, out=write_end, off_out=None, len=n, flags=0),
+        st.just(SOURCE), offsets(ends.size), counts())
+    to_socket = st.builds(lambda o, n, flags: Op.make(
+        "splice", **{"in": read_end}, off_in=None, out=o, off_out=None, len=n, flags=flags),
+        st.sampled_from(ends.sockets), counts(), splice_flags(abi))
+    return st.one_of(fill, to_socket, to_socket, anything)
+
+
+def pipe_ops(abi: Abi, ends: Endpoints) -> st.SearchStrategy[Op]:
+    """tee and vmsplice, which must not take SPLICE_F_ZC, and plain writes to fill a pipe."""
+    if not ends.pipe:
+        return st.nothing()
+    read_end, write_end = ends.pipe
+    return st.one_of(
+        st.builds(lambda n, flags: Op.make("vmsplice", fd=write_end, len=n, flags=flags),
+                  st.sampled_from([1, PAGE, 65536]), splice_flags(abi)),
+        st.builds(lambda o, n, flags: Op.make("tee", **{"in": read_end}, out=o, len=n, flags=flags),
+                  st.sampled_from(ends.all), counts(), splice_flags(abi)),
+        st.builds(lambda n: Op.make("write", fd=write_end, len=n), st.sampled_from([1, PAGE, 65536])),
+    )
+
+
+def socket_ops(ends: Endpoints) -> st.SearchStrategy[Op]:
+    """What happens to a socket between transfers: MSG_ZEROCOPY sends, reads, drains, toggles."""
+    sock = st.sampled_from(ends.sockets)
+    strategies = [
+        st.builds(lambda fd, n, flags: Op.make("sendmsg", fd=fd, len=n, flags=flags),
+                  sock, st.sampled_from([0, 1, 100, PAGE, 65536]), sendmsg_flags()),
+        st.builds(lambda fd: Op.make("drain", fd=fd), sock),
+        st.builds(lambda fd, value: Op.make("setsockopt_zerocopy", fd=fd, value=value),
+                  sock, st.sampled_from([0, 1, 1, 2])),
+    ]
+    if ends.peer_sockets:
+        peers = st.sampled_from(ends.peer_sockets)
+        strategies.append(st.builds(lambda fd, n: Op.make("peer_read", fd=fd, max=n), peers, read_sizes()))
+    return st.one_of(strategies)
+
+
+def peer_closes(ends: Endpoints) -> st.SearchStrategy[Op]:
+    """The peer goes away: later sends must fail, notifications for earlier ones still come."""
+    if not ends.peer_sockets:
+        return st.nothing()
+    return st.builds(lambda fd: Op.make("peer_close", fd=fd), st.sampled_from(ends.peer_sockets))
+
+
+def closes(ends: Endpoints) -> st.SearchStrategy[Op]:
+    return st.builds(lambda fd: Op.make("close", fd=fd), st.sampled_from(ends.all))
+
+
+@functools.lru_cache(maxsize=1024)
+def operations(abi: Abi, ends: Endpoints) -> st.SearchStrategy[Op]:
+    """One call, weighted toward the zerocopy transfers and what happens to their sockets."""
+    transfer = sendfile2_ops(abi, ends) if abi.has_sendfile2 else sendfile64_ops(ends)
+    weighted = [
+        (transfer, 6), (sendfile64_ops(ends), 2), (splice_ops(abi, ends), 3), (socket_ops(ends), 6),
+        (pipe_ops(abi, ends), 1 if ends.pipe else 0), (peer_closes(ends), 1 if ends.peer_sockets else 0),
+        (closes(ends), 1),
+    ]
+    return st.sampled_from([s for s, weight in weighted for _ in range(weight)]).flatmap(lambda s: s)
+
+
+@st.composite
+def programs(draw, abi: Abi, max_ops: int = 8) -> Program:
+    """A few calls on the same fixtures, so notification ids and socket state carry across."""
+    fixtures = draw(fixture_sets())
+    ends = Endpoints.of(fixtures)
+    ops = draw(st.lists(operations(abi, ends), min_size=1, max_size=max_ops))
+    sysno = (("sendfile2", abi.nr_sendfile2),) if abi.has_sendfile2 else ()
+    return Program(fds=fixtures, ops=tuple(ops), sysno=sysno, timeout_ms=FUZZ_TIMEOUT_MS,
+                   settle_ms=FUZZ_SETTLE_MS)
