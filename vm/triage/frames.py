@@ -15,11 +15,13 @@ from vm.triage.titles import clean_function_name
 FUNCTION = r"[A-Za-z_$][\w.$]*"
 
 # ` func+0x1a/0x2b`, ` [<ffffffff8148e81d>] func+0x2bd/0x3410`, symbolised
-# ` func+0x1a/0x2b file.c:12`, inlined ` func file.c:12 [inline]`, arm64 ` func+0x1a/0x2b (T)`.
-# Frames the unwinder is unsure of (`? func+...`) are left out: they are stale stack words.
+# ` func+0x1a/0x2b file.c:12`, arm64 ` func+0x1a/0x2b (T)`, powerpc `[c0..] [c0..] func+0x1/0x2`,
+# powerpc's `--- interrupt: 700 at func+0x2c/0x70`, 32-bit arm `[<80c1e5e8>] (func) from [<...>]`.
+# Left out: frames the unwinder is unsure of (`? func+...`, stale stack words) and symbolised
+# `func file.c:12 [inline]` lines, whose code the report attributes to the real frame below.
 FRAME_LINE = re.compile(
-    rf"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\[[0-9a-f]+\]\s*)?(?P<func>{FUNCTION})"
-    rf"(?:\+0x[0-9a-f]+/0x[0-9a-f]+|\s+\S+\.[chS]:\d+\s+\[inline\])"
+    rf"^\s*(?:\[<?[0-9a-f]+>?\]\s*)*(?:--- interrupt: \w+ at )?"
+    rf"(?:(?P<func>{FUNCTION})\+0x[0-9a-f]+/0x[0-9a-f]+|\((?P<arm_func>{FUNCTION})(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from )"
 )
 
 # The faulting instruction: x86 `RIP: 0010:func+...` or `IP: [<...>] func+...`, arm64
@@ -38,23 +40,26 @@ STACK_START = re.compile(r"^\s*(?:Call Trace|Call trace|Backtrace|backtrace|stac
 STACK_END = re.compile(
     r"^\s*(?:Allocated by task|Freed by task|Last potentially related|Second to last potentially"
     r"|The buggy address|Memory state around|Uninit was (?:created|stored)|Local variable"
-    r"|Bytes \d+-\d+ of|RIP: 0033:|Modules linked in|---\[ end trace|Kernel Offset:"
+    r"|Bytes \d+-\d+ of|RIP: 00[23]3:|Modules linked in|---\[ end trace|Kernel Offset:"
     r"|Showing all locks held|NMI backtrace for cpu|Sending NMI from CPU)"
 )
 
 GENERIC_FRAMES = re.compile(
     "^(?:" + "|".join((
         # stack dumping, sanitizers and the WARN/BUG/panic machinery
-        r"dump_stack\w*", r"show_stack", r"show_regs", r"__?dump_page", r"print_\w+", r"printk\w*",
+        r"_*dump_stack\w*", r"show_stack", r"show_regs", r"dump_backtrace\w*", r"walk_stackframe",
+        r"fixup_bug", r"bad_page", r"__sanitizer_\w+", r"_*should_fail\w*", r"check_preemption_disabled",
+        r"debug_smp_processor_id", r"__this_cpu_preempt_check", r"_*check_heap_object", r"exiting_irq",
+        r"retint_\w+", r"__x86_indirect_thunk_\w+", r"__x86_return_thunk", r"kmemleak_\w+", r"depot_\w+",
+        r"_*rb_(?:erase|insert)\w*", r"do_read_cache_\w+", r"_*dump_page", r"print_\w+", r"printk\w*",
         r"_?printk", r"vprintk\w*", r"\w*kasan\w*", r"__asan\w*", r"asan_report\w*", r"check_memory_region\w*",
         r"\w*kmsan\w*", r"kfence\w*", r"\w*ubsan\w*", r"__ubsan\w*", r"report_\w+", r"warn_\w+",
         r"__warn\w*", r"warn_slowpath\w*", r"__warn_printk", r"do_error_trap", r"do_trap\w*",
         r"handle_bug", r"exc_\w+", r"asm_exc_\w+", r"do_invalid_op", r"do_general_protection",
         r"invalid_op", r"general_protection", r"page_fault", r"do_page_fault", r"__do_page_fault",
-        r"do_user_addr_fault", r"kernelmode_fixup_or_oops", r"__bad_area\w*", r"bad_area\w*",
-        r"no_context", r"page_fault_oops", r"do_kern_addr_fault", r"spurious_kernel_fault",
+        r"do_user_addr_fault", r"kernelmode_fixup_or_oops", r"page_fault_oops", r"do_kern_addr_fault", r"spurious_kernel_fault",
         r"oops_\w+", r"die\w*", r"__die\w*", r"bug_handler", r"panic", r"nmi_\w+",
-        r"__?do_kernel_fault", r"do_bad_area", r"do_translation_fault", r"do_mem_abort",
+        r"_*do_kernel_fault", r"do_bad_area", r"do_translation_fault", r"do_mem_abort",
         r"el\d\w*_(?:abort|da|ia|sync\w*|irq\w*)", r"el\dh?_\d+_\w+", r"el\d_\w+",
         r"__dabt_\w+", r"do_DataAbort", r"do_sea", r"__do_user_fault",
         r"debug_object\w*", r"debug_check_\w+", r"debug_print_object", r"debug_locks_off",
@@ -70,35 +75,35 @@ GENERIC_FRAMES = re.compile(
         r"_raw_\w+", r"__raw_\w+", r"do_raw_\w+", r"raw_spin\w+", r"queued_\w+", r"native_queued_\w+",
         r"__pv_queued\w*", r"pv_\w*_lock\w*", r"spin_\w+", r"__spin_\w+", r"_spin_\w+",
         r"read_lock\w*", r"write_lock\w*", r"read_unlock\w*", r"write_unlock\w*",
-        r"__?mutex_\w+", r"mutex_\w+", r"__?down\w*", r"down_\w+", r"__?up_\w+", r"up", r"rwsem_\w+",
+        r"_*mutex_\w+", r"mutex_\w+", r"_*down\w*", r"down_\w+", r"_*up_\w+", r"up", r"rwsem_\w+",
         r"__rwsem_\w+", r"percpu_down_\w+", r"percpu_up_\w+", r"__percpu_down_\w+", r"rt_mutex\w*",
         r"__rt_mutex\w*", r"rtlock_\w+", r"local_bh_\w+", r"__local_bh_\w+",
         r"preempt_\w+", r"__preempt_\w+", r"lock_timer_base", r"lock_sock\w*", r"release_sock",
         r"__release_sock", r"might_sleep\w*", r"__might_\w+", r"___might_\w+", r"__cant_sleep",
         # scheduling and waiting (a hung task sleeps in these)
-        r"__?schedule\w*", r"schedule\w*", r"preempt_schedule\w*", r"io_schedule\w*",
-        r"__switch_to\w*", r"context_switch", r"finish_task_switch\w*", r"__wait_\w+", r"wait_\w+",
-        r"do_wait_\w+", r"__?wait_for_common\w*", r"do_wait_for_common", r"bit_wait\w*",
+        r"_*schedule\w*", r"schedule\w*", r"preempt_schedule\w*", r"io_schedule\w*",
+        r"__switch_to\w*", r"context_switch", r"finish_task_switch\w*", r"finish_wait", r"prepare_to_wait\w*", r"__wait_\w+", r"wait_\w+",
+        r"do_wait_\w+", r"_*wait_for_common\w*", r"do_wait_for_common", r"bit_wait\w*",
         r"out_of_line_wait_on_bit\w*", r"__wait_on_bit\w*", r"folio_wait_\w+", r"__folio_lock\w*",
         r"__lock_page\w*", r"sync_page\w*", r"wake_up\w*", r"__wake_up\w*", r"try_to_wake_up",
         r"complete\w*", r"kthread_\w+", r"__kthread_\w+",
         r"synchronize_rcu_expedited_wait\w*", r"__synchronize_srcu\w*", r"wait_rcu_gp",
         r"__wait_rcu_gp", r"rcu_\w*wait\w*",
         # allocation and freeing
-        r"__?kmalloc\w*", r"kmalloc\w*", r"kzalloc\w*", r"kcalloc\w*", r"krealloc\w*", r"kvmalloc\w*",
+        r"_*kmalloc\w*", r"kmalloc\w*", r"kzalloc\w*", r"kcalloc\w*", r"krealloc\w*", r"kvmalloc\w*",
         r"__kvmalloc\w*", r"kvzalloc\w*", r"kvfree\w*", r"kfree\w*", r"__kfree\w*", r"kmem_cache_\w+",
-        r"__kmem_cache_\w+", r"slab_\w+", r"__slab_\w+", r"___slab_\w+", r"new_slab\w*", r"__?cache_\w+",
+        r"__kmem_cache_\w+", r"slab_\w+", r"__slab_\w+", r"___slab_\w+", r"new_slab\w*", r"_*cache_\w+",
         r"____cache_\w+", r"cache_alloc\w*", r"kmemdup\w*", r"kstrdup\w*", r"kstrndup", r"memdup_\w+",
         r"vmalloc\w*", r"__vmalloc\w*", r"vzalloc\w*", r"vfree\w*", r"__vfree\w*",
-        r"__?alloc_pages\w*", r"alloc_pages\w*", r"__alloc_frozen_pages\w*", r"alloc_frozen_pages\w*",
-        r"__get_free_pages", r"get_zeroed_page", r"__?free_pages\w*", r"free_pages\w*",
-        r"__?folio_alloc\w*", r"folio_alloc\w*", r"__?kmalloc_\w+", r"alloc_slab\w*",
-        r"kmalloc_slab", r"kmalloc_order\w*", r"kmalloc_large\w*", r"__kmalloc_large\w*",
+        r"_*alloc_pages\w*", r"alloc_pages\w*", r"__alloc_frozen_pages\w*", r"alloc_frozen_pages\w*",
+        r"__get_free_pages", r"get_zeroed_page", r"_*free_pages\w*", r"free_pages\w*",
+        r"_*folio_alloc\w*", r"folio_alloc\w*", r"_*kmalloc_\w+", r"alloc_slab\w*",
+        r"kmalloc_slab", r"kmalloc_order\w*", r"kmalloc_large\w*",
         r"page_alloc\w*", r"__page_alloc\w*", r"free_unref_page\w*", r"__free_one_page",
-        r"__?alloc_skb\w*", r"skb_clone\w*", r"consume_skb", r"__?kfree_skb\w*", r"kfree_skb\w*",
+        r"_*alloc_skb\w*", r"skb_clone\w*", r"consume_skb", r"_*kfree_skb\w*", r"kfree_skb\w*",
         r"skb_release_\w+", r"__skb_\w*free\w*", r"skb_free_\w+", r"sk_free", r"__sk_free",
         r"sk_destruct", r"__sk_destruct", r"call_rcu\w*", r"__call_rcu\w*", r"kfree_rcu\w*",
-        r"mempool_\w+", r"__?put_page\w*", r"put_page\w*", r"folio_put\w*", r"__folio_put\w*",
+        r"mempool_\w+", r"_*put_page\w*", r"put_page\w*", r"folio_put\w*", r"__folio_put\w*",
         r"release_pages", r"dst_release\w*", r"drop_nlink",
         # string and copy routines
         r"_*mem(?:cpy|move|set|cmp|chr|scan|dup)\w*",
@@ -121,8 +126,7 @@ GENERIC_FRAMES = re.compile(
         r"__sock_release", r"sock_release", r"__sys_setsockopt", r"__sys_getsockopt", r"__sys_\w+",
         r"do_sock_\w+", r"vfs_\w+", r"__vfs_\w+", r"do_iter_\w+", r"__do_iter_\w+", r"new_sync_\w+",
         r"ksys_\w+", r"do_sys_\w+", r"__fput\w*", r"____fput", r"fput\w*", r"task_work_run",
-        r"exit_to_user_mode\w*", r"__exit_to_user_mode\w*", r"syscall_exit\w*", r"exit_to_usermode\w*",
-        r"prepare_exit_to_usermode", r"do_exit", r"do_group_exit", r"get_signal", r"do_signal\w*",
+        r"syscall_exit\w*", r"do_exit", r"do_group_exit", r"get_signal", r"do_signal\w*",
         r"arch_do_signal\w*", r"do_filp_open", r"path_openat", r"do_dentry_open", r"filp_close",
         r"filp_open", r"file_open\w*", r"do_file_open", r"full_proxy_\w+", r"do_vfs_ioctl",
         # process, interrupt and timer dispatch
@@ -136,7 +140,7 @@ GENERIC_FRAMES = re.compile(
         r"rcu_core\w*", r"rcu_do_batch", r"rcu_process_callbacks", r"rcu_sched_clock_irq\w*",
         r"rcu_check_callbacks", r"rcu_pending", r"rcu_dump_cpu_stacks", r"print_cpu_stall\w*",
         r"check_cpu_stall", r"rcu_gp_\w+", r"trigger_\w+backtrace\w*", r"watchdog\w*",
-        r"__?queue_work\w*", r"queue_work\w*", r"flush_work\w*", r"__flush_work\w*",
+        r"_*queue_work\w*", r"queue_work\w*", r"flush_work\w*", r"__flush_work\w*",
         r"smp_call_function_\w*single\w*", r"generic_exec_single",
         r"update_stack_state", r"unwind_\w+", r"__unwind_\w+", r"__save_stack_trace",
         r"save_stack\w*", r"stack_trace_\w+", r"arch_stack_walk", r"kernel_text_address",
@@ -156,7 +160,7 @@ def is_generic_frame(func: str) -> bool:
 def frame_of_line(text: str) -> str | None:
     """The function a stack line names, or None for any other line."""
     match = FRAME_LINE.match(text)
-    return match["func"] if match else None
+    return (match["func"] or match["arm_func"]) if match else None
 
 
 def instruction_pointer_frame(text: str) -> str | None:

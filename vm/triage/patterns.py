@@ -36,6 +36,8 @@ class CrashPattern:
     # How the culprit is chosen: "first" generic-free frame of the crashing stack, or "stall":
     # the outermost task-level frame a stalled CPU was running (see vm.triage.report).
     culprit: str = "first"
+    # KMSAN, KFENCE and KCSAN print the stack right under the header, with no `Call Trace:`.
+    trace_after_header: bool = False
 
 
 def _pattern(start: str, title: str, type: str, **options) -> CrashPattern:
@@ -65,11 +67,12 @@ CRASH_PATTERNS: tuple[CrashPattern, ...] = (
     _pattern(r"BUG: KASAN: (?P<kind>[\w-]+) in ", "KASAN: {kind} {access} in {frame}", MEMORY_SAFETY_BUG,
              alt_title=BAD_ACCESS, details=r"(?P<access>Read|Write) (?:of size|at addr)"),
     _pattern(r"BUG: KFENCE: (?P<kind>invalid free|memory corruption)", "KFENCE: {kind} in {frame}",
-             MEMORY_SAFETY_BUG, alt_title="invalid-free in {frame}"),
+             MEMORY_SAFETY_BUG, alt_title="invalid-free in {frame}", trace_after_header=True),
     _pattern(r"BUG: KFENCE: (?P<kind>[\w-]+) (?P<access>read|write)", "KFENCE: {kind} {access} in {frame}",
-             MEMORY_SAFETY_BUG, alt_title=BAD_ACCESS),
-    _pattern(r"BUG: KMSAN: (?P<kind>[\w-]+)", "KMSAN: {kind} in {frame}", MEMORY_SAFETY_BUG, alt_title=BAD_ACCESS),
-    _pattern(r"BUG: KCSAN: (?P<kind>.+?) in ", "KCSAN: {kind} in {frame}", DATA_RACE),
+             MEMORY_SAFETY_BUG, alt_title=BAD_ACCESS, trace_after_header=True),
+    _pattern(r"BUG: KMSAN: (?P<kind>[\w-]+)", "KMSAN: {kind} in {frame}", MEMORY_SAFETY_BUG, alt_title=BAD_ACCESS,
+             trace_after_header=True),
+    _pattern(r"BUG: KCSAN: (?P<kind>.+?) in ", "KCSAN: {kind} in {frame}", DATA_RACE, trace_after_header=True),
     _pattern(r"UBSAN: Undefined behaviour in", "UBSAN: undefined-behaviour in {frame}", UNDEFINED_BEHAVIOUR),
     _pattern(r"UBSAN: (?P<kind>[\w-]+) in", "UBSAN: {kind} in {frame}", UNDEFINED_BEHAVIOUR, alt_title=BAD_ACCESS),
     # Oopses.

@@ -112,10 +112,10 @@ class _Stack:
     end: int = 0  # index of the line after the last line of the stack
 
 
-def _read_stack(lines: list[ConsoleLine], start: int, stop: int) -> _Stack:
-    stack = _Stack(end=start + 1)
-    in_trace = False
-    for index in range(start, stop):
+def _read_stack(lines: list[ConsoleLine], start: int, stop: int, pattern: CrashPattern) -> _Stack:
+    stack = _Stack(end=start + 1, has_trace=pattern.trace_after_header)
+    in_trace = pattern.trace_after_header
+    for index in range(start + 1, stop):
         text = lines[index].text
         if STACK_START.match(text):
             if stack.has_trace and stack.frames:
@@ -161,7 +161,7 @@ def _build_report(
     text: str, lines: list[ConsoleLine], start: int, pattern: CrashPattern, match: re.Match
 ) -> CrashReport:
     end = _report_end(lines, start)
-    stack = _read_stack(lines, start, end)
+    stack = _read_stack(lines, start, end, pattern)
     fields = {name: _field_value(name, value) for name, value in match.groupdict().items() if value}
     if pattern.details:
         for line in lines[start:stack.end]:
