@@ -1,0 +1,452 @@
+"""The oracles: what must hold of a program's result, each in exactly one place.
+
+Each oracle takes a program and what a target returned for it and gives a list of
+`Violation`s, empty when the result is clean. `judge` runs a program on a target and applies
+every oracle that the kernel under it can answer (no sendfile2: no parity, no sendfile2 ids).
+
+- parity: sendfile2 with flags 0 (or SENDFILE_ZC on a TCP/UDP socket) moves the same bytes and
+  leaves the same offsets as sendfile64 on a fresh identical fixture.
+- accounting: each socket's 32-bit zerocopy counter, shared by sendfile2 ZC, splice ZC and
+  sendmsg(MSG_ZEROCOPY), takes one id per call that sent more than 0 bytes; the notified ranges
+  cover exactly those ids, once each.
+- errno: what conformance.model accepts for each call.
+- data: the peer receives exactly the bytes sent, from the offsets sent.
+- health: a crash, hang, WARNING or KASAN report under a program.
+"""
+
+from __future__ import annotations
+
+import errno as errno_module
+import itertools
+from dataclasses import dataclass, field, replace
+
+from fuzz.abi import (MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY, TRUE_ZEROCOPY_KINDS,
+                      ZEROCOPY_KINDS, Abi)
+from vm.program import CONTENT_KINDS, Op, Program, ProgramResult, digest, pattern
+from vm.target import KernelCrash, Target
+
+# Clause ids of the rules these oracles check (conformance/ cites the same ids).
+PARITY_FLAGS0 = "sendfile2.parity.flags0"
+PARITY_ZC = "sendfile2.parity.zc"
+ZC_RECORD_FORMAT = "zerocopy.notification.format"
+ZC_ID_ONCE = "zerocopy.id.once"
+ZC_NO_INVENTED_ID = "zerocopy.id.not-invented"
+ZC_NO_ID_ON_FAILURE = "zerocopy.id.only-on-success"
+ZC_COPIED = "zerocopy.notification.copied"
+ZC_NOTIFIES = {"sendfile2": "sendfile2.zc.notifies", "splice": "splice.zc.notifies",
+               "sendmsg": "msg_zerocopy.notifies"}
+NONBLOCK_NEVER_BLOCKS = "nonblock.never-blocks"
+PEER_DATA = "transfer.peer-data"
+
+STREAM_PEER_KINDS = ("tcp4", "tcp6", "unix_stream")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which oracle saw it, the clause, the op (None: the whole program)."""
+
+    oracle: str
+    clause_id: str
+    op_index: int | None
+    message: str
+
+    @property
+    def key(self) -> str:
+        """What makes two violations the same finding."""
+        return f"{self.oracle}:{self.clause_id}"
+
+    def to_json(self) -> dict:
+        return {"oracle": self.oracle, "clause_id": self.clause_id, "op_index": self.op_index,
+                "message": self.message}
+
+
+# --- accounting ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZerocopyCall:
+    """A call that should take a notification id from a socket's counter if it sends."""
+
+    op_index: int
+    op: str  # sendfile2, splice or sendmsg
+    sent: bool  # returned more than 0
+
+
+def zerocopy_calls(program: Program, result: ProgramResult, abi: Abi, sock: str) -> list[ZerocopyCall]:
+    """The calls on `sock` that the counter model cares about, in order."""
+    zerocopy_on = program.fixture(sock).zerocopy
+    calls = []
+    for i, op in enumerate(program.ops):
+        ret = result.ops[i].get("ret", -1)
+        if op.op == "setsockopt_zerocopy" and op["fd"] == sock and ret == 0:
+            zerocopy_on = op["value"] == 1
+        elif op.op == "sendfile2" and op["out"] == sock and abi.is_sendfile_zc(op["flags"]):
+            calls.append(ZerocopyCall(i, "sendfile2", ret > 0))
+        elif op.op == "splice" and op["out"] == sock and abi.is_splice_zc(op["flags"]):
+            calls.append(ZerocopyCall(i, "splice", ret > 0))
+        elif op.op == "sendmsg" and op["fd"] == sock and op["flags"] & MSG_ZEROCOPY and zerocopy_on:
+            calls.append(ZerocopyCall(i, "sendmsg", ret > 0))
+    return calls
+
+
+@dataclass(frozen=True)
+class CounterModel:
+    """How a kernel hands out ids; the correct one has no deviations.
+
+    `silent` names call kinds that take no id at all; `failures_consume` makes a sendfile2 ZC
+    call take an id even when it fails or sends nothing. Deviating models explain an observed
+    id set, so a violation names the rule that broke instead of listing ids.
+    """
+
+    silent: frozenset[str] = frozenset()
+    failures_consume: bool = False
+
+    def notified_ids(self, calls: list[ZerocopyCall]) -> dict[int, int]:
+        """id -> the index of the op whose completion notifies it."""
+        ids, counter = {}, 0
+        for call in calls:
+            if call.op in self.silent:
+                continue
+            if call.sent:
+                ids[counter] = call.op_index
+                counter += 1
+            elif self.failures_consume and call.op == "sendfile2":
+                counter += 1
+        return ids
+
+    def deviations(self, calls: list[ZerocopyCall]) -> list[tuple[str, int, str]]:
+        """(clause, op index, message) for each way this model differs from the rule."""
+        out = []
+        for op in sorted(self.silent):
+            first = next(c for c in calls if c.op == op and c.sent)
+            out.append((ZC_NOTIFIES[op], first.op_index, f"{op} with the zerocopy flag sent data but took no "
+                        "notification id"))
+        if self.failures_consume:
+            first = next(c for c in calls if c.op == "sendfile2" and not c.sent)
+            out.append((ZC_NO_ID_ON_FAILURE, first.op_index, "a sendfile2 ZC call that failed or sent 0 bytes "
+                        "consumed a notification id (the ids that follow have a gap)"))
+        return out
+
+
+# When two models explain the same ids, blame the newest path first: sendmsg(MSG_ZEROCOPY) is
+# long established, sendfile2's ZC path is the proposal's core, splice ZC its afterthought.
+SUSPICION = ("splice", "sendfile2", "sendmsg")
+
+
+def candidate_models(calls: list[ZerocopyCall]) -> list[CounterModel]:
+    """Models that could explain `calls`, fewest deviations first (the correct model first)."""
+    sending_kinds = sorted({c.op for c in calls if c.sent}, key=SUSPICION.index)
+    can_consume = any(c.op == "sendfile2" and not c.sent for c in calls)
+    models = []
+    for n in range(len(sending_kinds) + 1):
+        for silent in itertools.combinations(sending_kinds, n):
+            models.append(CounterModel(frozenset(silent)))
+            if can_consume:
+                models.append(CounterModel(frozenset(silent), failures_consume=True))
+    return sorted(models, key=lambda m: len(m.silent) + m.failures_consume)
+
+
+def notification_records(program: Program, result: ProgramResult, sock: str) -> list[dict]:
+    """Every zerocopy record read from `sock`: by drain ops, then by the final drain."""
+    records = [n for i, op in enumerate(program.ops) if op.op == "drain" and op["fd"] == sock
+               for n in result.ops[i].get("notifications", [])]
+    records += result.final.get("notifications", {}).get(sock, [])
+    return [r for r in records if r.get("origin") == SO_EE_ORIGIN_ZEROCOPY]
+
+
+def accounting(program: Program, result: ProgramResult, abi: Abi) -> list[Violation]:
+    """Notified id ranges against the counter model, socket by socket."""
+    violations = []
+    for fixture in program.fds:
+        if fixture.kind not in ZEROCOPY_KINDS or result.fixture_error(fixture.name) is not None:
+            continue
+        violations += socket_accounting(program, result, abi, fixture.name)
+    return violations
+
+
+def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: str) -> list[Violation]:
+    def violation(clause: str, op_index: int | None, message: str) -> Violation:
+        return Violation("accounting", clause, op_index, f"{sock}: {message}")
+
+    calls = zerocopy_calls(program, result, abi, sock)
+    records = notification_records(program, result, sock)
+    out, seen, twice = [], set(), set()
+    copied_expected = program.fixture(sock).kind not in TRUE_ZEROCOPY_KINDS
+    for record in records:
+        lo, hi = record.get("lo", 0), record.get("hi", 0)
+        if record.get("errno", 0) != 0 or lo > hi:
+            out.append(violation(ZC_RECORD_FORMAT, None, f"malformed notification {record}"))
+            continue
+        ids = set(range(lo, hi + 1))
+        twice |= ids & seen
+        seen |= ids
+        if bool(record.get("code", 0) & SO_EE_CODE_ZEROCOPY_COPIED) != copied_expected:
+            out.append(violation(ZC_COPIED, None, f"range {lo}-{hi} has COPIED "
+                                 f"{'clear' if copied_expected else 'set'}, expected "
+                                 f"{'set' if copied_expected else 'clear'} on {program.fixture(sock).kind}"))
+    if twice:
+        out.append(violation(ZC_ID_ONCE, None, f"ids {_ranges(twice)} notified more than once"))
+    closed = any(op.op == "close" and op["fd"] == sock for op in program.ops)
+    for model in candidate_models(calls):
+        expected = model.notified_ids(calls)
+        if seen == set(expected) or (closed and seen <= set(expected)):
+            out += [violation(clause, i, message) for clause, i, message in model.deviations(calls)]
+            return out
+    expected = CounterModel().notified_ids(calls)
+    invented = seen - set(expected)
+    lost = set(expected) - seen
+    if invented:
+        out.append(violation(ZC_NO_INVENTED_ID, None, f"ids {_ranges(invented)} notified, but only "
+                             f"{len(expected)} call(s) sent data"))
+    if lost and not closed:
+        first = min(lost)
+        op = program.ops[expected[first]].op
+        out.append(violation(ZC_NOTIFIES[op], expected[first], f"ids {_ranges(lost)} never notified "
+                             f"(expected {_ranges(set(expected)) or 'none'})"))
+    return out
+
+
+def _ranges(ids: set[int]) -> str:
+    """`0-3,7`: ids as inclusive ranges."""
+    parts, run = [], []
+    for i in sorted(ids):
+        if run and i != run[-1] + 1:
+            parts.append(run)
+            run = []
+        run.append(i)
+    if run:
+        parts.append(run)
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in parts)
+
+
+# --- parity --------------------------------------------------------------------------------
+
+
+def parity_twin(program: Program, abi: Abi) -> tuple[Program, dict[int, str]] | None:
+    """The same program with sendfile64 in place of each sendfile2 that must behave like it.
+
+    Returns the twin and, per replaced op, the clause it answers to; None when nothing is
+    replaced (or the kernel has no sendfile2).
+    """
+    if not abi.has_sendfile2:
+        return None
+    plain = abi.sendfile_default or 0
+    known = plain | (abi.sendfile_zc or 0)
+    ops, replaced = list(program.ops), {}
+    for i, op in enumerate(program.ops):
+        if op.op != "sendfile2" or op["flags"] < 0 or op["flags"] & ~known:
+            continue
+        if abi.is_sendfile_zc(op["flags"]):
+            if program.fixture(op["out"]).kind not in ZEROCOPY_KINDS:
+                continue
+            replaced[i] = PARITY_ZC
+        else:
+            replaced[i] = PARITY_FLAGS0
+        ops[i] = Op.make("sendfile64", out=op["out"], **{"in": op["in"]}, offset=op["offset"], count=op["count"])
+    if not replaced:
+        return None
+    return replace(program, ops=tuple(ops)), replaced
+
+
+PARITY_FIELDS = ("ret", "errno", "timed_out", "offset_after", "in_pos_after", "out_pos_after")
+
+
+def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
+           replaced: dict[int, str]) -> list[Violation]:
+    """The first place where the program and its sendfile64 twin part ways, if any."""
+    for i, op in enumerate(program.ops):
+        if op.op == "drain":
+            continue
+        ours, theirs = result.ops[i], twin_result.ops[i]
+        for name in PARITY_FIELDS:
+            if ours.get(name) != theirs.get(name):
+                cause = max((j for j in replaced if j <= i), default=min(replaced))
+                return [Violation("parity", replaced[cause], i, f"ops[{i}] {op.op}: {name} {ours.get(name)} "
+                                  f"where the sendfile64 twin gives {theirs.get(name)}")]
+    for sock, peer in result.final.get("peers", {}).items():
+        other = twin_result.final.get("peers", {}).get(sock)
+        if other != peer:
+            cause = max(replaced)
+            return [Violation("parity", replaced[cause], None, f"peer of {sock} received {peer} where the "
+                              f"sendfile64 twin's received {other}")]
+    return []
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+class Unknown(Exception):
+    """The bytes a call moved cannot be known from the program and its result."""
+
+
+def source_bytes(program: Program, result: ProgramResult, i: int, in_name: str, offset_field: str,
+                 pipes: dict[str, bytearray], dirty: set[str]) -> bytes:
+    """The bytes op i read from `in_name` (and took out of it, for a pipe)."""
+    ret, op_result = result.ops[i]["ret"], result.ops[i]
+    fixture = program.fixture(in_name)
+    if fixture.kind == "pipe":
+        if in_name not in pipes:
+            raise Unknown(in_name)
+        data = bytes(pipes[in_name][:ret])
+        del pipes[in_name][:ret]
+        return data
+    if fixture.kind == "devzero":
+        return bytes(ret)
+    if fixture.kind not in CONTENT_KINDS or fixture.name in dirty:
+        raise Unknown(in_name)
+    start = op_result.get("offset_before") if isinstance(program.ops[i][offset_field], int) \
+        else op_result.get("in_pos_before")
+    if start is None:
+        raise Unknown(in_name)
+    return pattern(fixture.seed, start, min(ret, max(fixture.size - start, 0)))
+
+
+def sent_streams(program: Program, result: ProgramResult) -> dict[str, bytes | None]:
+    """What each stream socket's peer should have received (None: cannot be known)."""
+    streams: dict[str, bytearray | None] = {f.name: bytearray() for f in program.fds if f.kind in STREAM_PEER_KINDS}
+    pipes: dict[str, bytearray] = {f"{f.name}.r": bytearray() for f in program.fds if f.kind == "pipe"}
+    writers = {f"{f.name}.w": f"{f.name}.r" for f in program.fds if f.kind == "pipe"}
+    dirty: set[str] = set()  # files a call wrote to: their contents are no longer the pattern
+
+    def deliver(out: str, data: bytes) -> None:
+        if out in writers and writers[out] in pipes:
+            pipes[writers[out]] += data
+        elif streams.get(out) is not None:
+            streams[out] += data
+
+    def forget(name: str) -> None:
+        pipes.pop(writers.get(name, name), None)
+        if name in streams:
+            streams[name] = None
+
+    for i, op in enumerate(program.ops):
+        ret = result.ops[i].get("ret", -1)
+        if op.op in ("peer_close", "close"):
+            forget(op["fd"])
+        written = op["out"] if "out" in op.spec.fd_fields else op["fd"] if "fd" in op.spec.fd_fields else None
+        if ret > 0 and written in program.fd_index and program.fixture(written).kind in CONTENT_KINDS:
+            dirty.add(program.fixture(written).name)
+        if ret <= 0 or op.op in ("peer_read", "drain", "setsockopt_zerocopy", "peer_close", "close"):
+            continue
+        try:
+            if op.op in ("sendfile2", "sendfile64"):
+                deliver(op["out"], source_bytes(program, result, i, op["in"], "offset", pipes, dirty))
+            elif op.op == "splice":
+                deliver(op["out"], source_bytes(program, result, i, op["in"], "off_in", pipes, dirty))
+            elif op.op in ("sendmsg", "write", "vmsplice"):
+                deliver(op["fd"], pattern(0, 0, ret))
+            else:  # tee copies a pipe's bytes without consuming them: rare, not modelled
+                forget(op["out"])
+        except Unknown:
+            forget(op["out"] if "out" in op.spec.fd_fields else op["fd"])
+    return {name: bytes(data) if data is not None else None for name, data in streams.items()}
+
+
+def data(program: Program, result: ProgramResult) -> list[Violation]:
+    """Each stream socket's peer received exactly the bytes the calls report sending."""
+    out = []
+    for sock, expected in sent_streams(program, result).items():
+        peer = result.final.get("peers", {}).get(sock)
+        if expected is None or peer is None or result.fixture_error(sock) is not None:
+            continue
+        if peer.get("bytes") != len(expected) or peer.get("digest") != digest(expected):
+            out.append(Violation("data", PEER_DATA, None, f"peer of {sock} received {peer.get('bytes')} bytes "
+                                 f"(digest {peer.get('digest')}), the calls sent {len(expected)} "
+                                 f"(digest {digest(expected)})"))
+    return out
+
+
+# --- errno ---------------------------------------------------------------------------------
+
+
+def errno_clause(op: str, accepted: frozenset[int]) -> str:
+    """`sendfile2.errno.EINVAL`: the op and what the model accepts, as a stable clause id."""
+    names = sorted("OK" if e == 0 else errno_module.errorcode.get(e, str(e)) for e in accepted)
+    return f"{op}.errno.{'|'.join(names)}"
+
+
+def errno_violations(program: Program, result: ProgramResult, kernel_info: dict,
+                     reached: set[str] | None = None) -> list[Violation]:
+    """Each call's errno against conformance.model; a non-blocking call must never block.
+
+    Adds the clause of every call the model predicts to `reached`.
+    """
+    from conformance.model import expected_errno
+
+    out = []
+    for i, op in enumerate(program.ops):
+        op_result = result.ops[i]
+        if op_result.get("fixture_error") or op_result.get("skipped"):
+            continue
+        if op_result.get("timed_out"):
+            fd = op["out"] if "out" in op.spec.fd_fields else op["fd"] if "fd" in op.spec.fd_fields else None
+            if fd is not None and op.op not in ("drain", "peer_read") and program.fixture(fd).nonblock:
+                out.append(Violation("errno", f"{op.op}.{NONBLOCK_NEVER_BLOCKS}", i,
+                                     f"ops[{i}] {op.op} blocked on O_NONBLOCK {fd} until the executor "
+                                     "interrupted it"))
+            continue
+        accepted = expected_errno(program, i, kernel_info)
+        if accepted is None:
+            continue
+        if reached is not None:
+            reached.add(errno_clause(op.op, accepted))
+        if op_result["errno"] in accepted:
+            continue
+        got = errno_module.errorcode.get(op_result["errno"], "success") if op_result["errno"] else "success"
+        out.append(Violation("errno", errno_clause(op.op, accepted), i,
+                             f"ops[{i}] {op.op} gave {got} (ret {op_result['ret']}), expected "
+                             f"{errno_clause(op.op, accepted).rsplit('.', 1)[1]}"))
+    return out
+
+
+# --- health --------------------------------------------------------------------------------
+
+
+def health(crash: KernelCrash) -> list[Violation]:
+    """A crash, hang or kernel report is a finding of its own, named by its title."""
+    first = next((line for line in crash.report.splitlines() if line.strip()), crash.title)
+    return [Violation("health", crash.title, None, first.strip())]
+
+
+# --- all together --------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """What judging one program found, with the results it was judged on."""
+
+    violations: list[Violation] = field(default_factory=list)
+    result: ProgramResult | None = None
+    twin_result: ProgramResult | None = None
+    crash: KernelCrash | None = None
+    reached: set[str] = field(default_factory=set)  # clause ids some check applied to
+
+
+def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verdict:
+    """Run `program` (and its sendfile64 twin) on `target` and apply every oracle."""
+    verdict = Verdict()
+    try:
+        verdict.result = target.run(program)
+    except KernelCrash as crash:
+        verdict.crash = crash
+        verdict.violations = health(crash)
+        return verdict
+    result = verdict.result
+    verdict.violations += errno_violations(program, result, kernel_info, verdict.reached)
+    verdict.violations += accounting(program, result, abi)
+    verdict.violations += data(program, result)
+    verdict.reached |= {ZC_NOTIFIES[call.op] for f in program.fds if f.kind in ZEROCOPY_KINDS
+                        for call in zerocopy_calls(program, result, abi, f.name) if call.sent}
+    twin = parity_twin(program, abi)
+    if twin is not None:
+        twin_program, replaced = twin
+        try:
+            verdict.twin_result = target.run(twin_program)
+        except KernelCrash as crash:
+            verdict.crash = crash
+            verdict.violations += health(crash)
+            return verdict
+        verdict.violations += parity(program, result, verdict.twin_result, replaced)
+        verdict.reached |= {f"parity.{clause}" for clause in replaced.values()}
+    return verdict
+
