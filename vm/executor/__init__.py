@@ -1,0 +1,25 @@
+"""The guest executor (zcexec.c): where its binary is, built on demand with its Makefile."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from pathlib import Path
+
+from vm.errors import UserError
+
+SOURCE_DIR = Path(__file__).resolve().parent
+
+
+@functools.cache
+def executor_binary() -> Path:
+    """The static `zcexec`, rebuilt by make when zcexec.c or the Makefile is newer than it."""
+    if shutil.which("make") is None or shutil.which("gcc") is None:
+        raise UserError("building the executor needs gcc and make: run 'apt-get install build-essential'")
+    build = subprocess.run(["make", "-s", "-C", str(SOURCE_DIR), "zcexec"], capture_output=True, text=True)
+    if build.returncode != 0:
+        errors = [line for line in build.stderr.splitlines() if "error" in line] or build.stderr.splitlines()
+        hint = " (static linking needs libc6-dev)" if "cannot find -lc" in build.stderr else ""
+        raise UserError(f"building the executor failed: {errors[0] if errors else 'make failed'}{hint}")
+    return SOURCE_DIR / "zcexec"

@@ -1,0 +1,1721 @@
+/*
+ * zcexec: the zcfuzz executor. Reads programs in the line format of vm/PROGRAM.md ("Wire
+ * format"), builds their fixtures, runs their operations under a per-operation timeout and
+ * answers each request with one JSON line.
+ *
+ *   zcexec --stdio        serve stdin/stdout (the host target)
+ *   zcexec --c-loop N     the plain C benchmark loop, then exit
+ *   zcexec (as PID 1)     guest /init: set up the machine, serve the virtio-serial port "zcfuzz"
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/capability.h>
+#include <linux/errqueue.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#define MAX_FIXTURES 64
+#define MAX_OPS 4096
+#define MAX_ARGS 6
+#define MAX_LINE (4 << 20)
+#define PATTERN_BYTES (4 << 20)
+#define READ_CHUNK 65536
+#define CLOSED_FD_BASE 900
+#define DUMMY_LOCAL "192.0.2.1"
+#define DUMMY_REMOTE "192.0.2.2"
+#define LKDTM_DIRECT "/sys/kernel/debug/provoke-crash/DIRECT"
+#define PORT_NAME "zcfuzz"
+#define READY_LINE "zcfuzz-executor ready\n"
+
+/* ---- small output buffer for the JSON reply ---------------------------------------------- */
+
+struct out {
+	char *buf;
+	size_t len, cap;
+};
+
+static void out_reserve(struct out *o, size_t more)
+{
+	if (o->len + more + 1 <= o->cap)
+		return;
+	while (o->len + more + 1 > o->cap)
+		o->cap = o->cap ? o->cap * 2 : 65536;
+	o->buf = realloc(o->buf, o->cap);
+	if (!o->buf)
+		abort();
+}
+
+static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	out_reserve(o, n);
+	va_start(ap, fmt);
+	vsnprintf(o->buf + o->len, n + 1, fmt, ap);
+	va_end(ap);
+	o->len += n;
+}
+
+/* A JSON string of a message we composed (no quotes or control characters in it). */
+static void out_error_reply(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_error_reply(struct out *o, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *c = msg; *c; c++)
+		if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+			*c = '?';
+	o->len = 0;
+	out_printf(o, "{\"error\": \"%s\"}\n", msg);
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* ---- the file pattern and the peer digest (vm/PROGRAM.md) -------------------------------- */
+
+static unsigned char pattern_byte(uint64_t i, int seed)
+{
+	return (unsigned char)(((i ^ (i >> 8) ^ (i >> 16)) * 31 + seed) & 0xff);
+}
+
+#define FNV_BASIS 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * FNV_PRIME;
+	return h;
+}
+
+/* ---- process-wide state ------------------------------------------------------------------ */
+
+static unsigned char *pattern_buf;  /* PATTERN_BYTES of seed-0 pattern, then an unmapped page */
+static unsigned char read_buf[READ_CHUNK];
+static char *bad_ptr_unmapped, *bad_ptr_readonly, *bad_ptr_protnone;
+static const char *workdir;
+static unsigned long program_counter;
+static volatile sig_atomic_t alarm_fired;
+static int listener4 = -1, listener6 = -1;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarm_fired = 1;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* Arm the per-op timer. It keeps firing every 10 ms after the deadline so a signal that lands
+ * just before the call blocks does not leave it blocked forever. */
+static void timer_arm(long timeout_ms)
+{
+	struct itimerval it = {
+		.it_value = {timeout_ms / 1000, (timeout_ms % 1000) * 1000},
+		.it_interval = {0, 10000},
+	};
+
+	alarm_fired = 0;
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void timer_disarm(void)
+{
+	struct itimerval it = {0};
+
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+enum arg_kind { ARG_INT, ARG_NULL, ARG_UNMAPPED, ARG_READONLY, ARG_PROTNONE, ARG_WORD };
+
+struct arg {
+	enum arg_kind kind;
+	uint64_t value; /* ARG_INT: the 64 bits as given (negative numbers two's complement) */
+	char word[48];  /* ARG_WORD */
+};
+
+enum fd_kind {
+	K_FILE, K_FILE_RO, K_FILE_WO, K_FILE_APPEND, K_PIPE, K_TCP4, K_TCP6, K_UDP4, K_UDP6,
+	K_UDP_DUMMY, K_UNIX_STREAM, K_UNIX_DGRAM, K_DIR, K_OPATH, K_EVENTFD, K_TIMERFD, K_MEMFD,
+	K_PIDFD, K_EPOLL, K_DEVZERO, K_DEVNULL, K_CLOSED, K_INVALID, K_COUNT
+};
+
+/* Same names and order as vm.program.FD_KINDS. */
+static const char *const kind_names[K_COUNT] = {
+	"file", "file_ro", "file_wo", "file_append", "pipe", "tcp4", "tcp6", "udp4", "udp6",
+	"udp_dummy", "unix_stream", "unix_dgram", "dir", "opath", "eventfd", "timerfd", "memfd",
+	"pidfd", "epoll", "devzero", "devnull", "closed", "invalid",
+};
+
+static int kind_is_socket(enum fd_kind k)
+{
+	return k >= K_TCP4 && k <= K_UNIX_DGRAM;
+}
+
+struct fixture {
+	char name[40];
+	enum fd_kind kind;
+	int nonblock, zerocopy, sndbuf, seed;
+	uint64_t size;
+	int fd[2];      /* what the program uses; pipe: read end, write end */
+	int owned[2];   /* the executor must close fd[i] at teardown */
+	int peer;       /* the receiving end the executor holds, -1 if none */
+	int err;        /* errno that kept the fixture from being built, 0 if built */
+	const char *err_step;
+	uint64_t peer_bytes, peer_hash;
+	int zc_used;    /* SO_ZEROCOPY was enabled on it at some point */
+	char path[160]; /* tmpfs file created for it, "" if none */
+};
+
+struct op;
+typedef void (*op_fn)(struct op *op);
+
+struct op_spec {
+	const char *name;
+	const char *args; /* one letter per field in vm.program.OPS order: f fd, o offset, i int, c crash */
+	op_fn run;
+};
+
+struct op {
+	const struct op_spec *spec;
+	struct arg arg[MAX_ARGS];
+};
+
+static struct program {
+	long sendfile2_nr;
+	long timeout_ms, settle_ms;
+	uint64_t memlock;
+	int nfix, nops;
+	struct fixture fix[MAX_FIXTURES];
+	struct op ops[MAX_OPS];
+	char dir[128];
+	struct out *out;
+} prog;
+
+/* ---- operations -------------------------------------------------------------------------- */
+
+/* What an op found while running, written into its result after the common fields. */
+struct op_result {
+	long ret;
+	int err;
+	int timed_out;
+	uint64_t ns;
+	const char *skipped;
+	int fixture_error;
+};
+
+static struct fixture *fix_of(const struct arg *a)
+{
+	return &prog.fix[a->value / 2];
+}
+
+static int fd_of(const struct arg *a, struct op_result *r)
+{
+	struct fixture *f = fix_of(a);
+
+	if (f->err) {
+		r->fixture_error = 1;
+		return -1;
+	}
+	return f->fd[a->value % 2];
+}
+
+static void fd_name(const struct arg *a, char *buf, size_t len)
+{
+	struct fixture *f = fix_of(a);
+
+	if (f->kind == K_PIPE)
+		snprintf(buf, len, "%s.%c", f->name, a->value % 2 ? 'w' : 'r');
+	else
+		snprintf(buf, len, "%s", f->name);
+}
+
+/* Offset argument: the pointer to pass and the loff_t it points to. */
+static loff_t *offset_ptr(const struct arg *a, loff_t *slot)
+{
+	switch (a->kind) {
+	case ARG_INT:
+		*slot = (loff_t)a->value;
+		return slot;
+	case ARG_UNMAPPED:
+		return (loff_t *)bad_ptr_unmapped;
+	case ARG_READONLY:
+		return (loff_t *)bad_ptr_readonly;
+	case ARG_PROTNONE:
+		return (loff_t *)bad_ptr_protnone;
+	default:
+		return NULL;
+	}
+}
+
+static void out_offset(const char *key, const struct arg *a, loff_t before, loff_t after)
+{
+	if (a->kind == ARG_INT)
+		out_printf(prog.out, ", \"%s_before\": %lld, \"%s_after\": %lld", key, (long long)before,
+			   key, (long long)after);
+	else
+		out_printf(prog.out, ", \"%s_before\": null, \"%s_after\": null", key, key);
+}
+
+static void out_pos(const char *key, long long pos)
+{
+	if (pos < 0)
+		out_printf(prog.out, ", \"%s\": null", key);
+	else
+		out_printf(prog.out, ", \"%s\": %lld", key, pos);
+}
+
+static long long position(int fd)
+{
+	return fd < 0 ? -1 : (long long)lseek(fd, 0, SEEK_CUR);
+}
+
+/* Run one syscall-like call under the timer; fills ret/errno/timing. */
+#define TIMED_CALL(r, expr)                                                                       \
+	do {                                                                                       \
+		uint64_t t0_;                                                                      \
+		timer_arm(prog.timeout_ms);                                                        \
+		t0_ = now_ns();                                                                    \
+		errno = 0;                                                                         \
+		(r)->ret = (long)(expr);                                                           \
+		(r)->err = (r)->ret < 0 ? errno : 0;                                               \
+		(r)->ns = now_ns() - t0_;                                                          \
+		timer_disarm();                                                                    \
+		(r)->timed_out = alarm_fired;                                                      \
+	} while (0)
+
+static void out_common(const struct op *op, const struct op_result *r)
+{
+	out_printf(prog.out, "{\"op\": \"%s\", \"ret\": %ld, \"errno\": %d, \"timed_out\": %s, \"ns\": %" PRIu64,
+		   op->spec->name, r->ret, r->err, r->timed_out ? "true" : "false", r->ns);
+	if (r->skipped)
+		out_printf(prog.out, ", \"skipped\": \"%s\"", r->skipped);
+	if (r->fixture_error)
+		out_printf(prog.out, ", \"fixture_error\": true");
+}
+
+static int skip_fixture_error(struct op_result *r)
+{
+	if (!r->fixture_error)
+		return 0;
+	r->ret = -1;
+	r->err = EBADF;
+	r->skipped = "fixture error";
+	return 1;
+}
+
+/* sendfile2 and sendfile64: out, in, offset, count[, flags] */
+static void run_sendfile(struct op *op, int is_sendfile2)
+{
+	struct op_result r = {0};
+	int out_fd = fd_of(&op->arg[0], &r), in_fd = fd_of(&op->arg[1], &r);
+	loff_t slot = 0, before;
+	loff_t *off = offset_ptr(&op->arg[2], &slot);
+	long long in_before = position(in_fd), out_before = position(out_fd);
+
+	before = slot;
+	if (skip_fixture_error(&r)) {
+	} else if (is_sendfile2 && prog.sendfile2_nr < 0) {
+		r.ret = -1;
+		r.err = ENOSYS;
+		r.skipped = "no syscall number";
+	} else if (is_sendfile2) {
+		TIMED_CALL(&r, syscall(prog.sendfile2_nr, out_fd, in_fd, off, (size_t)op->arg[3].value,
+				       (unsigned int)op->arg[4].value));
+	} else {
+		TIMED_CALL(&r, syscall(SYS_sendfile, out_fd, in_fd, off, (size_t)op->arg[3].value));
+	}
+	out_common(op, &r);
+	out_offset("offset", &op->arg[2], before, slot);
+	out_pos("in_pos_before", in_before);
+	out_pos("in_pos_after", position(in_fd));
+	out_pos("out_pos_before", out_before);
+	out_pos("out_pos_after", position(out_fd));
+	out_printf(prog.out, "}");
+}
+
+static void op_sendfile2(struct op *op)
+{
+	run_sendfile(op, 1);
+}
+
+static void op_sendfile64(struct op *op)
+{
+	run_sendfile(op, 0);
+}
+
+static void op_splice(struct op *op)
+{
+	struct op_result r = {0};
+	int in_fd = fd_of(&op->arg[0], &r), out_fd = fd_of(&op->arg[2], &r);
+	loff_t in_slot = 0, out_slot = 0, in_before, out_before;
+	loff_t *off_in = offset_ptr(&op->arg[1], &in_slot), *off_out = offset_ptr(&op->arg[3], &out_slot);
+	long long in_pos = position(in_fd), out_pos_ = position(out_fd);
+
+	in_before = in_slot;
+	out_before = out_slot;
+	if (!skip_fixture_error(&r))
+		TIMED_CALL(&r, syscall(SYS_splice, in_fd, off_in, out_fd, off_out,
+				       (size_t)op->arg[4].value, (unsigned int)op->arg[5].value));
+	out_common(op, &r);
+	out_offset("off_in", &op->arg[1], in_before, in_slot);
+	out_offset("off_out", &op->arg[3], out_before, out_slot);
+	out_pos("in_pos_before", in_pos);
+	out_pos("in_pos_after", position(in_fd));
+	out_pos("out_pos_before", out_pos_);
+	out_pos("out_pos_after", position(out_fd));
+	out_printf(prog.out, "}");
+}
+
+static void op_tee(struct op *op)
+{
+	struct op_result r = {0};
+	int in_fd = fd_of(&op->arg[0], &r), out_fd = fd_of(&op->arg[1], &r);
+
+	if (!skip_fixture_error(&r))
+		TIMED_CALL(&r, syscall(SYS_tee, in_fd, out_fd, (size_t)op->arg[2].value,
+				       (unsigned int)op->arg[3].value));
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+static void op_vmsplice(struct op *op)
+{
+	struct op_result r = {0};
+	int fd = fd_of(&op->arg[0], &r);
+	struct iovec iov = {pattern_buf, (size_t)op->arg[1].value};
+
+	if (!skip_fixture_error(&r))
+		TIMED_CALL(&r, syscall(SYS_vmsplice, fd, &iov, 1UL, (unsigned int)op->arg[2].value));
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+static void op_sendmsg(struct op *op)
+{
+	struct op_result r = {0};
+	int fd = fd_of(&op->arg[0], &r);
+	struct iovec iov = {pattern_buf, (size_t)op->arg[1].value};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	unsigned int flags = (unsigned int)op->arg[2].value;
+
+	if (!skip_fixture_error(&r))
+		TIMED_CALL(&r, sendmsg(fd, &msg, flags));
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+static void op_write(struct op *op)
+{
+	struct op_result r = {0};
+	int fd = fd_of(&op->arg[0], &r);
+
+	if (!skip_fixture_error(&r))
+		TIMED_CALL(&r, write(fd, pattern_buf, (size_t)op->arg[1].value));
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+/* The fd the executor reads for a fixture's peer: the held socket, or a pipe's read end. */
+static int peer_fd(struct fixture *f)
+{
+	if (f->kind == K_PIPE)
+		return f->owned[0] ? f->fd[0] : -1;
+	return f->peer;
+}
+
+/* Read the peer without blocking, up to max bytes; returns the bytes read. */
+static uint64_t read_peer(struct fixture *f, uint64_t max)
+{
+	int fd = peer_fd(f);
+	uint64_t total = 0;
+
+	if (fd < 0)
+		return 0;
+	while (total < max) {
+		size_t want = max - total < READ_CHUNK ? max - total : READ_CHUNK;
+		struct pollfd pfd = {fd, POLLIN, 0};
+		ssize_t n;
+
+		if (f->kind == K_PIPE) {
+			if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLIN))
+				break;
+			n = read(fd, read_buf, want);
+		} else {
+			n = recv(fd, read_buf, want, MSG_DONTWAIT);
+		}
+		if (n <= 0)
+			break;
+		f->peer_hash = fnv1a(f->peer_hash, read_buf, n);
+		f->peer_bytes += n;
+		total += n;
+	}
+	return total;
+}
+
+static void op_peer_read(struct op *op)
+{
+	struct op_result r = {0};
+	struct fixture *f = fix_of(&op->arg[0]);
+
+	fd_of(&op->arg[0], &r);
+	if (skip_fixture_error(&r)) {
+	} else if (peer_fd(f) < 0) {
+		r.ret = -1;
+		r.err = ENOTCONN;
+		r.skipped = "no peer";
+	} else {
+		TIMED_CALL(&r, read_peer(f, op->arg[1].value));
+	}
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+static void op_peer_close(struct op *op)
+{
+	struct op_result r = {0};
+	struct fixture *f = fix_of(&op->arg[0]);
+
+	fd_of(&op->arg[0], &r);
+	if (skip_fixture_error(&r)) {
+	} else if (f->kind == K_PIPE || f->peer < 0) {
+		r.ret = -1;
+		r.err = ENOTCONN;
+		r.skipped = "no peer";
+	} else {
+		TIMED_CALL(&r, close(f->peer));
+		f->peer = -1;
+	}
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+/* Read fd's error queue until it is empty, appending records to `o`; returns how many or -1. */
+static long drain_errqueue(int fd, struct out *o)
+{
+	long count = 0;
+
+	out_printf(o, "[");
+	for (;;) {
+		char control[256];
+		char data[1];
+		struct iovec iov = {data, sizeof(data)};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+				     .msg_controllen = sizeof(control)};
+		struct cmsghdr *cm;
+
+		if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+			if (errno == EAGAIN || count)
+				break;
+			out_printf(o, "]");
+			return -1;
+		}
+		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+			struct sock_extended_err ee;
+
+			if (!((cm->cmsg_level == SOL_IP && cm->cmsg_type == IP_RECVERR) ||
+			      (cm->cmsg_level == SOL_IPV6 && cm->cmsg_type == IPV6_RECVERR)))
+				continue;
+			memcpy(&ee, CMSG_DATA(cm), sizeof(ee));
+			out_printf(o, "%s{\"errno\": %u, \"origin\": %u, \"type\": %u, \"code\": %u, \"lo\": %u, \"hi\": %u}",
+				   count ? ", " : "", ee.ee_errno, ee.ee_origin, ee.ee_type, ee.ee_code,
+				   ee.ee_info, ee.ee_data);
+			count++;
+		}
+	}
+	out_printf(o, "]");
+	return count;
+}
+
+static void op_drain(struct op *op)
+{
+	struct op_result r = {0};
+	struct out records = {0};
+	int fd = fd_of(&op->arg[0], &r);
+	char name[48];
+
+	fd_name(&op->arg[0], name, sizeof(name));
+	if (skip_fixture_error(&r)) {
+		out_printf(&records, "[]");
+	} else {
+		uint64_t t0 = now_ns();
+		struct pollfd pfd = {fd, 0, 0};
+
+		if (op->arg[1].value)
+			poll(&pfd, 1, (int)op->arg[1].value);
+		errno = 0;
+		r.ret = drain_errqueue(fd, &records);
+		r.err = r.ret < 0 ? errno : 0;
+		r.ns = now_ns() - t0;
+	}
+	out_common(op, &r);
+	out_printf(prog.out, ", \"fd\": \"%s\", \"notifications\": %.*s}", name, (int)records.len,
+		   records.buf);
+	free(records.buf);
+}
+
+static void op_setsockopt_zerocopy(struct op *op)
+{
+	struct op_result r = {0};
+	int fd = fd_of(&op->arg[0], &r);
+	int value = (int)op->arg[1].value;
+
+	if (!skip_fixture_error(&r))
+		TIMED_CALL(&r, setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &value, sizeof(value)));
+	if (r.ret == 0 && value)
+		fix_of(&op->arg[0])->zc_used = 1;
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+static void op_close(struct op *op)
+{
+	struct op_result r = {0};
+	int fd = fd_of(&op->arg[0], &r);
+	struct fixture *f = fix_of(&op->arg[0]);
+
+	if (!skip_fixture_error(&r)) {
+		TIMED_CALL(&r, close(fd));
+		if (r.ret == 0 || r.err != EBADF)
+			f->owned[op->arg[0].value % 2] = 0;
+	}
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+static long lkdtm_write(const char *crash)
+{
+	int fd = open(LKDTM_DIRECT, O_WRONLY);
+	long ret;
+
+	if (fd < 0)
+		return -1;
+	ret = write(fd, crash, strlen(crash));
+	if (ret < 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	close(fd);
+	return ret;
+}
+
+static void op_lkdtm(struct op *op)
+{
+	struct op_result r = {0};
+
+	TIMED_CALL(&r, lkdtm_write(op->arg[0].word));
+	out_common(op, &r);
+	out_printf(prog.out, "}");
+}
+
+/* Same names and field order as vm.program.OPS. */
+static const struct op_spec op_specs[] = {
+	{"sendfile2", "ffoii", op_sendfile2},
+	{"sendfile64", "ffoi", op_sendfile64},
+	{"splice", "fofoii", op_splice},
+	{"tee", "ffii", op_tee},
+	{"vmsplice", "fii", op_vmsplice},
+	{"sendmsg", "fii", op_sendmsg},
+	{"write", "fi", op_write},
+	{"peer_read", "fi", op_peer_read},
+	{"peer_close", "f", op_peer_close},
+	{"drain", "fi", op_drain},
+	{"setsockopt_zerocopy", "fi", op_setsockopt_zerocopy},
+	{"close", "f", op_close},
+	{"lkdtm", "c", op_lkdtm},
+};
+
+/* ---- fixtures ---------------------------------------------------------------------------- */
+
+static int fill_pattern(int fd, uint64_t size, int seed)
+{
+	unsigned char chunk[READ_CHUNK];
+	uint64_t done = 0;
+
+	while (done < size) {
+		size_t n = size - done < sizeof(chunk) ? size - done : sizeof(chunk);
+
+		for (size_t i = 0; i < n; i++)
+			chunk[i] = pattern_byte(done + i, seed);
+		if (pwrite(fd, chunk, n, done) != (ssize_t)n)
+			return -1;
+		done += n;
+	}
+	return 0;
+}
+
+/* A listening loopback socket kept for the executor's lifetime: connecting to it is what a
+ * tcp fixture costs, not socket+bind+listen every time. */
+static int loopback_listener(int family)
+{
+	int *slot = family == AF_INET ? &listener4 : &listener6;
+	struct sockaddr_storage ss = {0};
+	socklen_t len;
+	int one = 1;
+
+	if (*slot >= 0)
+		return *slot;
+	*slot = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*slot < 0)
+		return -1;
+	setsockopt(*slot, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_addr = in6addr_loopback;
+		len = sizeof(*in6);
+	}
+	if (bind(*slot, (struct sockaddr *)&ss, len) < 0 || listen(*slot, 64) < 0) {
+		int saved = errno;
+
+		close(*slot);
+		*slot = -1;
+		errno = saved;
+		return -1;
+	}
+	return *slot;
+}
+
+static int bound_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+	*len = sizeof(*ss);
+	return getsockname(fd, (struct sockaddr *)ss, len);
+}
+
+#define STEP(f, what, expr)                                                                       \
+	do {                                                                                       \
+		if ((expr) < 0) {                                                                  \
+			(f)->err = errno ? errno : EINVAL;                                         \
+			(f)->err_step = (what);                                                    \
+			return;                                                                    \
+		}                                                                                  \
+	} while (0)
+
+static void socket_options(struct fixture *f, int fd)
+{
+	int one = 1;
+
+	if (f->sndbuf)
+		STEP(f, "SO_SNDBUF", setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &f->sndbuf, sizeof(f->sndbuf)));
+	if (f->zerocopy) {
+		STEP(f, "SO_ZEROCOPY", setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof(one)));
+		f->zc_used = 1;
+	}
+}
+
+static void build_tcp(struct fixture *f, int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int listener = loopback_listener(family);
+
+	STEP(f, "listen on loopback", listener);
+	STEP(f, "socket", f->fd[0] = socket(family, SOCK_STREAM, 0));
+	f->owned[0] = 1;
+	socket_options(f, f->fd[0]);
+	if (f->err)
+		return;
+	STEP(f, "getsockname", bound_address(listener, &ss, &len));
+	STEP(f, "connect", connect(f->fd[0], (struct sockaddr *)&ss, len));
+	STEP(f, "accept", f->peer = accept4(listener, NULL, NULL, SOCK_CLOEXEC));
+}
+
+static void build_udp(struct fixture *f, int family)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t len;
+
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_addr = in6addr_loopback;
+		len = sizeof(*in6);
+	}
+	STEP(f, "receiver socket", f->peer = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	STEP(f, "bind receiver", bind(f->peer, (struct sockaddr *)&ss, len));
+	STEP(f, "getsockname", bound_address(f->peer, &ss, &len));
+	STEP(f, "socket", f->fd[0] = socket(family, SOCK_DGRAM, 0));
+	f->owned[0] = 1;
+	socket_options(f, f->fd[0]);
+	if (f->err)
+		return;
+	STEP(f, "connect", connect(f->fd[0], (struct sockaddr *)&ss, len));
+}
+
+static void build_udp_dummy(struct fixture *f)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(9)};
+
+	inet_pton(AF_INET, DUMMY_REMOTE, &to.sin_addr);
+	STEP(f, "socket", f->fd[0] = socket(AF_INET, SOCK_DGRAM, 0));
+	f->owned[0] = 1;
+	STEP(f, "SO_BINDTODEVICE dummy0",
+	     setsockopt(f->fd[0], SOL_SOCKET, SO_BINDTODEVICE, "dummy0", sizeof("dummy0")));
+	socket_options(f, f->fd[0]);
+	if (f->err)
+		return;
+	STEP(f, "connect through dummy0", connect(f->fd[0], (struct sockaddr *)&to, sizeof(to)));
+}
+
+static void build_unix(struct fixture *f, int type)
+{
+	int sv[2];
+
+	STEP(f, "socketpair", socketpair(AF_UNIX, type, 0, sv));
+	f->fd[0] = sv[0];
+	f->owned[0] = 1;
+	f->peer = sv[1];
+	socket_options(f, f->fd[0]);
+}
+
+static void build_file(struct fixture *f, int index, int open_flags)
+{
+	int fd;
+
+	snprintf(f->path, sizeof(f->path), "%s/f%d", prog.dir, index);
+	STEP(f, "create file", fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+	if (fill_pattern(fd, f->size, f->seed) < 0) {
+		f->err = errno ? errno : EIO;
+		f->err_step = "fill file";
+		close(fd);
+		return;
+	}
+	if (open_flags == O_RDWR) {
+		f->fd[0] = fd;
+	} else {
+		close(fd);
+		STEP(f, "open file", f->fd[0] = open(f->path, open_flags));
+	}
+	f->owned[0] = 1;
+}
+
+static void build_fixture(struct fixture *f, int index)
+{
+	int sv[2];
+
+	f->fd[0] = f->fd[1] = -1;
+	f->peer = -1;
+	f->peer_hash = FNV_BASIS;
+	switch (f->kind) {
+	case K_FILE:
+		build_file(f, index, O_RDWR);
+		break;
+	case K_FILE_RO:
+		build_file(f, index, O_RDONLY);
+		break;
+	case K_FILE_WO:
+		build_file(f, index, O_WRONLY);
+		break;
+	case K_FILE_APPEND:
+		build_file(f, index, O_WRONLY | O_APPEND);
+		break;
+	case K_OPATH:
+		build_file(f, index, O_PATH);
+		break;
+	case K_PIPE:
+		STEP(f, "pipe", pipe(sv));
+		f->fd[0] = sv[0];
+		f->fd[1] = sv[1];
+		f->owned[0] = f->owned[1] = 1;
+		break;
+	case K_TCP4:
+		build_tcp(f, AF_INET);
+		break;
+	case K_TCP6:
+		build_tcp(f, AF_INET6);
+		break;
+	case K_UDP4:
+		build_udp(f, AF_INET);
+		break;
+	case K_UDP6:
+		build_udp(f, AF_INET6);
+		break;
+	case K_UDP_DUMMY:
+		build_udp_dummy(f);
+		break;
+	case K_UNIX_STREAM:
+		build_unix(f, SOCK_STREAM);
+		break;
+	case K_UNIX_DGRAM:
+		build_unix(f, SOCK_DGRAM);
+		break;
+	case K_DIR:
+		STEP(f, "open dir", f->fd[0] = open(prog.dir, O_RDONLY | O_DIRECTORY));
+		f->owned[0] = 1;
+		break;
+	case K_EVENTFD:
+		STEP(f, "eventfd", f->fd[0] = eventfd(0, 0));
+		f->owned[0] = 1;
+		break;
+	case K_TIMERFD:
+		STEP(f, "timerfd_create", f->fd[0] = timerfd_create(CLOCK_MONOTONIC, 0));
+		f->owned[0] = 1;
+		break;
+	case K_MEMFD:
+		STEP(f, "memfd_create", f->fd[0] = memfd_create("zcfuzz", 0));
+		f->owned[0] = 1;
+		STEP(f, "fill memfd", fill_pattern(f->fd[0], f->size, f->seed));
+		break;
+	case K_PIDFD:
+		STEP(f, "pidfd_open", f->fd[0] = syscall(SYS_pidfd_open, getpid(), 0));
+		f->owned[0] = 1;
+		break;
+	case K_EPOLL:
+		STEP(f, "epoll_create1", f->fd[0] = epoll_create1(0));
+		f->owned[0] = 1;
+		break;
+	case K_DEVZERO:
+		STEP(f, "open /dev/zero", f->fd[0] = open("/dev/zero", O_RDWR));
+		f->owned[0] = 1;
+		break;
+	case K_DEVNULL:
+		STEP(f, "open /dev/null", f->fd[0] = open("/dev/null", O_RDWR));
+		f->owned[0] = 1;
+		break;
+	case K_CLOSED: {
+		/* Far above the fds in use so nothing built later reuses the number. */
+		int tmp;
+
+		STEP(f, "open /dev/null", tmp = open("/dev/null", O_RDONLY));
+		f->fd[0] = fcntl(tmp, F_DUPFD, CLOSED_FD_BASE + index);
+		close(tmp);
+		STEP(f, "F_DUPFD", f->fd[0]);
+		close(f->fd[0]);
+		break;
+	}
+	case K_INVALID:
+	case K_COUNT:
+		break;
+	}
+	if (!f->err && f->nonblock) {
+		for (int end = 0; end < 2; end++)
+			if (f->owned[end] && f->kind != K_OPATH)
+				STEP(f, "O_NONBLOCK", fcntl(f->fd[end], F_SETFL,
+							    fcntl(f->fd[end], F_GETFL) | O_NONBLOCK));
+	}
+}
+
+static void teardown(void)
+{
+	for (int i = 0; i < prog.nfix; i++) {
+		struct fixture *f = &prog.fix[i];
+
+		for (int end = 0; end < 2; end++)
+			if (f->owned[end])
+				close(f->fd[end]);
+		if (f->peer >= 0)
+			close(f->peer);
+		if (f->path[0])
+			unlink(f->path);
+	}
+	rmdir(prog.dir);
+}
+
+/* ---- running a program ------------------------------------------------------------------- */
+
+static int socket_outq(const struct fixture *f)
+{
+	int queued = 0;
+
+	if (!kind_is_socket(f->kind) || f->err || !f->owned[0])
+		return 0;
+	if (ioctl(f->fd[0], SIOCOUTQ, &queued) < 0)
+		return 0;
+	return queued;
+}
+
+/* Read every peer dry, waiting up to settle_ms for sockets to have nothing in flight (so the
+ * peers got everything and every zerocopy completion was queued), then drain error queues. */
+static void run_final(void)
+{
+	uint64_t deadline = now_ns() + (uint64_t)prog.settle_ms * 1000000ULL;
+	int first;
+
+	for (;;) {
+		int busy = 0;
+
+		for (int i = 0; i < prog.nfix; i++) {
+			read_peer(&prog.fix[i], UINT64_MAX);
+			busy |= socket_outq(&prog.fix[i]) > 0;
+		}
+		if (!busy || now_ns() >= deadline)
+			break;
+		usleep(1000);
+	}
+	out_printf(prog.out, "], \"final\": {\"peers\": {");
+	first = 1;
+	for (int i = 0; i < prog.nfix; i++) {
+		struct fixture *f = &prog.fix[i];
+
+		if (f->err || !(f->kind == K_PIPE || f->kind == K_TCP4 || f->kind == K_TCP6 || f->kind == K_UDP4 ||
+				 f->kind == K_UDP6 || f->kind == K_UNIX_STREAM || f->kind == K_UNIX_DGRAM))
+			continue;
+		out_printf(prog.out, "%s\"%s\": {\"bytes\": %" PRIu64 ", \"digest\": \"%016" PRIx64 "\"}",
+			   first ? "" : ", ", f->name, f->peer_bytes, f->peer_hash);
+		first = 0;
+	}
+	out_printf(prog.out, "}, \"notifications\": {");
+	first = 1;
+	for (int i = 0; i < prog.nfix; i++) {
+		struct fixture *f = &prog.fix[i];
+
+		if (!kind_is_socket(f->kind) || f->err || !f->owned[0])
+			continue;
+		out_printf(prog.out, "%s\"%s\": ", first ? "" : ", ", f->name);
+		if (drain_errqueue(f->fd[0], prog.out) < 0)
+			out_printf(prog.out, "[]");
+		first = 0;
+	}
+	out_printf(prog.out, "}}");
+}
+
+static void set_memlock(uint64_t bytes)
+{
+	struct rlimit rl = {bytes, bytes};
+
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 && getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+		rl.rlim_cur = bytes < rl.rlim_max ? bytes : rl.rlim_max;
+		setrlimit(RLIMIT_MEMLOCK, &rl);
+	}
+}
+
+static void run_program(struct out *o)
+{
+	int first = 1;
+
+	prog.out = o;
+	o->len = 0;
+	snprintf(prog.dir, sizeof(prog.dir), "%s/p%lu", workdir, program_counter++);
+	if (mkdir(prog.dir, 0700) < 0) {
+		out_error_reply(o, "cannot create fixture directory %s: %s", prog.dir, strerror(errno));
+		return;
+	}
+	set_memlock(prog.memlock);
+	for (int i = 0; i < prog.nfix; i++)
+		build_fixture(&prog.fix[i], i);
+	out_printf(o, "{\"fixture_errors\": [");
+	for (int i = 0; i < prog.nfix; i++) {
+		struct fixture *f = &prog.fix[i];
+
+		if (!f->err)
+			continue;
+		out_printf(o, "%s{\"name\": \"%s\", \"errno\": %d, \"reason\": \"%s: %s\"}", first ? "" : ", ",
+			   f->name, f->err, f->err_step, strerror(f->err));
+		first = 0;
+	}
+	out_printf(o, "], \"ops\": [");
+	for (int i = 0; i < prog.nops; i++) {
+		if (i)
+			out_printf(o, ", ");
+		prog.ops[i].spec->run(&prog.ops[i]);
+	}
+	run_final();
+	out_printf(o, "}\n");
+	teardown();
+}
+
+/* ---- parsing a request ------------------------------------------------------------------- */
+
+static int parse_int(const char *word, uint64_t *value)
+{
+	char *end;
+
+	errno = 0;
+	if (word[0] == '-')
+		*value = (uint64_t)strtoll(word, &end, 10);
+	else
+		*value = strtoull(word, &end, 10);
+	return (errno || end == word || *end) ? -1 : 0;
+}
+
+static int valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= sizeof(((struct fixture *)0)->name))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] == '_' || s[i] == '-' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9')))
+			return 0;
+	return 1;
+}
+
+/* Split `s` into at most `max` words in place; returns the count, or max+1 if there were more. */
+static int split_words(char *s, char **words, int max)
+{
+	int n = 0;
+
+	for (char *tok = strtok(s, " \t"); tok; tok = strtok(NULL, " \t")) {
+		if (n == max)
+			return max + 1;
+		words[n++] = tok;
+	}
+	return n;
+}
+
+#define BAD(...)                                                                                  \
+	do {                                                                                       \
+		out_error_reply(o, __VA_ARGS__);                                                   \
+		return -1;                                                                         \
+	} while (0)
+
+static int parse_fixture(char **w, int n, struct out *o)
+{
+	struct fixture *f;
+	uint64_t v[5];
+	int k;
+
+	if (n != 8)
+		BAD("fixture record needs 7 fields, got %d", n - 1);
+	if (prog.nfix == MAX_FIXTURES)
+		BAD("more than %d fixtures", MAX_FIXTURES);
+	f = &prog.fix[prog.nfix];
+	memset(f, 0, sizeof(*f));
+	if (!valid_name(w[1]))
+		BAD("bad fixture name %.40s", w[1]);
+	for (k = 0; k < K_COUNT && strcmp(kind_names[k], w[2]); k++)
+		;
+	if (k == K_COUNT)
+		BAD("unknown fixture kind %.40s", w[2]);
+	for (int i = 0; i < 5; i++)
+		if (parse_int(w[3 + i], &v[i]) < 0)
+			BAD("fixture %s: bad number %.40s", w[1], w[3 + i]);
+	if (v[0] > 1 || v[1] > 1 || v[2] > INT32_MAX || v[3] > (64 << 20) || v[4] > 255)
+		BAD("fixture %s: option out of range", w[1]);
+	snprintf(f->name, sizeof(f->name), "%s", w[1]);
+	f->kind = k;
+	f->nonblock = v[0];
+	f->zerocopy = v[1];
+	f->sndbuf = v[2];
+	f->size = v[3];
+	f->seed = v[4];
+	prog.nfix++;
+	return 0;
+}
+
+static int parse_op(char **w, int n, struct out *o)
+{
+	const struct op_spec *spec = NULL;
+	struct op *op;
+	int nargs;
+
+	if (prog.nops == MAX_OPS)
+		BAD("more than %d ops", MAX_OPS);
+	for (size_t i = 0; i < sizeof(op_specs) / sizeof(op_specs[0]); i++)
+		if (!strcmp(op_specs[i].name, w[1]))
+			spec = &op_specs[i];
+	if (!spec)
+		BAD("unknown op %.40s", w[1]);
+	nargs = strlen(spec->args);
+	if (n - 2 != nargs)
+		BAD("op %s needs %d arguments, got %d", spec->name, nargs, n - 2);
+	op = &prog.ops[prog.nops];
+	memset(op, 0, sizeof(*op));
+	op->spec = spec;
+	for (int i = 0; i < nargs; i++) {
+		struct arg *a = &op->arg[i];
+		const char *word = w[2 + i];
+
+		a->kind = ARG_INT;
+		switch (spec->args[i]) {
+		case 'f':
+			if (parse_int(word, &a->value) < 0 || a->value >= 2 * (uint64_t)prog.nfix ||
+			    (a->value % 2 && prog.fix[a->value / 2].kind != K_PIPE))
+				BAD("op %d %s: bad fd reference %.40s", prog.nops, spec->name, word);
+			break;
+		case 'o':
+			if (!strcmp(word, "null"))
+				a->kind = ARG_NULL;
+			else if (!strcmp(word, "unmapped"))
+				a->kind = ARG_UNMAPPED;
+			else if (!strcmp(word, "readonly"))
+				a->kind = ARG_READONLY;
+			else if (!strcmp(word, "protnone"))
+				a->kind = ARG_PROTNONE;
+			else if (parse_int(word, &a->value) < 0)
+				BAD("op %d %s: bad offset %.40s", prog.nops, spec->name, word);
+			break;
+		case 'i':
+			if (parse_int(word, &a->value) < 0)
+				BAD("op %d %s: bad integer %.40s", prog.nops, spec->name, word);
+			break;
+		case 'c':
+			if (strlen(word) >= sizeof(a->word))
+				BAD("op %d %s: crash type too long", prog.nops, spec->name);
+			a->kind = ARG_WORD;
+			strcpy(a->word, word);
+			break;
+		}
+	}
+	prog.nops++;
+	return 0;
+}
+
+static int parse_program(char *line, struct out *o)
+{
+	char *records[MAX_FIXTURES + MAX_OPS + 1];
+	char *w[MAX_ARGS + 3];
+	int nrec = 0, n;
+	uint64_t v[4];
+
+	for (char *save = NULL, *rec = strtok_r(line, ";", &save); rec; rec = strtok_r(NULL, ";", &save)) {
+		if (nrec == (int)(sizeof(records) / sizeof(records[0])))
+			BAD("too many records");
+		records[nrec++] = rec;
+	}
+	n = split_words(records[0], w, 5);
+	if (n != 5)
+		BAD("program record needs 4 fields");
+	for (int i = 0; i < 4; i++)
+		if (parse_int(w[1 + i], &v[i]) < 0)
+			BAD("program: bad number %.40s", w[1 + i]);
+	prog.sendfile2_nr = (long)(int64_t)v[0];
+	prog.timeout_ms = v[1] < 1 ? 1 : v[1] > 600000 ? 600000 : (long)v[1];
+	prog.settle_ms = v[2] > 60000 ? 60000 : (long)v[2];
+	prog.memlock = v[3];
+	prog.nfix = prog.nops = 0;
+	for (int r = 1; r < nrec; r++) {
+		n = split_words(records[r], w, MAX_ARGS + 2);
+		if (n == 0)
+			BAD("empty record %d", r);
+		if (!strcmp(w[0], "fd") && prog.nops == 0) {
+			if (parse_fixture(w, n, o) < 0)
+				return -1;
+		} else if (!strcmp(w[0], "op") && n >= 2 && n <= MAX_ARGS + 2) {
+			if (parse_op(w, n, o) < 0)
+				return -1;
+		} else {
+			BAD("record %d: expected 'fd ...' before 'op ...', got %.40s", r, w[0]);
+		}
+	}
+	return 0;
+}
+
+/* ---- the C benchmark loop ---------------------------------------------------------------- */
+
+static void c_loop(long iterations, struct out *o)
+{
+	char path[160];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int file, client, peer, listener = loopback_listener(AF_INET);
+	uint64_t t0, ns;
+	char buf[512];
+
+	snprintf(path, sizeof(path), "%s/c-loop", workdir);
+	file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (file < 0 || fill_pattern(file, 512, 0) < 0 || listener < 0) {
+		out_error_reply(o, "c-loop setup: %s", strerror(errno));
+		if (file >= 0)
+			close(file);
+		unlink(path);
+		return;
+	}
+	unlink(path);
+	client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bound_address(listener, &ss, &len);
+	if (client < 0 || connect(client, (struct sockaddr *)&ss, len) < 0 ||
+	    (peer = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		out_error_reply(o, "c-loop connect: %s", strerror(errno));
+		close(file);
+		if (client >= 0)
+			close(client);
+		return;
+	}
+	t0 = now_ns();
+	for (long i = 0; i < iterations; i++) {
+		off_t off = 0;
+		size_t got = 0;
+
+		if (sendfile(client, file, &off, 512) != 512)
+			break;
+		while (got < 512) {
+			ssize_t n = read(peer, buf, 512 - got);
+
+			if (n <= 0)
+				break;
+			got += n;
+		}
+	}
+	ns = now_ns() - t0;
+	close(file);
+	close(client);
+	close(peer);
+	o->len = 0;
+	out_printf(o, "{\"c_loop\": {\"iterations\": %ld, \"seconds\": %.6f, \"per_sec\": %.1f}}\n", iterations,
+		   ns / 1e9, ns ? iterations / (ns / 1e9) : 0.0);
+}
+
+/* ---- serving ----------------------------------------------------------------------------- */
+
+struct line_reader {
+	int fd;
+	char *buf;
+	size_t len, cap;
+	int oversized; /* the line being read went past MAX_LINE: reply with an error, skip it */
+};
+
+/* Next line without its newline, NUL-terminated; NULL at end of input. */
+static char *read_line(struct line_reader *lr, size_t *consumed, int retry_eof)
+{
+	for (;;) {
+		char *nl = memchr(lr->buf, '\n', lr->len);
+		ssize_t n;
+
+		if (nl) {
+			*nl = '\0';
+			*consumed = nl - lr->buf + 1;
+			return lr->buf;
+		}
+		if (lr->len + 1 >= MAX_LINE) {
+			lr->oversized = 1;
+			lr->len = 0;
+		}
+		if (lr->cap - lr->len < 65536) {
+			lr->cap = lr->cap ? lr->cap * 2 : 1 << 20;
+			lr->buf = realloc(lr->buf, lr->cap);
+			if (!lr->buf)
+				abort();
+		}
+		n = read(lr->fd, lr->buf + lr->len, lr->cap - lr->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 && retry_eof) {
+			/* A virtio-serial port reads EOF while the host end is not connected. */
+			usleep(50000);
+			continue;
+		}
+		if (n <= 0)
+			return NULL;
+		lr->len += n;
+	}
+}
+
+static volatile int *in_flight; /* shared with the supervisor: 1 while a request runs */
+
+static void handle_request(char *line, struct out *o)
+{
+	char *w[3];
+	uint64_t n;
+
+	if (!strncmp(line, "program ", 8)) {
+		if (parse_program(line, o) == 0)
+			run_program(o);
+		return;
+	}
+	if (split_words(line, w, 2) == 2 && !strcmp(w[0], "c-loop") && parse_int(w[1], &n) == 0 &&
+	    n > 0 && n <= 100000000) {
+		c_loop((long)n, o);
+		return;
+	}
+	if (!strcmp(line, "ping")) {
+		o->len = 0;
+		out_printf(o, "{\"pong\": true}\n");
+		return;
+	}
+	out_error_reply(o, "unknown request: expected 'program ...', 'c-loop N' or 'ping'");
+}
+
+static void serve(int in_fd, int out_fd, int retry_eof)
+{
+	struct line_reader lr = {.fd = in_fd};
+	struct out o = {0};
+	size_t consumed;
+	char *line;
+
+	while ((line = read_line(&lr, &consumed, retry_eof))) {
+		if (lr.oversized) {
+			out_error_reply(&o, "request longer than %d bytes", MAX_LINE);
+			lr.oversized = 0;
+		} else {
+			if (in_flight)
+				*in_flight = 1;
+			handle_request(line, &o);
+			if (in_flight)
+				*in_flight = 0;
+		}
+		memmove(lr.buf, lr.buf + consumed, lr.len - consumed);
+		lr.len -= consumed;
+		if (write_all(out_fd, o.buf, o.len) < 0)
+			break;
+	}
+}
+
+/* ---- process setup ----------------------------------------------------------------------- */
+
+/* Zerocopy sends charge pinned pages to RLIMIT_MEMLOCK unless the caller has CAP_IPC_LOCK:
+ * drop it everywhere so the calls see the limit as an ordinary user does. */
+static void drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	unsigned int bit = CAP_TO_MASK(CAP_IPC_LOCK);
+	int word = CAP_TO_INDEX(CAP_IPC_LOCK);
+
+	prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, CAP_IPC_LOCK, 0, 0);
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return;
+	data[word].effective &= ~bit;
+	data[word].permitted &= ~bit;
+	data[word].inheritable &= ~bit;
+	syscall(SYS_capset, &hdr, data);
+}
+
+/* The pattern buffer with an unmapped page after it, and the pages bad offsets point into. */
+static int map_buffers(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, PATTERN_BYTES + 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -1;
+	pattern_buf = (unsigned char *)p;
+	for (size_t i = 0; i < PATTERN_BYTES; i++)
+		pattern_buf[i] = pattern_byte(i, 0);
+	bad_ptr_unmapped = p + PATTERN_BYTES;
+	bad_ptr_readonly = p + PATTERN_BYTES + page;
+	bad_ptr_protnone = p + PATTERN_BYTES + 2 * page;
+	munmap(bad_ptr_unmapped, page);
+	mprotect(bad_ptr_readonly, page, PROT_READ);
+	mprotect(bad_ptr_protnone, page, PROT_NONE);
+	return 0;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa = {0};
+
+	sa.sa_handler = on_alarm; /* no SA_RESTART: a blocked call returns EINTR */
+	sigaction(SIGALRM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int setup_process(void)
+{
+	drop_ipc_lock();
+	install_signals();
+	return map_buffers();
+}
+
+/* ---- guest /init ------------------------------------------------------------------------- */
+
+static int console_fd = 2;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg) - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(msg) - 2)
+		n = sizeof(msg) - 2;
+	msg[n++] = '\n';
+	write_all(console_fd, msg, n);
+}
+
+/* PID 1 must never exit (the kernel would panic with "Attempted to kill init", which would
+ * look like a crash of the kernel under test): say why and power off. */
+static void __attribute__((noreturn)) die_as_init(const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	say("zcfuzz-executor fatal: %s", msg);
+	sync();
+	reboot(RB_POWER_OFF);
+	for (;;)
+		pause();
+}
+
+static void mount_one(const char *source, const char *target, const char *type)
+{
+	mkdir(target, 0755);
+	if (mount(source, target, type, 0, NULL) < 0 && errno != EBUSY)
+		say("zcfuzz-executor: mount %s on %s: %s", type, target, strerror(errno));
+}
+
+static int interface_up(int sock, const char *name, const char *address, const char *netmask)
+{
+	struct ifreq ifr = {0};
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+	if (address) {
+		sin->sin_family = AF_INET;
+		inet_pton(AF_INET, address, &sin->sin_addr);
+		if (ioctl(sock, SIOCSIFADDR, &ifr) < 0)
+			return -1;
+		inet_pton(AF_INET, netmask, &sin->sin_addr);
+		if (ioctl(sock, SIOCSIFNETMASK, &ifr) < 0)
+			return -1;
+	}
+	if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+		return -1;
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	return ioctl(sock, SIOCSIFFLAGS, &ifr);
+}
+
+static void network_up(void)
+{
+	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (sock < 0)
+		die_as_init("socket: %s", strerror(errno));
+	if (interface_up(sock, "lo", NULL, NULL) < 0)
+		die_as_init("bring up lo: %s", strerror(errno));
+	if (interface_up(sock, "dummy0", DUMMY_LOCAL, "255.255.255.0") < 0)
+		say("zcfuzz-executor: dummy0 not set up (%s): udp_dummy fixtures will fail", strerror(errno));
+	close(sock);
+}
+
+static int read_small_file(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	return 0;
+}
+
+/* Open the virtio-serial port named PORT_NAME, creating its /dev node if devtmpfs lacks it. */
+static int open_port(void)
+{
+	for (int attempt = 0; attempt < 100; attempt++) {
+		DIR *d = opendir("/sys/class/virtio-ports");
+		struct dirent *e;
+
+		while (d && (e = readdir(d))) {
+			char path[300], value[64], dev[300];
+			unsigned int major, minor;
+			int fd;
+
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+			if (read_small_file(path, value, sizeof(value)) < 0 || strcmp(value, PORT_NAME))
+				continue;
+			snprintf(dev, sizeof(dev), "/dev/%s", e->d_name);
+			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/dev", e->d_name);
+			if (access(dev, F_OK) < 0 && read_small_file(path, value, sizeof(value)) == 0 &&
+			    sscanf(value, "%u:%u", &major, &minor) == 2)
+				mknod(dev, S_IFCHR | 0600, makedev(major, minor));
+			fd = open(dev, O_RDWR | O_CLOEXEC);
+			closedir(d);
+			if (fd < 0)
+				die_as_init("open %s: %s", dev, strerror(errno));
+			return fd;
+		}
+		if (d)
+			closedir(d);
+		usleep(50000);
+	}
+	die_as_init("no virtio-serial port named %s (is -device virtserialport,name=%s attached?)", PORT_NAME,
+		    PORT_NAME);
+}
+
+/* Serve from a child so that a child killed by an oops is reported and replaced, not PID 1. */
+static void __attribute__((noreturn)) supervise(int port)
+{
+	in_flight = mmap(NULL, sizeof(*in_flight), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (in_flight == MAP_FAILED)
+		die_as_init("mmap: %s", strerror(errno));
+	for (;;) {
+		int status;
+		pid_t child;
+
+		*in_flight = 0;
+		child = fork();
+		if (child < 0)
+			die_as_init("fork: %s", strerror(errno));
+		if (child == 0) {
+			serve(port, port, 1);
+			_exit(0);
+		}
+		while (waitpid(-1, &status, 0) != child)
+			;
+		say("zcfuzz-executor: serving child ended (%s %d)", WIFSIGNALED(status) ? "signal" : "exit",
+		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		if (*in_flight) {
+			char reply[160];
+
+			snprintf(reply, sizeof(reply),
+				 "{\"error\": \"executor child killed by signal %d\", \"executor_died\": true}\n",
+				 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			write_all(port, reply, strlen(reply));
+		}
+	}
+}
+
+static void __attribute__((noreturn)) run_as_init(void)
+{
+	int port;
+
+	mount_one("proc", "/proc", "proc");
+	mount_one("sysfs", "/sys", "sysfs");
+	mount_one("devtmpfs", "/dev", "devtmpfs");
+	mount_one("debugfs", "/sys/kernel/debug", "debugfs");
+	mount_one("tmpfs", "/tmp", "tmpfs");
+	console_fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	if (console_fd < 0)
+		console_fd = 2;
+	workdir = "/tmp";
+	if (setup_process() < 0)
+		die_as_init("mmap: %s", strerror(errno));
+	network_up();
+	port = open_port();
+	write_all(port, READY_LINE, strlen(READY_LINE));
+	write_all(console_fd, READY_LINE, strlen(READY_LINE));
+	supervise(port);
+}
+
+/* ---- host entry -------------------------------------------------------------------------- */
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: zcexec --stdio [--workdir DIR] | zcexec --c-loop N [--workdir DIR]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static char default_workdir[128];
+	const char *mode = NULL;
+	long iterations = 0;
+
+	if (getpid() == 1)
+		run_as_init();
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--stdio"))
+			mode = "stdio";
+		else if (!strcmp(argv[i], "--c-loop") && i + 1 < argc)
+			mode = "c-loop", iterations = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--workdir") && i + 1 < argc)
+			workdir = argv[++i];
+		else
+			return usage();
+	}
+	if (!mode || (!strcmp(mode, "c-loop") && iterations <= 0))
+		return usage();
+	if (!workdir) {
+		const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+
+		snprintf(default_workdir, sizeof(default_workdir), "%s/zcexec.XXXXXX", base);
+		if (!mkdtemp(default_workdir)) {
+			fprintf(stderr, "zcexec: cannot create a work directory in %s: %s\n", base, strerror(errno));
+			return 1;
+		}
+		workdir = default_workdir;
+	}
+	if (setup_process() < 0) {
+		fprintf(stderr, "zcexec: mmap: %s\n", strerror(errno));
+		return 1;
+	}
+	if (!strcmp(mode, "c-loop")) {
+		struct out o = {0};
+
+		c_loop(iterations, &o);
+		fwrite(o.buf, 1, o.len, stdout);
+	} else {
+		write_all(1, READY_LINE, strlen(READY_LINE));
+		serve(0, 1, 0);
+	}
+	if (workdir == default_workdir)
+		rmdir(workdir);
+	return 0;
+}
