@@ -359,9 +359,18 @@ def data(program: Program, result: ProgramResult) -> list[Violation]:
 # --- errno ---------------------------------------------------------------------------------
 
 
+def errno_name(number: int) -> str:
+    """`EINVAL`; "OK" for 0; EOPNOTSUPP under the name the kernel's docs use, not ENOTSUP."""
+    if number == 0:
+        return "OK"
+    if number == errno_module.EOPNOTSUPP:
+        return "EOPNOTSUPP"
+    return errno_module.errorcode.get(number, str(number))
+
+
 def errno_clause(op: str, accepted: frozenset[int]) -> str:
     """`sendfile2.errno.EINVAL`: the op and what the model accepts, as a stable clause id."""
-    names = sorted("OK" if e == 0 else errno_module.errorcode.get(e, str(e)) for e in accepted)
+    names = sorted(errno_name(e) for e in accepted)
     return f"{op}.errno.{'|'.join(names)}"
 
 
@@ -392,7 +401,7 @@ def errno_violations(program: Program, result: ProgramResult, kernel_info: dict,
             reached.add(errno_clause(op.op, accepted))
         if op_result["errno"] in accepted:
             continue
-        got = errno_module.errorcode.get(op_result["errno"], "success") if op_result["errno"] else "success"
+        got = errno_name(op_result["errno"])
         out.append(Violation("errno", errno_clause(op.op, accepted), i,
                              f"ops[{i}] {op.op} gave {got} (ret {op_result['ret']}), expected "
                              f"{errno_clause(op.op, accepted).rsplit('.', 1)[1]}"))

@@ -1,0 +1,183 @@
+"""The oracles on hand-written results: each defect gives exactly its violation, clean gives none."""
+
+from __future__ import annotations
+
+from errno import EAGAIN, EINVAL, EINTR
+
+import pytest
+
+from fuzz import oracles
+from fuzz.abi import MSG_ZEROCOPY, Abi
+from vm.program import Program, ProgramResult, digest, pattern
+
+ABI = Abi(nr_sendfile2=467, sendfile_default=1, sendfile_zc=2, splice_zc=0x10, revision="v2")
+KERNEL_INFO = {"nr_sendfile2": 467, "sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2},
+               "splice_flags": {"SPLICE_F_MOVE": 1, "SPLICE_F_NONBLOCK": 2, "SPLICE_F_MORE": 4,
+                                "SPLICE_F_GIFT": 8, "SPLICE_F_ZC": 0x10}}
+ZC = ABI.sendfile_zc
+
+
+def program(*ops: dict, sock: str = "tcp4", nonblock: bool = False) -> Program:
+    return Program.from_json({
+        "sysno": {"sendfile2": 467},
+        "fds": [{"name": "src", "kind": "file", "size": 65536, "seed": 3},
+                {"name": "sock", "kind": sock, "zerocopy": True, "nonblock": nonblock},
+                {"name": "p", "kind": "pipe"}],
+        "ops": list(ops),
+    })
+
+
+def sendfile2(flags: int = ZC, count: int = 512, offset: int | None = 0) -> dict:
+    return {"op": "sendfile2", "out": "sock", "in": "src", "offset": offset, "count": count, "flags": flags}
+
+
+def sendfile64(count: int = 512) -> dict:
+    return {"op": "sendfile64", "out": "sock", "in": "src", "offset": 0, "count": count}
+
+
+def splice_zc(length: int = 100) -> dict:
+    return {"op": "splice", "in": "p.r", "off_in": None, "out": "sock", "off_out": None, "len": length,
+            "flags": 0x10}
+
+
+def sendmsg_zc(length: int = 100) -> dict:
+    return {"op": "sendmsg", "fd": "sock", "len": length, "flags": MSG_ZEROCOPY}
+
+
+def done(ret: int, errno: int = 0, timed_out: bool = False, offset: int | None = 0) -> dict:
+    after = None if offset is None else offset + max(ret, 0)
+    return {"ret": ret, "errno": errno, "timed_out": timed_out, "offset_before": offset, "offset_after": after,
+            "in_pos_before": 0, "in_pos_after": 0, "out_pos_before": None, "out_pos_after": None}
+
+
+def note(lo: int, hi: int, copied: bool = True) -> dict:
+    return {"errno": 0, "origin": 5, "type": 0, "code": int(copied), "lo": lo, "hi": hi}
+
+
+def result(*ops: dict, notes: list[dict] = (), peer: bytes | None = None) -> ProgramResult:
+    peers = {} if peer is None else {"sock": {"bytes": len(peer), "digest": digest(peer)}}
+    return ProgramResult.from_json({"ops": list(ops), "final": {"peers": peers, "notifications": {"sock": list(notes)}}})
+
+
+ACCOUNTING_CASES = {
+    "clean sendfile2": (program(sendfile2()), result(done(512), notes=[note(0, 0)]), []),
+    "clean mixed, coalesced": (
+        program(sendmsg_zc(), sendfile2(), splice_zc()),
+        result(done(100), done(512), done(100), notes=[note(0, 2)]), []),
+    "lost id": (program(sendfile2()), result(done(512)), [("sendfile2.zc.notifies", 0)]),
+    "duplicate": (program(sendfile2()), result(done(512), notes=[note(0, 0), note(0, 0)]),
+                  [("zerocopy.id.once", None)]),
+    "gap after failure": (
+        program(sendfile2(), sendfile2()),
+        result(done(-1, EAGAIN), done(512), notes=[note(1, 1)]), [("zerocopy.id.only-on-success", 0)]),
+    "gap after zero bytes": (
+        program(sendfile2(count=0), sendfile2()),
+        result(done(0), done(512), notes=[note(1, 1)]), [("zerocopy.id.only-on-success", 0)]),
+    "splice gives no notification": (
+        program(splice_zc(), sendfile2()), result(done(100), done(512), notes=[note(0, 0)]),
+        [("splice.zc.notifies", 0)]),
+    "invented id": (program(sendfile2(flags=0)), result(done(512), notes=[note(0, 0)]),
+                    [("zerocopy.id.not-invented", None)]),
+    "copied clear on loopback": (program(sendfile2()), result(done(512), notes=[note(0, 0, copied=False)]),
+                                 [("zerocopy.notification.copied", None)]),
+    "copied set through dummy0": (program(sendfile2(), sock="udp_dummy"),
+                                  result(done(512), notes=[note(0, 0, copied=True)]),
+                                  [("zerocopy.notification.copied", None)]),
+    "clean through dummy0": (program(sendfile2(), sock="udp_dummy"),
+                             result(done(512), notes=[note(0, 0, copied=False)]), []),
+    "malformed range": (program(sendfile2()), result(done(512), notes=[note(0, 0), note(3, 1)]),
+                        [("zerocopy.notification.format", None)]),
+}
+
+
+@pytest.mark.parametrize("case", ACCOUNTING_CASES)
+def test_accounting(case):
+    prog, res, expected = ACCOUNTING_CASES[case]
+    found = oracles.accounting(prog, res, ABI)
+    assert [(v.clause_id, v.op_index) for v in found] == expected, found
+    assert all(v.oracle == "accounting" for v in found)
+
+
+def test_sendmsg_without_so_zerocopy_takes_no_id():
+    prog = program({"op": "setsockopt_zerocopy", "fd": "sock", "value": 0}, sendmsg_zc(), sendfile2())
+    assert oracles.accounting(prog, result(done(0), done(100), done(512), notes=[note(0, 0)]), ABI) == []
+
+
+PARITY_CASES = {
+    "flags 0 matches": (sendfile2(flags=0), done(512), done(512), []),
+    "SENDFILE_DEFAULT matches": (sendfile2(flags=1), done(512), done(512), []),
+    "flags 0 differs": (sendfile2(flags=0), done(-1, EINVAL), done(512), [("sendfile2.parity.flags0", 0)]),
+    "ZC moves fewer bytes": (sendfile2(), done(256), done(512), [("sendfile2.parity.zc", 0)]),
+    "ZC blocks where sendfile64 gives EAGAIN": (
+        sendfile2(), done(-1, EINTR, timed_out=True), done(-1, EAGAIN), [("sendfile2.parity.zc", 0)]),
+}
+
+
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_parity(case):
+    op, ours, theirs, expected = PARITY_CASES[case]
+    prog = program(op)
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    assert twin.ops[0].op == "sendfile64" and twin.ops[0]["count"] == prog.ops[0]["count"]
+    found = oracles.parity(prog, result(ours), result(theirs), replaced)
+    assert [(v.clause_id, v.op_index) for v in found] == expected
+
+
+@pytest.mark.parametrize("flags, sock", [(0x80, "tcp4"), (ZC, "unix_stream"), (-1, "tcp4")])
+def test_parity_leaves_calls_with_their_own_rules_alone(flags, sock):
+    prog = Program.from_json({**program(sendfile2(flags=flags)).to_json(),
+                              "fds": [{"name": "src", "kind": "file"}, {"name": "sock", "kind": sock}]})
+    assert oracles.parity_twin(prog, ABI) is None
+
+
+def test_parity_needs_sendfile2():
+    assert oracles.parity_twin(program(sendfile2(flags=0)), Abi()) is None
+
+
+DATA_CASES = {
+    "exact bytes": (program(sendfile64(512)), result(done(512), peer=pattern(3, 0, 512)), 0),
+    "from an offset": (program({**sendfile64(100), "offset": 1000}), result(done(100, offset=1000),
+                                                                            peer=pattern(3, 1000, 100)), 0),
+    "through a pipe": (
+        program({"op": "splice", "in": "src", "off_in": 7, "out": "p.w", "off_out": None, "len": 50, "flags": 0},
+                {"op": "sendmsg", "fd": "sock", "len": 10, "flags": 0},
+                {"op": "splice", "in": "p.r", "off_in": None, "out": "sock", "off_out": None, "len": 50,
+                 "flags": 0}),
+        result(done(50, offset=7), done(10), done(50), peer=pattern(0, 0, 10) + pattern(3, 7, 50)), 0),
+    "wrong offset": (program(sendfile64(512)), result(done(512), peer=pattern(3, 1, 512)), 1),
+    "bytes missing": (program(sendfile64(512)), result(done(512), peer=pattern(3, 0, 511)), 1),
+}
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_data(case):
+    prog, res, count = DATA_CASES[case]
+    found = oracles.data(prog, res)
+    assert len(found) == count and all(v.clause_id == "transfer.peer-data" for v in found)
+
+
+ERRNO_CASES = {
+    "unknown flag accepted": (program(sendfile2(flags=0x80)), done(512), ["sendfile2.errno.EINVAL"]),
+    "unknown flag rejected": (program(sendfile2(flags=0x80)), done(-1, EINVAL), []),
+    "ZC to a pipe accepted": (program({**sendfile2(), "out": "p.w"}), done(512), ["sendfile2.errno.EOPNOTSUPP"]),
+    "O_NONBLOCK ZC blocks": (program(sendfile2(), nonblock=True), done(-1, EINTR, timed_out=True),
+                             ["sendfile2.nonblock.never-blocks"]),
+    "blocking call interrupted": (program(sendfile2()), done(-1, EINTR, timed_out=True), []),
+}
+
+
+@pytest.mark.parametrize("case", ERRNO_CASES)
+def test_errno(case):
+    prog, op_result, expected = ERRNO_CASES[case]
+    found = oracles.errno_violations(prog, result(op_result), KERNEL_INFO)
+    assert [v.clause_id for v in found] == expected
+    assert all(v.op_index == 0 for v in found)
+
+
+def test_health_names_the_crash():
+    from vm.target import KernelCrash
+
+    crash = KernelCrash("BUG: kernel NULL pointer dereference in splice_to_socket", "\nBUG: kernel NULL ...\n")
+    (violation,) = oracles.health(crash)
+    assert violation.key == "health:BUG: kernel NULL pointer dereference in splice_to_socket"
+    assert violation.message == "BUG: kernel NULL ..."
