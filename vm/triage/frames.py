@@ -87,7 +87,7 @@ GENERIC_FRAMES = re.compile(
         r"out_of_line_wait_on_bit\w*", r"__wait_on_bit\w*", r"folio_wait_\w+", r"__folio_lock\w*",
         r"__lock_page\w*", r"sync_page\w*", r"wake_up\w*", r"__wake_up\w*", r"try_to_wake_up",
         r"complete\w*", r"kthread_\w+", r"__kthread_\w+",
-        r"synchronize_rcu_expedited_wait\w*", r"__synchronize_srcu\w*", r"wait_rcu_gp",
+        r"synchronize_rcu_expedited_wait\w*", r"wait_rcu_gp",
         r"__wait_rcu_gp", r"rcu_\w*wait\w*",
         # allocation and freeing
         r"_*kmalloc\w*", r"kmalloc\w*", r"kzalloc\w*", r"kcalloc\w*", r"krealloc\w*", r"kvmalloc\w*",
@@ -102,7 +102,7 @@ GENERIC_FRAMES = re.compile(
         r"page_alloc\w*", r"__page_alloc\w*", r"free_unref_page\w*", r"__free_one_page",
         r"_*alloc_skb\w*", r"skb_clone\w*", r"consume_skb", r"_*kfree_skb\w*", r"kfree_skb\w*",
         r"skb_release_\w+", r"__skb_\w*free\w*", r"skb_free_\w+", r"sk_free", r"__sk_free",
-        r"sk_destruct", r"__sk_destruct", r"call_rcu\w*", r"__call_rcu\w*", r"kfree_rcu\w*",
+        r"sk_destruct", r"__sk_destruct", r"kfree_rcu\w*",
         r"mempool_\w+", r"_*put_page\w*", r"put_page\w*", r"folio_put\w*", r"__folio_put\w*",
         r"release_pages", r"dst_release\w*", r"drop_nlink",
         # string and copy routines
@@ -141,7 +141,7 @@ GENERIC_FRAMES = re.compile(
         r"rcu_check_callbacks", r"rcu_pending", r"rcu_dump_cpu_stacks", r"print_cpu_stall\w*",
         r"check_cpu_stall", r"rcu_gp_\w+", r"trigger_\w+backtrace\w*", r"watchdog\w*",
         r"_*queue_work\w*", r"queue_work\w*", r"flush_work\w*", r"__flush_work\w*",
-        r"smp_call_function_\w*single\w*", r"generic_exec_single",
+        r"generic_exec_single",
         r"update_stack_state", r"unwind_\w+", r"__unwind_\w+", r"__save_stack_trace",
         r"save_stack\w*", r"stack_trace_\w+", r"arch_stack_walk", r"kernel_text_address",
         r"__kernel_text_address", r"trace_\w+", r"__trace_\w+", r"perf_trace_\w+", r"__traceiter_\w+",
@@ -167,3 +167,20 @@ def instruction_pointer_frame(text: str) -> str | None:
     """The function a kernel-mode instruction-pointer line (`RIP: 0010:...`) names, else None."""
     match = INSTRUCTION_POINTER.match(text)
     return match["func"] if match else None
+
+
+# Names that differ by arch or variant but are one culprit: `__x64_sys_read` and
+# `__arm64_sys_read` are the syscall `sys_read`; every smp_call_function variant is the
+# cross-CPU call a stalled CPU waits in.
+CULPRIT_ALIASES: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"^(?:__(?:x64|ia32|x32|arm64|riscv|s390x?|powerpc)_|__se_|__do_)(?=sys_)"), ""),
+    (re.compile(r"^smp_call_function_\w+"), "smp_call_function"),
+)
+
+
+def culprit_name(func: str) -> str:
+    """The name a title gives the culprit frame `func`."""
+    name = clean_function_name(func)
+    for pattern, replacement in CULPRIT_ALIASES:
+        name = pattern.sub(replacement, name)
+    return name

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from vm.triage.frames import (
     STACK_END,
     STACK_START,
+    culprit_name,
     frame_of_line,
     instruction_pointer_frame,
     is_generic_frame,
@@ -35,8 +36,6 @@ IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
 # A report longer than this many lines is cut: what follows is other output.
 MAX_REPORT_LINES = 400
 
-# Arch prefixes of syscall wrappers: `__x64_sys_read` and `__arm64_sys_read` are one syscall.
-SYSCALL_WRAPPER_PREFIX = re.compile(r"^(?:__(?:x64|ia32|x32|arm64|riscv|s390x?|powerpc)_|__se_|__do_)?(?=sys_)")
 
 def _without_group_names(pattern: str) -> str:
     """Named groups may not repeat in one regex; the combined start pattern needs none."""
@@ -113,14 +112,19 @@ class _Stack:
 
 
 def _read_stack(lines: list[ConsoleLine], start: int, stop: int, pattern: CrashPattern) -> _Stack:
+    """Frames of the first stack in the report that shows more than generic frames (a stall
+    report dumps the RCU kthread's idle stack before the stalled CPU's)."""
     stack = _Stack(end=start + 1, has_trace=pattern.trace_after_header)
     in_trace = pattern.trace_after_header
     for index in range(start + 1, stop):
         text = lines[index].text
-        if STACK_START.match(text):
-            if stack.has_trace and stack.frames:
-                break
-            in_trace = stack.has_trace = True
+        if STACK_START.match(text) or (in_trace and STACK_END.match(text)):
+            if stack.has_trace:
+                if not all(map(is_generic_frame, stack.frames)):
+                    break
+                stack.frames.clear()
+                stack.task_start = None
+            in_trace = stack.has_trace = bool(STACK_START.match(text))
             stack.end = index + 1
             continue
         if in_trace and IRQ_END.match(text):
@@ -133,8 +137,6 @@ def _read_stack(lines: list[ConsoleLine], start: int, stop: int, pattern: CrashP
         if func is not None:
             stack.frames.append(func)
             stack.end = index + 1
-        elif STACK_END.match(text) and stack.frames and in_trace:
-            break
     return stack
 
 
@@ -153,7 +155,7 @@ def _culprit(stack: _Stack, pattern: CrashPattern) -> str | None:
         frames = frames[stack.task_start:]
     for func in frames:
         if not is_generic_frame(func):
-            return SYSCALL_WRAPPER_PREFIX.sub("", clean_function_name(func))
+            return culprit_name(func)
     return None
 
 
