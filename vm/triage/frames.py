@@ -104,7 +104,8 @@ GENERIC_FRAMES = re.compile(
         r"skb_release_\w+", r"__skb_\w*free\w*", r"skb_free_\w+", r"sk_free", r"__sk_free",
         r"sk_destruct", r"__sk_destruct", r"kfree_rcu\w*",
         r"mempool_\w+", r"_*put_page\w*", r"put_page\w*", r"folio_put\w*", r"__folio_put\w*",
-        r"release_pages", r"dst_release\w*", r"drop_nlink",
+        r"release_pages", r"free_unref_\w+", r"folios_put\w*", r"_*vunmap\w*",
+        r"_*dev_kfree_skb\w*", r"pskb_expand_head", r"\w*copy_(?:to|from)_iter\w*", r"dst_release\w*", r"drop_nlink",
         # string and copy routines
         r"_*mem(?:cpy|move|set|cmp|chr|scan|dup)\w*",
         r"_*str(?:n?cpy|lcpy|scpy|n?cat|lcat|n?cmp|n?casecmp|n?len|r?chr|str|sep|n?dup|to\w+)", r"bcmp", r"sprintf\w*", r"snprintf\w*", r"vsnprintf\w*", r"scnprintf\w*",
@@ -147,7 +148,14 @@ GENERIC_FRAMES = re.compile(
         r"__kernel_text_address", r"trace_\w+", r"__trace_\w+", r"perf_trace_\w+", r"__traceiter_\w+",
         r"mod_timer\w*", r"__mod_timer", r"add_timer\w*", r"del_timer\w*", r"timer_delete\w*",
         r"sysfs_remove_\w+", r"kobject_\w+", r"add_uevent_var", r"device_del", r"device_unregister",
-        r"proc_register", r"proc_create\w*", r"proc_mkdir\w*",
+        r"proc_register", r"proc_create\w*", r"proc_mkdir\w*", r"device_add", r"dpm_sysfs_\w+",
+        r"radix_tree_\w+", r"idr_\w+", r"ida_\w+", r"drain_workqueue", r"destroy_workqueue",
+        r"_*cancel_work\w*", r"_*cancel_delayed_work\w*", r"cleanup_srcu_struct",
+        # waiting for writeback, console and lockdep internals, trap handlers of other arches
+        r"_*filemap_fdatawait\w*", r"filemap_write_and_wait\w*", r"console_lock", r"console_unlock",
+        r"check_usage\w*", r"check_irq_usage", r"_*atomic_dec_and\w*", r"_*msan\w*",
+        r"do_tag_check_fault", r"program_check_\w+", r"brk_handler", r"call_break_hook",
+        r"do_debug_exception", r"\w+_panic",
     )) + r")$"
 )
 

@@ -83,7 +83,8 @@ CRASH_PATTERNS: tuple[CrashPattern, ...] = (
     _pattern(r"BUG: unable to handle (?:kernel paging request|page fault for address)"
              r"|Unable to handle kernel (?:paging request|access to user memory)",
              "BUG: unable to handle kernel paging request in {frame}", MEMORY_SAFETY_BUG, alt_title=BAD_ACCESS),
-    _pattern(r"usercopy: Kernel memory (?:exposure|overwrite) attempt", "BUG: bad usercopy in {frame}", BUG),
+    _pattern(r"usercopy: [Kk]ernel memory (?:exposure|overwrite) attempt|kernel BUG at mm/usercopy\.c:",
+             "BUG: bad usercopy in {frame}", BUG),
     _pattern(r"kernel BUG at ", "kernel BUG in {frame}", BUG),
     _pattern(OOPS + r"divide error:", "divide error in {frame}", DOS),
     _pattern(OOPS + r"invalid opcode:", "invalid opcode in {frame}", DOS),

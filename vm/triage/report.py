@@ -22,9 +22,10 @@ NO_OUTPUT_TITLE = "no output from test machine"
 
 CORRUPTED_FRAME = "corrupted"
 
-# `[  65.9]`, `[  65.9][ T6734]`, `[ 444.4][    C0]`, `<4>`, a `2018/01/09 14:28:48 ` log date.
+# `[  65.9]`, `[  65.9][ T6734]`, `[ 444.4][    C0]`, `<4>`, a `2018/01/09 14:28:48 ` log date;
+# user-space output without a newline (`syzkaller login: `) may stand before the timestamp.
 CONSOLE_PREFIX = re.compile(
-    r"^(?:<\d+>)?(?P<stamp>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? |\[\s*\d+\.\d+\])?(?:\[\s*[TC]\d+\])? ?"
+    r"^(?:[^\[\n]*?(?=\[\s*\d+\.\d+\]))?(?:<\d+>)?(?P<stamp>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? |\[\s*\d+\.\d+\])?(?:\[\s*[TC]\d+\])? ?"
 )
 
 # Lines that close a report: the end-of-trace marker, the panic footer, the sanitizers' rule.
@@ -166,7 +167,7 @@ def _build_report(
     stack = _read_stack(lines, start, end, pattern)
     fields = {name: _field_value(name, value) for name, value in match.groupdict().items() if value}
     if pattern.details:
-        for line in lines[start:stack.end]:
+        for line in lines[start:end]:
             details = pattern.details.search(line.text)
             if details:
                 fields.update((k, v) for k, v in details.groupdict().items() if v)
