@@ -33,8 +33,9 @@ class CrashPattern:
     # Another title the same bug goes by in syzkaller's coarse classes (`bad-access in X`).
     alt_title: str | None = None
     details: re.Pattern | None = None
-    # How the culprit is chosen: "first" generic-free frame of the crashing stack, or "stall":
-    # the outermost task-level frame a stalled CPU was running (see vm.triage.report).
+    # How the culprit is chosen: the "first" non-generic frame of the crashing stack; for a
+    # "lockup" the first of the code the watchdog interrupted; for a "stall" the outermost of
+    # it, past generic dispatch (see vm.triage.report).
     culprit: str = "first"
     # KMSAN, KFENCE and KCSAN print the stack right under the header, with no `Call Trace:`.
     trace_after_header: bool = False
@@ -129,7 +130,7 @@ CRASH_PATTERNS: tuple[CrashPattern, ...] = (
     _pattern(r"(?:rcu: )?INFO: rcu_\w+ (?:self-)?detected (?:expedited )?stalls?",
              "INFO: rcu detected stall in {frame}", HANG, alt_title="stall in {frame}", culprit="stall"),
     _pattern(r"(?:watchdog: )?BUG: soft lockup", "BUG: soft lockup in {frame}", HANG,
-             alt_title="stall in {frame}", culprit="stall"),
+             alt_title="stall in {frame}", culprit="lockup"),
     _pattern(r"BUG: workqueue lockup", "BUG: workqueue lockup", HANG),
     # Memory leaks (kmemleak), page state, panics.
     _pattern(r"BUG: memory leak", "memory leak in {frame}", LEAK),

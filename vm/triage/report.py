@@ -34,6 +34,18 @@ END_OF_REPORT = re.compile(r"^\s*(?:---\[ end (?:trace|Kernel panic)|Kernel Offs
 # Lines that open the stack part of a stall report's CPU dump, and the end of an interrupt.
 IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
 
+# The timer interrupt a stall or lockup report is taken from.
+TIMER_INTERRUPT = re.compile(r"^(?:\w*apic_timer_interrupt|\w*sysvec_apic_timer_interrupt|el1_irq|gic_handle_irq)")
+
+# Frames that only dispatch to the code that looped: generic file and socket syscalls, netlink
+# and packet-receive dispatch, softirq and timer dispatch.
+DISPATCH_FRAME = re.compile(
+    r"^(?:__(?:x64|ia32|arm64)_)?(?:SyS|sys|ksys|__sys|__se_sys)_(?:read|write|ioctl|sendmsg|sendto|sendmmsg)$"
+    r"|^(?:netlink_\w+|\w*netlink_rcv\w*|rtnetlink_rcv\w*|genl_\w+|net_rx_action|process_backlog"
+    r"|__?netif_receive_skb\w*|netif_receive_\w+|do_softirq_own_stack|inet_sendmsg|\w+_sendmsg"
+    r"|compat_\w+|exit_to_usermode_loop|\w*ret_from_sys_call)$"
+)
+
 # A report longer than this many lines is cut: what follows is other output.
 MAX_REPORT_LINES = 400
 
@@ -152,12 +164,27 @@ def _report_end(lines: list[ConsoleLine], start: int) -> int:
 
 def _culprit(stack: _Stack, pattern: CrashPattern) -> str | None:
     frames = stack.frames
-    if pattern.culprit == "stall" and stack.task_start is not None:
-        frames = frames[stack.task_start:]
+    if pattern.culprit != "first":
+        frames = _interrupted_frames(stack)
+    if pattern.culprit == "stall":
+        frames = [func for func in reversed(frames) if not DISPATCH_FRAME.match(func)]
     for func in frames:
         if not is_generic_frame(func):
             return culprit_name(func)
     return None
+
+
+def _interrupted_frames(stack: _Stack) -> list[str]:
+    """The frames of the code the watchdog's timer interrupt found running, innermost first,
+    up to the end of the interrupted context (a softirq run on the way out of an interrupt
+    ends where the interrupt's stack does)."""
+    frames = stack.frames
+    anchors = [i for i, func in enumerate(frames) if TIMER_INTERRUPT.match(func)]
+    first = anchors[-1] + 1 if anchors else (stack.task_start or 0)
+    last = len(frames)
+    if stack.task_start is not None and stack.task_start > first:
+        last = stack.task_start
+    return frames[first:last]
 
 
 def _build_report(
