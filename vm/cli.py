@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 
 from vm import kbuild
 from vm.errors import UserError
@@ -55,16 +55,11 @@ def cmd_vm_run(args) -> int:
     from vm.program import Program
     from vm.target import KernelCrash, open_target
 
-    try:
-        document = json.loads(Path(args.program).read_text())
-    except OSError as err:
-        raise UserError(f"cannot read {args.program}: {err.strerror}")
-    except ValueError as err:
-        raise UserError(f"{args.program} is not JSON: {err}")
-    program = Program.from_json(document)
-    with open_target(args.target, accel=args.accel) as target:
-        if "sendfile2" not in program.sysno and target.kernel_info().get("nr_sendfile2") is not None:
-            program = program.with_sysno(sendfile2=target.kernel_info()["nr_sendfile2"])
+    program = Program.load(args.program)
+    with open_target(args.target, **({} if args.target == "host" else {"accel": args.accel})) as target:
+        number = target.kernel_info().get("nr_sendfile2")
+        if program.sysno_of("sendfile2") is None and number is not None:
+            program = dataclasses.replace(program, sysno=(*program.sysno, ("sendfile2", number)))
         try:
             result = target.run(program)
         except KernelCrash as crash:
@@ -107,9 +102,6 @@ def register(sub) -> None:
     shell_parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     shell_parser.set_defaults(func=cmd_vm_shell)
 
-    try:
-        from vm.triage.command import register as register_triage
-    except ModuleNotFoundError:  # TEMP until triage lands
-        return
+    from vm.triage.command import register as register_triage
 
     register_triage(sub)
