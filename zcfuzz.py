@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from vm.errors import UserError
 
 SUBCOMMAND_MODULES = ("vm.cli", "conformance.cli", "fuzz.cli")
+
+
+def cmd_test(args) -> int:
+    """zcfuzz's own tests: what CI runs. Tests that need a VM build and boot kernels for real."""
+    import pytest
+
+    root = Path(__file__).resolve().parent
+    return pytest.main(["-ra", str(root / "tests"), *args.pytest_args])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Syscall fuzzer and ABI conformance suite for sendfile2 and SPLICE_F_ZC.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    test = sub.add_parser("test", help="run zcfuzz's own tests (pytest arguments may follow)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(func=cmd_test)
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
