@@ -430,13 +430,16 @@ class ProgramResult:
     ops: list[dict]
     final: dict
     fixture_errors: list[dict]
+    reused: list[str] = field(default_factory=list)  # fixtures given a pooled connection
 
     @classmethod
     def from_json(cls, obj: dict) -> "ProgramResult":
-        return cls(ops=obj["ops"], final=obj["final"], fixture_errors=obj.get("fixture_errors", []))
+        return cls(ops=obj["ops"], final=obj["final"], fixture_errors=obj.get("fixture_errors", []),
+                   reused=obj.get("reused", []))
 
     def to_json(self) -> dict:
-        return {"ops": self.ops, "final": self.final, "fixture_errors": self.fixture_errors}
+        return {"ops": self.ops, "final": self.final, "fixture_errors": self.fixture_errors,
+                "reused": self.reused}
 
     def ret(self, i: int) -> int:
         return self.ops[i]["ret"]

@@ -167,7 +167,8 @@ static uint64_t now_ns(void)
 }
 
 /* Arm the per-op timer. It keeps firing every 10 ms after the deadline so a signal that lands
- * just before the call blocks does not leave it blocked forever. */
+ * just before the call blocks does not leave it blocked forever. The next op re-arms it, so it is
+ * disarmed once after the last op, not after each. */
 static void timer_arm(long timeout_ms)
 {
 	struct itimerval it = {
@@ -225,7 +226,8 @@ struct fixture {
 	int err;        /* errno that kept the fixture from being built, 0 if built */
 	const char *err_step;
 	uint64_t peer_bytes, peer_hash;
-	int zc_used;    /* SO_ZEROCOPY was enabled on it at some point */
+	int reused;     /* the connection came from the pool */
+	int tainted;    /* an op may have left state a fresh connection lacks: never pool it */
 	char path[160]; /* tmpfs file created for it, "" if none */
 };
 
@@ -236,6 +238,11 @@ struct op_spec {
 	const char *name;
 	const char *args; /* one letter per field in vm.program.OPS order: f fd, o offset, i int, c crash */
 	op_fn run;
+	/* Whether its sockets may go back to the connection pool afterwards: only calls that cannot
+	 * move the zerocopy counter or leave other state behind, with flags inside fresh_flags. */
+	int keeps_fresh;
+	int flags_arg; /* -1: no flags argument */
+	uint64_t fresh_flags;
 };
 
 struct op {
@@ -342,7 +349,6 @@ static long long position(int fd)
 		(r)->ret = (long)(expr);                                                           \
 		(r)->err = (r)->ret < 0 ? errno : 0;                                               \
 		(r)->ns = now_ns() - t0_;                                                          \
-		timer_disarm();                                                                    \
 		(r)->timed_out = alarm_fired;                                                      \
 	} while (0)
 
@@ -603,8 +609,10 @@ static void op_drain(struct op *op)
 		uint64_t t0 = now_ns();
 		struct pollfd pfd = {fd, 0, 0};
 
+		timer_arm(prog.timeout_ms);
 		if (op->arg[1].value)
-			poll(&pfd, 1, (int)op->arg[1].value);
+			poll(&pfd, 1, op->arg[1].value > INT32_MAX ? INT32_MAX : (int)op->arg[1].value);
+		r.timed_out = alarm_fired;
 		errno = 0;
 		r.ret = drain_errqueue(fd, &records);
 		r.err = r.ret < 0 ? errno : 0;
@@ -624,8 +632,6 @@ static void op_setsockopt_zerocopy(struct op *op)
 
 	if (!skip_fixture_error(&r))
 		TIMED_CALL(&r, setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &value, sizeof(value)));
-	if (r.ret == 0 && value)
-		fix_of(&op->arg[0])->zc_used = 1;
 	out_common(op, &r);
 	out_printf(prog.out, "}");
 }
@@ -674,21 +680,29 @@ static void op_lkdtm(struct op *op)
 }
 
 /* Same names and field order as vm.program.OPS. */
+#define SPLICE_F_ALL_6_12 0xf
 static const struct op_spec op_specs[] = {
-	{"sendfile2", "ffoii", op_sendfile2},
-	{"sendfile64", "ffoi", op_sendfile64},
-	{"splice", "fofoii", op_splice},
-	{"tee", "ffii", op_tee},
-	{"vmsplice", "fii", op_vmsplice},
-	{"sendmsg", "fii", op_sendmsg},
-	{"write", "fi", op_write},
-	{"peer_read", "fi", op_peer_read},
-	{"peer_close", "f", op_peer_close},
-	{"drain", "fi", op_drain},
-	{"setsockopt_zerocopy", "fi", op_setsockopt_zerocopy},
-	{"close", "f", op_close},
-	{"lkdtm", "c", op_lkdtm},
+	{"sendfile2", "ffoii", op_sendfile2, 0, -1, 0},
+	{"sendfile64", "ffoi", op_sendfile64, 1, -1, 0},
+	{"splice", "fofoii", op_splice, 1, 5, SPLICE_F_ALL_6_12},
+	{"tee", "ffii", op_tee, 1, 3, SPLICE_F_ALL_6_12},
+	{"vmsplice", "fii", op_vmsplice, 0, -1, 0},
+	{"sendmsg", "fii", op_sendmsg, 1, 2, MSG_DONTWAIT | MSG_MORE | MSG_NOSIGNAL},
+	{"write", "fi", op_write, 1, -1, 0},
+	{"peer_read", "fi", op_peer_read, 1, -1, 0},
+	{"peer_close", "f", op_peer_close, 0, -1, 0},
+	{"drain", "fi", op_drain, 1, -1, 0},
+	{"setsockopt_zerocopy", "fi", op_setsockopt_zerocopy, 0, -1, 0},
+	{"close", "f", op_close, 0, -1, 0},
+	{"lkdtm", "c", op_lkdtm, 1, -1, 0},
 };
+
+static int op_keeps_fresh(const struct op *op)
+{
+	const struct op_spec *spec = op->spec;
+
+	return spec->keeps_fresh && (spec->flags_arg < 0 || !(op->arg[spec->flags_arg].value & ~spec->fresh_flags));
+}
 
 /* ---- fixtures ---------------------------------------------------------------------------- */
 
@@ -709,12 +723,30 @@ static int fill_pattern(int fd, uint64_t size, int seed)
 	return 0;
 }
 
+/* Port 0 on the loopback address of `family`; returns the address length. */
+static socklen_t loopback_address(int family, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return sizeof(*in);
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	in6->sin6_family = AF_INET6;
+	in6->sin6_addr = in6addr_loopback;
+	return sizeof(*in6);
+}
+
 /* A listening loopback socket kept for the executor's lifetime: connecting to it is what a
  * tcp fixture costs, not socket+bind+listen every time. */
 static int loopback_listener(int family)
 {
 	int *slot = family == AF_INET ? &listener4 : &listener6;
-	struct sockaddr_storage ss = {0};
+	struct sockaddr_storage ss;
 	socklen_t len;
 	int one = 1;
 
@@ -724,19 +756,7 @@ static int loopback_listener(int family)
 	if (*slot < 0)
 		return -1;
 	setsockopt(*slot, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-		in->sin_family = AF_INET;
-		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		len = sizeof(*in);
-	} else {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-		in6->sin6_family = AF_INET6;
-		in6->sin6_addr = in6addr_loopback;
-		len = sizeof(*in6);
-	}
+	len = loopback_address(family, &ss);
 	if (bind(*slot, (struct sockaddr *)&ss, len) < 0 || listen(*slot, 64) < 0) {
 		int saved = errno;
 
@@ -771,15 +791,80 @@ static void socket_options(struct fixture *f, int fd)
 		STEP(f, "SO_SNDBUF", setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &f->sndbuf, sizeof(f->sndbuf)));
 	if (f->zerocopy) {
 		STEP(f, "SO_ZEROCOPY", setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof(one)));
-		f->zc_used = 1;
 	}
+}
+
+/* Connected TCP pairs kept from earlier programs. Connecting and closing cost about four times
+ * the packets of a small send, and in a TCG guest packets are what a program costs. A pair is
+ * kept only if no op could have changed it (op_keeps_fresh), SO_ZEROCOPY was never on (its id
+ * counter cannot be reset) and it is checked clean at teardown, so a program cannot tell a kept
+ * pair from a new one. */
+#define POOL_SIZE 8
+static struct pooled_pair {
+	int used;
+	enum fd_kind kind;
+	int nonblock, sndbuf;
+	int client, peer;
+} pool[POOL_SIZE];
+
+static int pool_take(struct fixture *f)
+{
+	for (int i = 0; i < POOL_SIZE; i++) {
+		struct pooled_pair *p = &pool[i];
+
+		if (p->used && p->kind == f->kind && p->nonblock == f->nonblock && p->sndbuf == f->sndbuf) {
+			p->used = 0;
+			f->fd[0] = p->client;
+			f->owned[0] = 1;
+			f->peer = p->peer;
+			f->reused = 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int pair_is_clean(const struct fixture *f)
+{
+	struct tcp_info info;
+	socklen_t len = sizeof(info);
+	int queued = 0, err = 0;
+	socklen_t errlen = sizeof(err);
+
+	if (ioctl(f->fd[0], SIOCOUTQ, &queued) < 0 || queued || ioctl(f->fd[0], SIOCINQ, &queued) < 0 || queued ||
+	    ioctl(f->peer, SIOCINQ, &queued) < 0 || queued)
+		return 0;
+	if (getsockopt(f->fd[0], SOL_SOCKET, SO_ERROR, &err, &errlen) < 0 || err)
+		return 0;
+	return getsockopt(f->fd[0], IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == TCP_ESTABLISHED;
+}
+
+/* Keep the fixture's pair for a later program if it is as good as new; 1 if kept. */
+static int pool_give(struct fixture *f)
+{
+	if ((f->kind != K_TCP4 && f->kind != K_TCP6) || f->err || f->tainted || f->zerocopy || !f->owned[0] ||
+	    f->peer < 0 || !pair_is_clean(f))
+		return 0;
+	for (int i = 0; i < POOL_SIZE; i++) {
+		struct pooled_pair *p = &pool[i];
+
+		if (!p->used) {
+			*p = (struct pooled_pair){1, f->kind, f->nonblock, f->sndbuf, f->fd[0], f->peer};
+			return 1;
+		}
+	}
+	return 0;
 }
 
 static void build_tcp(struct fixture *f, int family)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int listener = loopback_listener(family);
+	int listener;
+
+	if (!f->zerocopy && pool_take(f))
+		return;
+	listener = loopback_listener(family);
 
 	STEP(f, "listen on loopback", listener);
 	STEP(f, "socket", f->fd[0] = socket(family, SOCK_STREAM, 0));
@@ -794,22 +879,10 @@ static void build_tcp(struct fixture *f, int family)
 
 static void build_udp(struct fixture *f, int family)
 {
-	struct sockaddr_storage ss = {0};
+	struct sockaddr_storage ss;
 	socklen_t len;
 
-	if (family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-		in->sin_family = AF_INET;
-		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		len = sizeof(*in);
-	} else {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-		in6->sin6_family = AF_INET6;
-		in6->sin6_addr = in6addr_loopback;
-		len = sizeof(*in6);
-	}
+	len = loopback_address(family, &ss);
 	STEP(f, "receiver socket", f->peer = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
 	STEP(f, "bind receiver", bind(f->peer, (struct sockaddr *)&ss, len));
 	STEP(f, "getsockname", bound_address(f->peer, &ss, &len));
@@ -979,6 +1052,8 @@ static void teardown(void)
 	for (int i = 0; i < prog.nfix; i++) {
 		struct fixture *f = &prog.fix[i];
 
+		if (pool_give(f))
+			f->owned[0] = 0, f->peer = -1;
 		for (int end = 0; end < 2; end++)
 			if (f->owned[end])
 				close(f->fd[end]);
@@ -1050,8 +1125,12 @@ static void run_final(void)
 
 static void set_memlock(uint64_t bytes)
 {
+	static uint64_t current = UINT64_MAX - 1; /* no program asked for this yet */
 	struct rlimit rl = {bytes, bytes};
 
+	if (bytes == current)
+		return;
+	current = bytes;
 	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 && getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
 		rl.rlim_cur = bytes < rl.rlim_max ? bytes : rl.rlim_max;
 		setrlimit(RLIMIT_MEMLOCK, &rl);
@@ -1082,12 +1161,30 @@ static void run_program(struct out *o)
 			   f->name, f->err, f->err_step, strerror(f->err));
 		first = 0;
 	}
+	out_printf(o, "], \"reused\": [");
+	first = 1;
+	for (int i = 0; i < prog.nfix; i++) {
+		if (prog.fix[i].reused) {
+			out_printf(o, "%s\"%s\"", first ? "" : ", ", prog.fix[i].name);
+			first = 0;
+		}
+	}
+	for (int i = 0; i < prog.nops; i++) {
+		const struct op *op = &prog.ops[i];
+
+		if (op_keeps_fresh(op))
+			continue;
+		for (int a = 0; op->spec->args[a]; a++)
+			if (op->spec->args[a] == 'f')
+				fix_of(&op->arg[a])->tainted = 1;
+	}
 	out_printf(o, "], \"ops\": [");
 	for (int i = 0; i < prog.nops; i++) {
 		if (i)
 			out_printf(o, ", ");
 		prog.ops[i].spec->run(&prog.ops[i]);
 	}
+	timer_disarm();
 	run_final();
 	out_printf(o, "}\n");
 	teardown();
