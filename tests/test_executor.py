@@ -1,0 +1,213 @@
+"""The executor on the running kernel, through the host target."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+
+from vm.errors import UserError
+from vm.program import FD_KINDS, Program, digest, pattern
+
+MSG_ZEROCOPY = 0x4000000
+SO_EE_ORIGIN_ZEROCOPY = 5
+SO_EE_CODE_ZEROCOPY_COPIED = 1
+# Kinds the running kernel may lack, with the errno that says so.
+MAY_BE_MISSING = {"udp_dummy": errno.ENODEV}
+
+
+@pytest.fixture(scope="module")
+def host():
+    from vm.host import HostTarget
+
+    try:
+        target = HostTarget()
+    except UserError as err:
+        pytest.skip(str(err))
+    with target:
+        yield target
+
+
+def run(host, fds, ops, **options):
+    return host.run(Program.from_json({"fds": fds, "ops": ops, **options}))
+
+
+@pytest.mark.parametrize("kind", list(FD_KINDS))
+def test_every_fixture_kind_builds_or_says_why(host, kind):
+    result = run(host, [{"name": "x", "kind": kind}], [])
+    if kind in MAY_BE_MISSING and result.fixture_errors:
+        (error,) = result.fixture_errors
+        assert error["errno"] == MAY_BE_MISSING[kind] and error["reason"]
+    else:
+        assert result.fixture_errors == []
+
+
+SENDFILES = [
+    # (socket kind, file size, offset, count, bytes moved)
+    ("tcp4", 65536, 0, 512, 512),
+    ("tcp4", 65536, 1000, 4096, 4096),
+    ("tcp6", 4096, 4000, 512, 96),
+    ("unix_stream", 8192, 0, 8192, 8192),
+    ("tcp4", 100, 100, 10, 0),
+]
+
+
+@pytest.mark.parametrize("sock, size, offset, count, moved", SENDFILES)
+def test_sendfile64_moves_the_file_slice(host, sock, size, offset, count, moved):
+    result = run(host, [{"name": "f", "kind": "file", "size": size, "seed": 3}, {"name": "s", "kind": sock}],
+                 [{"op": "sendfile64", "out": "s", "in": "f", "offset": offset, "count": count}])
+    assert (result.ret(0), result.errno(0)) == (moved, 0)
+    op = result.ops[0]
+    assert (op["offset_before"], op["offset_after"]) == (offset, offset + moved)
+    assert (op["in_pos_before"], op["in_pos_after"]) == (0, 0)  # an offset pointer leaves the position alone
+    assert op["out_pos_before"] is None  # sockets have no position
+    assert result.peer_bytes("s") == moved
+    assert result.peer_digest("s") == digest(pattern(3, offset, moved))
+
+
+def test_sendfile64_without_offset_advances_the_file_position(host):
+    result = run(host, [{"name": "f", "kind": "file", "size": 2048}, {"name": "s", "kind": "tcp4"}],
+                 [{"op": "sendfile64", "out": "s", "in": "f", "offset": None, "count": 700}] * 2)
+    assert [(op["in_pos_before"], op["in_pos_after"]) for op in result.ops] == [(0, 700), (700, 1400)]
+    assert result.peer_digest("s") == digest(pattern(0, 0, 1400))
+
+
+ERRNOS = [
+    # (out kind, in kind, offset, errno)
+    ("invalid", "file", None, errno.EBADF),
+    ("tcp4", "invalid", None, errno.EBADF),
+    ("closed", "file", None, errno.EBADF),
+    ("tcp4", "file_wo", None, errno.EBADF),
+    ("file_ro", "file", None, errno.EBADF),
+    ("tcp4", "file", "unmapped", errno.EFAULT),
+    ("tcp4", "file", "protnone", errno.EFAULT),
+    ("tcp4", "file", -1, errno.EINVAL),
+    ("file_append", "file", None, errno.EINVAL),
+]
+
+
+@pytest.mark.parametrize("out, in_, offset, expected", ERRNOS)
+def test_sendfile64_errnos(host, out, in_, offset, expected):
+    result = run(host, [{"name": "o", "kind": out}, {"name": "i", "kind": in_}],
+                 [{"op": "sendfile64", "out": "o", "in": "i", "offset": offset, "count": 64}])
+    assert (result.ret(0), result.errno_name(0)) == (-1, errno.errorcode[expected])
+
+
+def test_sendfile2_without_a_number_is_skipped(host):
+    result = run(host, [{"name": "f", "kind": "file"}, {"name": "s", "kind": "tcp4"}],
+                 [{"op": "sendfile2", "out": "s", "in": "f", "offset": 0, "count": 1, "flags": 1}])
+    assert (result.errno(0), result.ops[0]["skipped"]) == (errno.ENOSYS, "no syscall number")
+    assert result.peer_bytes("s") == 0
+
+
+def test_full_nonblocking_unix_dgram_gives_eagain(host):
+    """LTP sendfile07: fill a non-blocking AF_UNIX datagram pair, then sendfile into it."""
+    fills = [{"op": "write", "fd": "u", "len": 4096}] * 64
+    result = run(host, [{"name": "f", "kind": "file"}, {"name": "u", "kind": "unix_dgram", "nonblock": True,
+                                                            "sndbuf": 16384}],
+                 fills + [{"op": "sendfile64", "out": "u", "in": "f", "offset": 0, "count": 512}])
+    assert errno.EAGAIN in [result.errno(i) for i in range(len(fills))]  # the pair did fill up
+    assert (result.ret(len(fills)), result.errno_name(len(fills))) == (-1, "EAGAIN")
+    assert not result.timed_out(len(fills))
+
+
+def test_msg_zerocopy_on_loopback_is_notified_as_copied(host):
+    result = run(host, [{"name": "s", "kind": "tcp4", "zerocopy": True}],
+                 [{"op": "sendmsg", "fd": "s", "len": 10000, "flags": MSG_ZEROCOPY},
+                  {"op": "sendmsg", "fd": "s", "len": 10000, "flags": MSG_ZEROCOPY},
+                  {"op": "drain", "fd": "s", "wait_ms": 500}])
+    assert result.ret(0) == result.ret(1) == 10000
+    notes = result.notifications("s")
+    assert notes and all(n["origin"] == SO_EE_ORIGIN_ZEROCOPY and n["errno"] == 0 for n in notes)
+    assert all(n["code"] & SO_EE_CODE_ZEROCOPY_COPIED for n in notes)
+    assert sorted(i for n in notes for i in range(n["lo"], n["hi"] + 1)) == [0, 1]
+    assert result.peer_digest("s") == digest(pattern(0, 0, 10000) * 2)
+
+
+def test_without_so_zerocopy_msg_zerocopy_is_ignored(host):
+    result = run(host, [{"name": "s", "kind": "tcp4"}],
+                 [{"op": "sendmsg", "fd": "s", "len": 100, "flags": MSG_ZEROCOPY}], settle_ms=50)
+    assert result.ret(0) == 100 and result.notifications("s") == []
+
+
+def test_so_zerocopy_on_unix_is_a_fixture_error(host):
+    result = run(host, [{"name": "u", "kind": "unix_stream", "zerocopy": True}],
+                 [{"op": "write", "fd": "u", "len": 1}])
+    assert result.fixture_error("u") == errno.EOPNOTSUPP
+    assert result.ops[0]["fixture_error"] and result.errno(0) == errno.EBADF
+
+
+BLOCKING = [
+    # ops that block forever without the timeout
+    [{"op": "splice", "in": "p.r", "off_in": None, "out": "n", "off_out": None, "len": 100, "flags": 0}],
+    [{"op": "tee", "in": "p.r", "out": "q.w", "len": 100, "flags": 0}],
+    [{"op": "write", "fd": "p.w", "len": 1 << 20}],
+]
+
+
+@pytest.mark.parametrize("ops", BLOCKING)
+def test_per_op_timeout_interrupts_a_blocked_call(host, ops):
+    result = run(host, [{"name": "p", "kind": "pipe"}, {"name": "q", "kind": "pipe"},
+                        {"name": "n", "kind": "devnull"}],
+                 ops + [{"op": "write", "fd": "q.w", "len": 3}], timeout_ms=150)
+    assert result.timed_out(0)
+    assert 150e6 <= result.ops[0]["ns"] < 2e9
+    assert not result.timed_out(1) and result.ret(1) == 3  # the program goes on after it
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_no_fd_leak_across_programs(host):
+    every_kind = Program.from_json({
+        "fds": [{"name": kind, "kind": kind} for kind in FD_KINDS]
+               + [{"name": "z", "kind": "tcp6", "zerocopy": True}],
+        "ops": [{"op": "close", "fd": "pipe.w"}, {"op": "close", "fd": "tcp4"},
+                {"op": "peer_close", "fd": "udp4"},
+                  {"op": "sendmsg", "fd": "z", "len": 100, "flags": MSG_ZEROCOPY}],
+    })
+    host.run(every_kind)
+    before = open_fds(host.pid)
+    for _ in range(200):
+        result = host.run(every_kind)
+    assert open_fds(host.pid) == before
+    assert result.peer_bytes("z") == 100
+
+
+def test_clean_tcp_pairs_are_reused_and_zerocopy_ones_are_not(host):
+    sendfile = Program.from_json({
+        "fds": [{"name": "f", "kind": "file", "size": 512}, {"name": "s", "kind": "tcp4", "sndbuf": 12345}],
+        "ops": [{"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 512},
+                {"op": "peer_read", "fd": "s", "max": 512}]})
+    first, second = host.run(sendfile), host.run(sendfile)
+    assert second.reused == ["s"]
+    assert [op["ret"] for op in first.ops] == [op["ret"] for op in second.ops] == [512, 512]
+    assert first.peers == second.peers
+    zerocopy = Program.from_json({"fds": [{"name": "s", "kind": "tcp4", "sndbuf": 12345, "zerocopy": True}],
+                                  "ops": []})
+    assert host.run(zerocopy).reused == []
+
+
+BAD_REQUESTS = [
+    ("program 1 2", "program record needs 4 fields"),
+    ("program 1 2 3 4 ; fd a nosuchkind 0 0 0 0 0", "unknown fixture kind"),
+    ("program 1 2 3 4 ; op close 0", "bad fd reference"),
+    ("program 1 2 3 4 ; fd a file 0 0 0 0 0 ; op splice 0 null", "needs 6 arguments"),
+    ("program 1 2 3 4 ; fd a file 0 0 0 0 0 ; op write 0 lots", "bad integer"),
+    ("program x 2 3 4", "bad number"),
+    ("hello", "unknown request"),
+]
+
+
+@pytest.mark.parametrize("line, message", BAD_REQUESTS)
+def test_malformed_requests_get_an_error_and_serving_goes_on(host, line, message):
+    assert message in json.loads(host.request(line))["error"]
+    assert json.loads(host.request("ping")) == {"pong": True}
+
+
+def test_c_loop_request(host):
+    answer = json.loads(host.request("c-loop 1000"))["c_loop"]
+    assert answer["iterations"] == 1000 and answer["per_sec"] > 0
