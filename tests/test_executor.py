@@ -211,3 +211,27 @@ def test_malformed_requests_get_an_error_and_serving_goes_on(host, line, message
 def test_c_loop_request(host):
     answer = json.loads(host.request("c-loop 1000"))["c_loop"]
     assert answer["iterations"] == 1000 and answer["per_sec"] > 0
+
+
+CAP_IPC_LOCK = 14
+
+
+@pytest.mark.parametrize("field", ["CapEff", "CapPrm", "CapBnd"])
+def test_executor_runs_without_cap_ipc_lock(host, field):
+    host.run(Program.from_json({"fds": [], "ops": []}))
+    with open(f"/proc/{host.pid}/status") as status:
+        caps = {line.split(":")[0]: int(line.split()[1], 16) for line in status if line.startswith("Cap")}
+    assert not caps[field] & (1 << CAP_IPC_LOCK)
+
+
+@pytest.mark.parametrize("memlock, ret, error", [
+    (0, -1, "ENOBUFS"),  # every pinned page is over the limit, as for an ordinary user
+    (8 << 20, 65536, ""),
+])
+def test_memlock_limits_zerocopy_sends(host, memlock, ret, error):
+    result = run(host, [{"name": "s", "kind": "tcp4", "zerocopy": True}],
+                 [{"op": "sendmsg", "fd": "s", "len": 65536, "flags": MSG_ZEROCOPY}], memlock=memlock)
+    assert (result.ret(0), result.errno_name(0)) == (ret, error)
+    with open(f"/proc/{host.pid}/limits") as limits:
+        (line,) = [line for line in limits if line.startswith("Max locked memory")]
+    assert int(line.split()[3]) == memlock

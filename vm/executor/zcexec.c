@@ -1123,18 +1123,26 @@ static void run_final(void)
 	out_printf(prog.out, "}}");
 }
 
+/* Only the soft limit counts for locked-page accounting. The hard limit is never lowered, so
+ * a later program can ask for more; it is raised when needed and possible (CAP_SYS_RESOURCE),
+ * otherwise the program gets the hard limit. */
 static void set_memlock(uint64_t bytes)
 {
 	static uint64_t current = UINT64_MAX - 1; /* no program asked for this yet */
-	struct rlimit rl = {bytes, bytes};
+	struct rlimit rl;
 
-	if (bytes == current)
+	if (bytes == current || getrlimit(RLIMIT_MEMLOCK, &rl) < 0)
 		return;
 	current = bytes;
-	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 && getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
-		rl.rlim_cur = bytes < rl.rlim_max ? bytes : rl.rlim_max;
-		setrlimit(RLIMIT_MEMLOCK, &rl);
+	if (bytes > rl.rlim_max) {
+		struct rlimit raised = {bytes, bytes};
+
+		if (setrlimit(RLIMIT_MEMLOCK, &raised) == 0)
+			return;
+		bytes = rl.rlim_max;
 	}
+	rl.rlim_cur = bytes;
+	setrlimit(RLIMIT_MEMLOCK, &rl);
 }
 
 static void run_program(struct out *o)
