@@ -189,6 +189,95 @@ def test_same_crash_in_another_run_gets_the_same_title():
     assert (second.title, second.type, second.corrupted) == (first.title, first.type, first.corrupted)
 
 
+def timestamped(body: str) -> str:
+    """`body` as a 6.x console prints it, each line behind a time and CPU stamp."""
+    return "".join(f"[  300.{i:06d}][    C1] {line}\n" for i, line in enumerate(body.splitlines()))
+
+
+# The grace-period kthread's idle stack comes first, then the stalled CPU's.
+SELF_DETECTED_STALL = """\
+rcu: INFO: rcu_preempt self-detected stall on CPU
+rcu: \t1-....: (10499 ticks this GP) idle=2b4c/1/0x4000000000000000 softirq=9/9 fqs=5249
+rcu: rcu_preempt kthread starved for 10502 jiffies! g12345 f0x0 RCU_GP_WAIT_FQS(5)
+rcu: RCU grace-period kthread stack dump:
+task:rcu_preempt     state:R  running task     stack:27904 pid:17    tgid:17    ppid:2
+Call Trace:
+ <TASK>
+ __schedule+0x1335/0x44b0
+ schedule_timeout+0x15e/0x260
+ rcu_gp_fqs_loop+0x2df/0x1370
+ rcu_gp_kthread+0xa7/0x3b0
+ kthread+0x2f0/0x390
+ </TASK>
+rcu: Stack dump where RCU GP kthread last ran:
+CPU: 1 UID: 0 PID: 5821 Comm: zcfuzz-exec Not tainted 6.12.0 #1
+RIP: 0010:splice_to_socket+0x1f7/0x560
+Call Trace:
+ <IRQ>
+ ? rcu_sched_clock_irq+0x8c1/0x1010
+ ? sysvec_apic_timer_interrupt+0x92/0xb0
+ </IRQ>
+ <TASK>
+ ? asm_sysvec_apic_timer_interrupt+0x1a/0x20
+ direct_splice_actor+0x228/0x320
+ splice_direct_to_actor+0x328/0x580
+ do_sendfile+0x153/0x420
+ __x64_sys_sendfile64+0x1d8/0x220
+ do_syscall_64+0xc9/0x250
+ entry_SYSCALL_64_after_hwframe+0x77/0x7f
+RIP: 0033:0x7f3939590eea
+ </TASK>
+"""
+
+STALL_IN_CROSS_CPU_CALL = """\
+rcu: INFO: rcu_preempt self-detected stall on CPU
+CPU: 1 UID: 0 PID: 5821 Comm: zcfuzz-exec Not tainted 6.12.0 #1
+RIP: 0010:smp_call_function_many_cond+0x3f5/0x1560
+Call Trace:
+ <IRQ>
+ ? sysvec_apic_timer_interrupt+0x92/0xb0
+ </IRQ>
+ <TASK>
+ on_each_cpu_cond_mask+0x40/0x90
+ __purge_vmap_area_lazy+0x2c1/0xd40
+ vm_unmap_aliases+0x3a/0x50
+ do_sendfile+0x153/0x420
+ __x64_sys_sendfile64+0x1d8/0x220
+ do_syscall_64+0xc9/0x250
+ </TASK>
+"""
+
+# A task that holds up the grace period while preempted: its dump shows no looping code.
+STALL_OF_PREEMPTED_TASK = """\
+rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:
+rcu: \tTasks blocked on level-0 rcu_node (CPUs 0-1): P5821/1:b..l
+task:zcfuzz-exec     state:R  running task     stack:20832 pid:5821  tgid:5821  ppid:5820
+Call Trace:
+ <TASK>
+ __schedule+0x1335/0x44b0
+ preempt_schedule_common+0x9c/0xe0
+ vprintk_emit+0x545/0x5e0
+ netdev_info+0x124/0x180
+ do_sendfile+0x153/0x420
+ do_syscall_64+0xc9/0x250
+ </TASK>
+"""
+
+
+@pytest.mark.parametrize(
+    "body, title, corrupted",
+    [
+        (SELF_DETECTED_STALL, "INFO: rcu detected stall in sys_sendfile64", False),
+        (STALL_IN_CROSS_CPU_CALL, "INFO: rcu detected stall in smp_call_function", False),
+        (STALL_OF_PREEMPTED_TASK, "INFO: rcu detected stall in corrupted", True),
+    ],
+    ids=["stall-outermost-call", "stall-waits-on-other-cpus", "stall-without-running-code"],
+)
+def test_stall_and_lockup_culprits(body, title, corrupted):
+    crash = parse(timestamped(body))
+    assert (crash.title, crash.corrupted) == (title, corrupted)
+
+
 def test_no_crash():
     console = "[    0.000000] Linux version 6.12.0\n[    3.1] WARNING: workqueue cpumask: online intersect\n"
     assert parse(console) is None

@@ -136,7 +136,7 @@ GENERIC_FRAMES = re.compile(
         r"expire_timers", r"__hrtimer_run_queues", r"hrtimer_\w+", r"__do_softirq", r"do_softirq\w*",
         r"handle_softirqs", r"irq_exit\w*", r"__irq_exit\w*", r"invoke_softirq", r"run_ksoftirqd",
         r"\w*_interrupt", r"sysvec_\w+", r"__sysvec_\w+", r"asm_sysvec_\w+", r"asm_call_\w+",
-        r"call_on_\w*stack", r"irq_\w+", r"__irq_\w+", r"handle_\w*irq\w*", r"generic_handle_\w+",
+        r"call_on_\w*stack", r"irq_\w+", r"__irq_\w+", r"_*handle_\w*irq\w*", r"generic_handle_\w+",
         r"do_IRQ", r"common_interrupt", r"ret_from_intr", r"tick_\w+", r"update_process_times",
         r"rcu_core\w*", r"rcu_do_batch", r"rcu_process_callbacks", r"rcu_sched_clock_irq\w*",
         r"rcu_check_callbacks", r"rcu_pending", r"rcu_dump_cpu_stacks", r"print_cpu_stall\w*",
@@ -156,6 +156,8 @@ GENERIC_FRAMES = re.compile(
         r"check_usage\w*", r"check_irq_usage", r"_*atomic_dec_and\w*", r"_*msan\w*",
         r"do_tag_check_fault", r"program_check_\w+", r"brk_handler", r"call_break_hook",
         r"do_debug_exception", r"\w+_panic",
+        # the start-of-text symbol an unwinder names for code it cannot place (arm64 softirq entry)
+        r"_stext",
     )) + r")$"
 )
 

@@ -36,6 +36,8 @@ IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
 
 # The timer interrupt a stall or lockup report is taken from.
 TIMER_INTERRUPT = re.compile(r"^(?:\w*apic_timer_interrupt|\w*sysvec_apic_timer_interrupt|el1_irq|gic_handle_irq)")
+# Frames that switch to and from the interrupt stack inside one interrupt's entry.
+INTERRUPT_STACK_SWITCH = re.compile(r"^(?:asm_call_\w+|call_on_\w*stack|run_on_irqstack\w*)$")
 
 # Frames that only dispatch to the code that looped: generic file and socket syscalls, netlink
 # and packet-receive dispatch, softirq and timer dispatch.
@@ -43,8 +45,12 @@ DISPATCH_FRAME = re.compile(
     r"^(?:__(?:x64|ia32|arm64)_)?(?:SyS|sys|ksys|__sys|__se_sys)_(?:read|write|ioctl|sendmsg|sendto|sendmmsg)$"
     r"|^(?:netlink_\w+|\w*netlink_rcv\w*|rtnetlink_rcv\w*|genl_\w+|net_rx_action|process_backlog"
     r"|__?netif_receive_skb\w*|netif_receive_\w+|do_softirq_own_stack|inet_sendmsg|\w+_sendmsg"
-    r"|compat_\w+|exit_to_usermode_loop|\w*ret_from_sys_call)$"
+    r"|gro_\w+|napi_\w+|compat_\w+|exit_to_usermode_loop|\w*ret_from_sys_call)$"
 )
+
+# A cross-CPU function call spins until the other CPUs answer: a CPU stuck in one is stalled
+# by the call, whoever made it.
+CROSS_CPU_CALL = re.compile(r"^smp_call_function\w*")
 
 # A report longer than this many lines is cut: what follows is other output.
 MAX_REPORT_LINES = 400
@@ -121,21 +127,28 @@ class _Stack:
     # Index in `frames` where the interrupted task's frames start (after `</IRQ>`), if any.
     task_start: int | None = None
     has_trace: bool = False
+    # Index in `frames` of the function an instruction-pointer line (`RIP: 0010:...`) named.
+    instruction_pointer: int | None = None
     end: int = 0  # index of the line after the last line of the stack
 
 
 def _read_stack(lines: list[ConsoleLine], start: int, stop: int, pattern: CrashPattern) -> _Stack:
     """Frames of the first stack in the report that shows more than generic frames (a stall
-    report dumps the RCU kthread's idle stack before the stalled CPU's)."""
+    report dumps the RCU kthread's idle stack before the stalled CPU's). An instruction
+    pointer printed just before a `Call Trace:` belongs to that trace, not the one before."""
     stack = _Stack(end=start + 1, has_trace=pattern.trace_after_header)
     in_trace = pattern.trace_after_header
     for index in range(start + 1, stop):
         text = lines[index].text
         if STACK_START.match(text) or (in_trace and STACK_END.match(text)):
             if stack.has_trace:
-                if not all(map(is_generic_frame, stack.frames)):
+                frames = stack.frames
+                ahead = [frames.pop()] if frames and stack.instruction_pointer == len(frames) - 1 else []
+                if not all(map(is_generic_frame, frames)):
+                    stack.instruction_pointer = _index_if(stack.instruction_pointer, frames)
                     break
-                stack.frames.clear()
+                stack.frames = ahead
+                stack.instruction_pointer = 0 if ahead else None
                 stack.task_start = None
             in_trace = stack.has_trace = bool(STACK_START.match(text))
             stack.end = index + 1
@@ -145,12 +158,19 @@ def _read_stack(lines: list[ConsoleLine], start: int, stop: int, pattern: CrashP
             stack.end = index + 1
             continue
         func = instruction_pointer_frame(text)
-        if func is None and in_trace:
+        if func is not None:
+            stack.instruction_pointer = len(stack.frames)
+        elif in_trace:
             func = frame_of_line(text)
         if func is not None:
             stack.frames.append(func)
             stack.end = index + 1
     return stack
+
+
+def _index_if(index: int | None, items: list) -> int | None:
+    """`index` if it still points into `items`, else None."""
+    return index if index is not None and index < len(items) else None
 
 
 def _report_end(lines: list[ConsoleLine], start: int) -> int:
@@ -163,28 +183,58 @@ def _report_end(lines: list[ConsoleLine], start: int) -> int:
 
 
 def _culprit(stack: _Stack, pattern: CrashPattern) -> str | None:
-    frames = stack.frames
-    if pattern.culprit != "first":
-        frames = _interrupted_frames(stack)
-    if pattern.culprit == "stall":
-        frames = [func for func in reversed(frames) if not DISPATCH_FRAME.match(func)]
+    if pattern.culprit == "first":
+        return _first_non_generic(stack.frames)
+    frames = _interrupted_frames(stack, pattern)
+    if not frames:
+        return None
+    innermost = _first_non_generic(frames)
+    if innermost is not None and CROSS_CPU_CALL.match(innermost):
+        return "smp_call_function"
+    looping = [func for func in reversed(frames) if not DISPATCH_FRAME.match(clean_function_name(func))]
+    # A stack of nothing but dispatch and helpers: the interrupted function is all there is.
+    return _first_non_generic(looping) or culprit_name(frames[0])
+
+
+def _first_non_generic(frames: list[str]) -> str | None:
     for func in frames:
         if not is_generic_frame(func):
             return culprit_name(func)
     return None
 
 
-def _interrupted_frames(stack: _Stack) -> list[str]:
-    """The frames of the code the watchdog's timer interrupt found running, innermost first,
-    up to the end of the interrupted context (a softirq run on the way out of an interrupt
-    ends where the interrupt's stack does)."""
+def _interrupted_frames(stack: _Stack, pattern: CrashPattern) -> list[str]:
+    """The frames of the code the watchdog found running, innermost first, up to the end of
+    the interrupted context (a softirq run on the way out of an interrupt ends where that
+    interrupt's entry is).
+
+    A stall is reported from the timer interrupt, so its code starts past the first run of
+    timer-interrupt frames; a lockup report prints the interrupted code's own stack. A stall
+    stack with neither a timer interrupt nor an instruction pointer is a dump of a task that
+    was not running (preempted while holding up the grace period): it shows no looping code.
+    """
     frames = stack.frames
     anchors = [i for i, func in enumerate(frames) if TIMER_INTERRUPT.match(func)]
-    first = anchors[-1] + 1 if anchors else (stack.task_start or 0)
-    last = len(frames)
+    first = 0
+    if pattern.culprit == "stall":
+        if not anchors and stack.task_start is None and stack.instruction_pointer is None:
+            return []
+        if anchors:
+            first = anchors[0]
+            while first < len(frames) and (
+                TIMER_INTERRUPT.match(frames[first]) or INTERRUPT_STACK_SWITCH.match(frames[first])
+            ):
+                first += 1
+        else:
+            first = stack.task_start or 0
+    ends = [i for i in anchors if i > first]
     if stack.task_start is not None and stack.task_start > first:
-        last = stack.task_start
-    return frames[first:last]
+        ends.append(stack.task_start)
+    interrupted = frames[first:min(ends, default=len(frames))]
+    # 6.x prints the interrupted instruction above a trace whose interrupt part is all unsure.
+    if stack.instruction_pointer is not None and stack.instruction_pointer < first and not anchors:
+        interrupted.insert(0, frames[stack.instruction_pointer])
+    return interrupted
 
 
 def _build_report(
