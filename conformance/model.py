@@ -13,8 +13,8 @@ cross-checked against the tables' hand-written expectations (tests/test_conforma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EOVERFLOW,
-                   EPIPE, ESPIPE)
+from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EPIPE,
+                   ESPIPE)
 from typing import Any
 
 from fuzz.abi import MAX_RW_COUNT, SPLICE_F_BASE, ZEROCOPY_KINDS
@@ -22,7 +22,6 @@ from vm.program import BAD_POINTERS, Program
 
 SSIZE_MAX = (1 << 63) - 1
 LOFF_MAX = (1 << 63) - 1
-MAX_NON_LFS = (1 << 31) - 1  # s_maxbytes of pseudo filesystems (sockfs, pipefs, anon inodes)
 PIPE_SLOTS = 16
 PAGE_SIZE = 4096
 UINT_MASK = 0xFFFFFFFF
@@ -45,13 +44,12 @@ class FdTraits:
     splice_read: bool = False
     splice_write: bool = False
     append: bool = False
-    pseudo_fs: bool = False  # s_maxbytes is MAX_NON_LFS
     has_data: bool = False  # reading it at a position below `size` yields bytes
 
 
 _FILE = dict(pread=True, lseek=True, splice_read=True, splice_write=True, has_data=True)
-_SOCK = dict(read=True, write=True, splice_read=True, splice_write=True, pseudo_fs=True)
-_ANON = dict(read=True, write=True, lseek=True, pseudo_fs=True)
+_SOCK = dict(read=True, write=True, splice_read=True, splice_write=True)
+_ANON = dict(read=True, write=True, lseek=True)
 
 TRAITS: dict[str, FdTraits] = {
     "file": FdTraits(read=True, write=True, **_FILE),
@@ -59,8 +57,8 @@ TRAITS: dict[str, FdTraits] = {
     "file_wo": FdTraits(write=True, **_FILE),
     "file_append": FdTraits(write=True, append=True, **_FILE),
     "memfd": FdTraits(read=True, write=True, **_FILE),
-    "pipe.r": FdTraits(read=True, pseudo_fs=True),
-    "pipe.w": FdTraits(write=True, splice_write=True, pseudo_fs=True),
+    "pipe.r": FdTraits(read=True),
+    "pipe.w": FdTraits(write=True, splice_write=True),
     **{kind: FdTraits(**_SOCK) for kind in ("tcp4", "tcp6", "udp4", "udp6", "udp_dummy",
                                              "unix_stream", "unix_dgram")},
     "dir": FdTraits(read=True, pread=True, lseek=True),
@@ -68,7 +66,7 @@ TRAITS: dict[str, FdTraits] = {
     "eventfd": FdTraits(**_ANON),
     "timerfd": FdTraits(**_ANON),
     "epoll": FdTraits(**_ANON),
-    "pidfd": FdTraits(read=True, write=True, pread=True, pseudo_fs=True),
+    "pidfd": FdTraits(read=True, write=True, pread=True),
     "devzero": FdTraits(read=True, write=True, pread=True, lseek=True, splice_read=True,
                         splice_write=True, has_data=True),
     "devnull": FdTraits(read=True, write=True, pread=True, lseek=True, splice_write=True),
@@ -252,11 +250,8 @@ def _do_sendfile(state: _State, in_fd: _Fd, out: _Fd, given: bool, pos: int | No
         raise _Err(EBADF)
     if zc and out.kind not in INET_SOCKETS:
         raise _Err(EOPNOTSUPP)
-    limit = MAX_NON_LFS if (in_fd.traits.pseudo_fs or out.traits.pseudo_fs) else LOFF_MAX
-    if pos is not None and pos >= limit:
-        raise _Err(EOVERFLOW)
-    if pos is not None and pos + count > limit:
-        count = limit - pos
+    # EOVERFLOW needs a position at s_maxbytes; tmpfs and the pseudo filesystems (sockfs, pipefs)
+    # all have MAX_LFS_FILESIZE, which rw_verify_area's EINVAL for wrapping positions covers.
     if out.kind == "pipe.w":
         _pipe_space(state, out, out.nonblock)
         if count == 0:

@@ -1,0 +1,673 @@
+"""The rows of every clause: each names a condition and the result it must give.
+
+Rows are built from the kernel's own flag values (`Abi`), never from constants of the proposal.
+Sendfile scenarios are written once as data (`SENDFILE_SCENARIOS`) and checked three ways:
+with sendfile64 (baseline), with sendfile2 flags 0 / SENDFILE_DEFAULT (parity) and with
+SENDFILE_ZC where the output is a TCP/UDP socket.
+"""
+
+from __future__ import annotations
+
+import errno as errno_module
+from dataclasses import dataclass
+from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, EOPNOTSUPP, EPIPE, ESPIPE)
+from typing import Callable
+
+from fuzz.abi import MAX_RW_COUNT, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, Abi
+from fuzz.oracles import PARITY_FIELDS, data, notification_records, socket_accounting
+from vm.program import OPS, Program, ProgramResult
+
+from conformance.spec import CLAUSE_BY_ID
+
+SSIZE_MAX = (1 << 63) - 1
+MAX_NON_LFS = (1 << 31) - 1
+FILE_SIZE = 65536
+WAIT_MS = 1000  # drain: wait this long for POLLERR; completions on loopback take microseconds
+
+
+# Generous: completions on loopback arrive within microseconds, under TCG within milliseconds.
+SETTLE_MS = 1000
+TIMEOUT_MS = 2000
+
+# A check gets the row's program, its result and, for twin rows, the result of the sendfile64
+# twin; it returns what went wrong, or "" when the row holds.
+Check = Callable[[Program, ProgramResult, Abi, "ProgramResult | None"], str]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One condition of a clause and the result it must give (LTP style)."""
+
+    condition: str
+    expected: str
+    fds: tuple[dict, ...]
+    ops: tuple[dict, ...]
+    check: Check
+    isolate: bool = False  # may crash the kernel: run in a program of its own
+    twin: bool = False  # compare with the same row, sendfile2 replaced by sendfile64
+    errnos: tuple[tuple[int, frozenset[int]], ...] = ()  # (op index, acceptable errnos) as written
+
+    def program(self, abi: Abi, prefix: str = "") -> dict:
+        """This row as a program in vm/PROGRAM.md's JSON form, fixture names prefixed."""
+        return {
+            **({"sysno": {"sendfile2": abi.nr_sendfile2}} if abi.has_sendfile2 else {}),
+            "timeout_ms": TIMEOUT_MS,
+            "settle_ms": SETTLE_MS,
+            "fds": [{**fd, "name": prefix + fd["name"]} for fd in self.fds],
+            "ops": [_rename(op, prefix) for op in self.ops],
+        }
+
+
+def _rename(op: dict, prefix: str) -> dict:
+    fd_fields = OPS[op["op"]].fd_fields
+    return {k: (prefix + v if k in fd_fields else v) for k, v in op.items()}
+
+
+def errno_name(number: int) -> str:
+    return errno_module.errorcode.get(number, str(number)) if number else "success"
+
+
+def fd(name: str, kind: str, **options) -> dict:
+    return {"name": name, "kind": kind, **options}
+
+
+SRC = fd("src", "file", size=FILE_SIZE, seed=1)
+
+
+# --- checks --------------------------------------------------------------------------------
+
+def _observed(result: ProgramResult, i: int) -> str:
+    op = result.ops[i]
+    if op.get("timed_out"):
+        return "blocked until the op timeout"
+    return errno_name(op["errno"]) if op["errno"] else f"success ({op['ret']})"
+
+
+def expect_errnos(*expected: tuple[int, frozenset[int]], ret: dict[int, int] | None = None) -> Callable:
+    """Op i fails with one of its errnos (0: succeeds, returning ret[i] when given)."""
+
+    def check(program: Program, result: ProgramResult, abi: Abi, twin: ProgramResult | None) -> str:
+        for i, allowed in expected:
+            op = result.ops[i]
+            if op.get("timed_out") or op["errno"] not in allowed:
+                return f"got {_observed(result, i)} from ops[{i}] {program.ops[i].op}"
+            if ret and i in ret and op["errno"] == 0 and op["ret"] != ret[i]:
+                return f"ops[{i}] returned {op['ret']}"
+        return ""
+
+    return check
+
+
+def errno_row(condition: str, fds: list[dict], op: dict, *allowed: int, ret: int | None = None,
+              isolate: bool = False) -> Row:
+    """A one-call row: the call gives one of `allowed` (0: success)."""
+    names = " or ".join(errno_name(e) for e in allowed)
+    expected = f"{names} ({ret})" if ret is not None and allowed == (0,) else names
+    return Row(condition, expected, tuple(fds), (op,),
+               expect_errnos((0, frozenset(allowed)), ret={0: ret} if ret is not None else None),
+               isolate=isolate, errnos=((0, frozenset(allowed)),))
+
+
+def all_of(*checks: Callable) -> Callable:
+    def check(program, result, abi, twin):
+        return next((p for p in (c(program, result, abi, twin) for c in checks) if p), "")
+
+    return check
+
+
+def accounting_holds(sock: str, at_least: int = 1) -> Callable:
+    """fuzz.oracles accounting on `sock` is clean and at least `at_least` records arrived."""
+
+    def check(program, result, abi, twin):
+        violations = socket_accounting(program, result, abi, sock)
+        if violations:
+            return violations[0].message
+        if len(notification_records(program, result, sock)) < at_least:
+            return f"{sock}: no zerocopy notification arrived"
+        return ""
+
+    return check
+
+
+def notified_ids(program: Program, result: ProgramResult, sock: str) -> list[int]:
+    return [i for r in notification_records(program, result, sock) for i in range(r["lo"], r["hi"] + 1)]
+
+
+def max_id_is(sock: str, expected_max: int, required: tuple[int, ...]) -> Callable:
+    """The highest id notified on `sock` is `expected_max` and every id in `required` was notified."""
+
+    def check(program, result, abi, twin):
+        ids = notified_ids(program, result, sock)
+        if not ids or max(ids) != expected_max or not set(required) <= set(ids):
+            return f"ids notified: {sorted(ids) or 'none'}"
+        return ""
+
+    return check
+
+
+def data_holds(program, result, abi, twin) -> str:
+    violations = data(program, result)
+    return violations[0].message if violations else ""
+
+
+def twin_parity(program, result, abi, twin) -> str:
+    """Each sendfile2 op equals its sendfile64 twin field by field, and the peers got the same."""
+    for i, op in enumerate(program.ops):
+        for name in PARITY_FIELDS:
+            if op.op == "sendfile2" and result.ops[i].get(name) != twin.ops[i].get(name):
+                return f"ops[{i}] {name} is {result.ops[i].get(name)}, sendfile64 gives {twin.ops[i].get(name)}"
+    if result.final.get("peers") != twin.final.get("peers"):
+        return f"peers received {result.final.get('peers')}, with sendfile64 {twin.final.get('peers')}"
+    return ""
+
+
+# --- sendfile scenarios, shared by sendfile64, sendfile2 parity and SENDFILE_ZC --------------
+
+@dataclass(frozen=True)
+class Scenario:
+    clause: str  # the sendfile64 clause it belongs to
+    condition: str
+    fds: tuple[dict, ...]
+    args: dict  # out, in, offset, count
+    errno: int
+
+
+def _sf(clause, condition, fds, errno, out="out", in_="src", offset=0, count=512) -> Scenario:
+    return Scenario(clause, condition, tuple(fds),
+                    {"out": out, "in": in_, "offset": offset, "count": count}, errno)
+
+
+ODD_IN = (  # kind, errno reading 512 bytes from it into /dev/null
+    ("dir", EINVAL), ("opath", EBADF), ("eventfd", EINVAL), ("timerfd", EINVAL), ("epoll", EINVAL),
+    ("pidfd", EINVAL), ("memfd", 0), ("devzero", 0), ("devnull", EINVAL), ("closed", EBADF),
+    ("invalid", EBADF), ("file_ro", 0), ("file_wo", EBADF), ("file_append", EBADF), ("tcp4", EINVAL),
+    ("unix_stream", EINVAL),
+)
+ODD_OUT = (  # kind, errno writing 512 bytes of a file to it
+    ("dir", EBADF), ("opath", EBADF), ("eventfd", EINVAL), ("timerfd", EINVAL), ("epoll", EINVAL),
+    ("pidfd", EINVAL), ("memfd", 0), ("devzero", 0), ("devnull", 0), ("closed", EBADF), ("invalid", EBADF),
+    ("file_ro", EBADF), ("file_wo", 0), ("file_append", EINVAL), ("unix_stream", 0), ("unix_dgram", 0),
+    ("tcp4", 0), ("udp4", 0),
+)
+TCP = fd("out", "tcp4")
+NULL_OUT = fd("out", "devnull")
+
+
+def _sendfile_scenarios(socket_out: dict) -> list[Scenario]:
+    """Error scenarios with `socket_out` as the output where the output does not matter."""
+    s = socket_out
+    return [
+        _sf("SF64-EBADF", "in_fd is -1", [fd("src", "invalid"), s], EBADF),
+        _sf("SF64-EBADF", "in_fd was closed", [fd("src", "closed"), s], EBADF),
+        _sf("SF64-EBADF", "in_fd is O_PATH", [fd("src", "opath"), s], EBADF),
+        _sf("SF64-EBADF", "in_fd is write-only", [fd("src", "file_wo"), s], EBADF),
+        _sf("SF64-EFAULT", "offset points at an unmapped page", [SRC, s], EFAULT, offset="unmapped"),
+        _sf("SF64-EFAULT", "offset points at a PROT_NONE page", [SRC, s], EFAULT, offset="protnone"),
+        _sf("SF64-EFAULT", "offset points at a read-only page (write-back fails)", [SRC, s], EFAULT,
+            offset="readonly"),
+        _sf("SF64-EINVAL", "offset is -1", [SRC, s], EINVAL, offset=-1),
+        _sf("SF64-EINVAL", "offset + count wraps past LLONG_MAX", [SRC, s], EINVAL, offset=SSIZE_MAX - 100),
+        _sf("SF64-EINVAL", "in_fd is a pipe and offset is NULL (cannot seek)",
+            [fd("src", "pipe"), s], EINVAL, in_="src.r", offset=None),
+        _sf("SF64-ESPIPE", "in_fd is a pipe and offset is given", [fd("src", "pipe"), s], ESPIPE, in_="src.r"),
+        _sf("SF64-ESPIPE", "in_fd is a socket and offset is given", [fd("src", "unix_stream"), s], ESPIPE),
+        _sf("SF64-ESPIPE", "in_fd is an eventfd and offset is given", [fd("src", "eventfd"), s], ESPIPE),
+        _sf("SF64-EOVERFLOW", "offset 2^31-1 (no 2^31 limit for sendfile64): EOF", [SRC, s], 0,
+            offset=MAX_NON_LFS),
+        _sf("SF64-EOVERFLOW", "offset 2^32: EOF", [SRC, s], 0, offset=1 << 32),
+        _sf("SF64-EOVERFLOW", "offset LLONG_MAX - 512, count 512: EOF", [SRC, s], 0, offset=SSIZE_MAX - 512),
+        _sf("SF64-ODD-IN", "in_fd is a TCP socket, offset NULL (cannot seek)", [fd("src", "tcp4"), s], EINVAL,
+            offset=None),
+        _sf("SF64-ODD-IN", "in_fd is a directory", [fd("src", "dir"), s], EINVAL, offset=None),
+        _sf("SF64-ODD-IN", "in_fd is an eventfd", [fd("src", "eventfd"), s], EINVAL, offset=None),
+    ]
+
+
+def _baseline_only_scenarios() -> list[Scenario]:
+    """Scenarios whose output is not a socket (or not valid): sendfile64 and flags-0 parity only."""
+    rows = [
+        _sf("SF64-EBADF", "out_fd is -1", [SRC, fd("out", "invalid")], EBADF),
+        _sf("SF64-EBADF", "out_fd was closed", [SRC, fd("out", "closed")], EBADF),
+        _sf("SF64-EBADF", "out_fd is read-only", [SRC, fd("out", "file_ro")], EBADF),
+        _sf("SF64-EINVAL", "count is SSIZE_MAX + 1", [SRC, NULL_OUT], EINVAL, count=SSIZE_MAX + 1),
+        _sf("SF64-EINVAL", "count is all ones", [SRC, NULL_OUT], EINVAL, count=(1 << 64) - 1),
+        _sf("SF64-EINVAL", "out_fd is O_APPEND", [SRC, fd("out", "file_append")], EINVAL),
+        _sf("SF64-EOVERFLOW", "a file output: offset 2^31-1 reads EOF", [SRC, NULL_OUT], 0, offset=MAX_NON_LFS),
+    ]
+    rows += [_sf("SF64-ODD-IN", f"in_fd is {kind}", [fd("src", kind, size=FILE_SIZE), NULL_OUT], errno,
+                 offset=None) for kind, errno in ODD_IN]
+    rows += [_sf("SF64-ODD-OUT", f"out_fd is {kind}", [SRC, fd("out", kind)], errno) for kind, errno in ODD_OUT]
+    rows.append(_sf("SF64-ODD-OUT", "out_fd is a pipe", [SRC, fd("out", "pipe")], 0, out="out.w"))
+    return rows
+
+
+SENDFILE_SCENARIOS = _sendfile_scenarios(TCP) + _baseline_only_scenarios()
+
+
+def _scenario_row(s: Scenario, op: str, flags: int | None = None, label: str = "") -> Row:
+    args = dict(s.args)
+    if op == "sendfile2":
+        args["flags"] = flags
+    return errno_row(s.condition + label, list(s.fds), {"op": op, **args}, s.errno)
+
+
+def _sendfile64_rows(clause: str) -> list[Row]:
+    return [_scenario_row(s, "sendfile64") for s in SENDFILE_SCENARIOS if s.clause == clause]
+
+
+# --- sendfile64 clauses with rows of their own ---------------------------------------------
+
+def _eagain_rows(op: str = "sendfile64", flag_sets: tuple[tuple[str, int], ...] = ()) -> list[Row]:
+    """Fill a non-blocking socket, then each flag value must give EAGAIN, never block."""
+    rows = []
+    for kind, size, fills, count in (("unix_dgram", 4096, 16, 1024), ("tcp4", 1 << 20, 4, 1 << 20)):
+        fds = [fd("src", "file", size=size, seed=2), fd("out", kind, nonblock=True, sndbuf=4096)]
+        ops = [{"op": "sendfile64", "out": "out", "in": "src", "offset": 0, "count": count}] * fills
+        tail = [({"op": "sendfile64", "out": "out", "in": "src", "offset": 0, "count": count}, "sendfile64")]
+        if op == "sendfile2":
+            tail = [({"op": "sendfile2", "out": "out", "in": "src", "offset": 0, "count": count, "flags": v},
+                     f"sendfile2({name})") for name, v in flag_sets if kind == "tcp4" or "ZC" not in name]
+        filled = (fills - 1, frozenset({EAGAIN}))
+        checks = [(fills + j, frozenset({EAGAIN})) for j in range(len(tail))]
+        rows.append(Row(f"non-blocking {kind} filled by sendfile64 until EAGAIN, then "
+                        + ", ".join(label for _, label in tail), "EAGAIN from each, none blocks",
+                        tuple(fds), tuple(ops) + tuple(o for o, _ in tail), expect_errnos(filled, *checks),
+                        errnos=(filled, *checks)))
+    return rows
+
+
+def _epipe_rows(op: dict) -> list[Row]:
+    """After the peer closes: AF_UNIX at once; TCP once the peer's RST came back."""
+    rows = []
+    if op["op"] == "sendfile64":
+        rows.append(Row("unix_stream peer closed", "EPIPE", (SRC, fd("out", "unix_stream")),
+                        ({"op": "peer_close", "fd": "out"}, op), expect_errnos((1, frozenset({EPIPE}))),
+                        errnos=((1, frozenset({EPIPE})),)))
+    early = frozenset({0, EPIPE, ECONNRESET})
+    checks = ((1, early), (2, early), (3, frozenset({EPIPE})))
+    rows.append(Row("tcp4 peer closed, three calls", "success or ECONNRESET, then EPIPE by the third call",
+                    (SRC, fd("out", "tcp4")), ({"op": "peer_close", "fd": "out"}, op, op, op),
+                    expect_errnos(*checks), errnos=checks))
+    return rows
+
+
+def _offset_rows(op: str, flags: int | None = None) -> list[Row]:
+    """Offsets written back, positions moved, data as sent: by field, against expected values."""
+    extra = {"flags": flags} if op == "sendfile2" else {}
+
+    def call(**args) -> dict:
+        return {"op": op, "out": "out", "in": "src", **args, **extra}
+
+    def fields(expected: dict[int, dict]) -> Callable:
+        def check(program, result, abi, twin):
+            for i, want in expected.items():
+                for name, value in want.items():
+                    if result.ops[i].get(name) != value:
+                        return f"ops[{i}] {name} is {result.ops[i].get(name)}"
+            return data_holds(program, result, abi, twin)
+        return check
+
+    tcp = fd("out", "tcp4")
+    return [
+        Row("offset pointer 100, count 512", "ret 512, *offset 612, in_fd position unchanged",
+            (SRC, tcp), (call(offset=100, count=512),),
+            fields({0: {"ret": 512, "offset_after": 612, "in_pos_after": 0}})),
+        Row("offset NULL twice, count 512", "ret 512 each, in_fd position 512 then 1024",
+            (SRC, tcp), (call(offset=None, count=512), call(offset=None, count=512)),
+            fields({0: {"ret": 512, "in_pos_after": 512}, 1: {"ret": 512, "in_pos_after": 1024}})),
+        Row("offset 100 bytes before EOF, count 512", "ret 100, *offset at EOF",
+            (SRC, tcp), (call(offset=FILE_SIZE - 100, count=512),),
+            fields({0: {"ret": 100, "offset_after": FILE_SIZE}})),
+        Row("offset at EOF", "ret 0, *offset unchanged", (SRC, tcp), (call(offset=FILE_SIZE, count=512),),
+            fields({0: {"ret": 0, "offset_after": FILE_SIZE}})),
+        Row("out_fd a regular file", "ret 512, out_fd position 512",
+            (SRC, fd("out", "file_wo", size=0)), (call(offset=0, count=512),),
+            fields({0: {"ret": 512, "out_pos_after": 512}})),
+    ]
+
+
+COUNTS = (0, 1, 4095, 4096, 8192, FILE_SIZE - 1, FILE_SIZE, FILE_SIZE + 1, MAX_RW_COUNT, MAX_RW_COUNT + 1,
+          SSIZE_MAX)
+
+
+def _count_rows(op: str, flags: int | None = None) -> list[Row]:
+    """The clamp at MAX_RW_COUNT cannot be seen without moving 2 GiB; counts above it must work."""
+    extra = {"flags": flags} if op == "sendfile2" else {}
+    src = fd("src", "file", size=FILE_SIZE // 2, seed=3)
+    rows = []
+    for count in COUNTS:
+        sent = min(count, FILE_SIZE // 2)
+        rows.append(Row(f"count {count:#x}", f"ret {sent}, the peer receives those bytes",
+                        (src, fd("out", "unix_stream")),
+                        ({"op": op, "out": "out", "in": "src", "offset": 0, "count": count, **extra},),
+                        all_of(expect_errnos((0, frozenset({0})), ret={0: sent}), data_holds),
+                        errnos=((0, frozenset({0})),)))
+    return rows
+
+
+# --- splice, tee, vmsplice --------------------------------------------------------------------
+
+PIPE = fd("p", "pipe")
+BAD = fd("bad", "invalid")
+
+
+def _splice(in_, out, length=512, flags=0, off_in=None, off_out=None) -> dict:
+    return {"op": "splice", "in": in_, "off_in": off_in, "out": out, "off_out": off_out, "len": length,
+            "flags": flags}
+
+
+def _splice_rows(clause: str, flags: int = 0) -> list[Row]:
+    """Error rows of splice(2); `flags` is OR'ed into every call (SPLICE-ZC-ERRNO)."""
+    fill = {"op": "write", "fd": "p.w", "len": 512}
+
+    def after_fill(condition, fds, call, errno) -> Row:
+        return Row(condition, errno_name(errno), tuple(fds), (fill, call),
+                   expect_errnos((1, frozenset({errno}))), errnos=((1, frozenset({errno})),))
+
+    def row(condition, fds, call, errno) -> Row:
+        return errno_row(condition, fds, call, errno)
+
+    f = flags
+    tables = {
+        "SPLICE-EBADF": [
+            row("fd_in is -1", [BAD, PIPE], _splice("bad", "p.w", flags=f), EBADF),
+            row("fd_in was closed", [fd("bad", "closed"), PIPE], _splice("bad", "p.w", flags=f), EBADF),
+            row("fd_in is write-only", [fd("src", "file_wo"), PIPE], _splice("src", "p.w", flags=f), EBADF),
+            row("fd_in is a pipe's write end", [PIPE, fd("out", "devnull")], _splice("p.w", "out", flags=f), EBADF),
+            after_fill("fd_out is read-only", [PIPE, fd("out", "file_ro")], _splice("p.r", "out", flags=f), EBADF),
+            row("fd_out is -1", [PIPE, BAD], _splice("p.r", "bad", flags=f), EBADF),
+            row("fd_out is a pipe's read end", [SRC, PIPE], _splice("src", "p.r", flags=f), EBADF),
+        ],
+        "SPLICE-EINVAL": [
+            row("neither end is a pipe", [SRC, fd("out", "file_wo")], _splice("src", "out", flags=f), EINVAL),
+            row("both ends are the same pipe", [PIPE], _splice("p.r", "p.w", flags=f), EINVAL),
+            after_fill("fd_out is O_APPEND", [PIPE, fd("out", "file_append")], _splice("p.r", "out", flags=f),
+                       EINVAL),
+            after_fill("off_out given for a socket", [PIPE, fd("out", "tcp4")],
+                       _splice("p.r", "out", flags=f, off_out=0), EINVAL),
+            row("off_in given for an eventfd", [fd("src", "eventfd"), PIPE],
+                _splice("src", "p.w", flags=f, off_in=0), EINVAL),
+            row("off_in is -1", [SRC, PIPE], _splice("src", "p.w", flags=f, off_in=-1), EINVAL),
+        ],
+        "SPLICE-ESPIPE": [
+            row("off_in given for a pipe", [PIPE, fd("out", "file_wo")], _splice("p.r", "out", flags=f, off_in=0),
+                ESPIPE),
+            row("off_out given for a pipe", [SRC, PIPE], _splice("src", "p.w", flags=f, off_out=0), ESPIPE),
+            row("off_in given for a pipe, bad pointer", [PIPE, fd("out", "file_wo")],
+                _splice("p.r", "out", flags=f, off_in="unmapped"), ESPIPE),
+        ],
+    }
+    return tables[clause]
+
+
+ODD_SPLICE_IN = (("dir", EINVAL), ("opath", EBADF), ("eventfd", EINVAL), ("timerfd", EINVAL),
+                 ("epoll", EINVAL), ("pidfd", EINVAL), ("memfd", 0), ("devzero", 0), ("devnull", EINVAL),
+                 ("closed", EBADF), ("invalid", EBADF), ("file_wo", EBADF), ("tcp4", EAGAIN),
+                 ("unix_stream", EAGAIN))
+ODD_SPLICE_OUT = (("dir", EBADF), ("opath", EBADF), ("eventfd", EINVAL), ("timerfd", EINVAL),
+                  ("epoll", EINVAL), ("pidfd", EINVAL), ("memfd", 0), ("devzero", 0), ("devnull", 0),
+                  ("closed", EBADF), ("invalid", EBADF), ("file_ro", EBADF), ("file_append", EINVAL),
+                  ("tcp4", 0), ("unix_stream", 0))
+
+
+def _odd_splice_rows() -> list[Row]:
+    nonblock = 2  # SPLICE_F_NONBLOCK is base ABI: a socket with no data must not block the row
+    rows = [errno_row(f"fd_in is {kind} (to a pipe, SPLICE_F_NONBLOCK)",
+                      [fd("src", kind, size=FILE_SIZE, nonblock=kind in ("tcp4", "unix_stream")), PIPE],
+                      _splice("src", "p.w", flags=nonblock), errno) for kind, errno in ODD_SPLICE_IN]
+    fill = {"op": "write", "fd": "p.w", "len": 512}
+    rows += [Row(f"fd_out is {kind} (from a pipe holding 512 bytes)", errno_name(errno),
+                 (PIPE, fd("out", kind, size=0)), (fill, _splice("p.r", "out")),
+                 expect_errnos((1, frozenset({errno}))), errnos=((1, frozenset({errno})),))
+             for kind, errno in ODD_SPLICE_OUT]
+    return rows
+
+
+def _unknown_bits(valid: int) -> list[int]:
+    return [1 << b for b in range(32) if not (1 << b) & valid]
+
+
+def _splice_valid(kernel_info: dict) -> int:
+    return sum((kernel_info.get("splice_flags") or {}).values()) or 0xF
+
+
+# --- zerocopy ------------------------------------------------------------------------------
+
+def _zc_sock(zerocopy: bool = True, kind: str = "tcp4") -> dict:
+    return fd("sock", kind, zerocopy=zerocopy)
+
+
+def _sf2_zc(abi: Abi, offset: int | None, count: int, out: str = "sock") -> dict:
+    return {"op": "sendfile2", "out": out, "in": "src", "offset": offset, "count": count, "flags": abi.sendfile_zc}
+
+
+def _sendmsg_zc(length: int = 512) -> dict:
+    return {"op": "sendmsg", "fd": "sock", "len": length, "flags": MSG_ZEROCOPY}
+
+
+PEER_READ = {"op": "peer_read", "fd": "sock", "max": 1 << 22}
+DRAIN = {"op": "drain", "fd": "sock", "wait_ms": WAIT_MS}
+
+
+def _zc_rows(clause: str, abi: Abi) -> list[Row]:
+    zc = abi.sendfile_zc
+    if clause == "ZC-SO-ZEROCOPY-NOT-REQUIRED":
+        return [Row("SO_ZEROCOPY off, sendfile2(SENDFILE_ZC) 4096 bytes, then SO_ZEROCOPY on and "
+                    "sendmsg(MSG_ZEROCOPY)", "the sendmsg is notified as id 1: sendfile2 took id 0",
+                    (SRC, _zc_sock(False)),
+                    (_sf2_zc(abi, 0, 4096), {"op": "setsockopt_zerocopy", "fd": "sock", "value": 1},
+                     _sendmsg_zc(), PEER_READ, DRAIN),
+                    all_of(expect_errnos((0, frozenset({0})), ret={0: 4096}), max_id_is("sock", 1, (1,))))]
+    if clause == "ZC-ID-ONCE":
+        calls = tuple(_sf2_zc(abi, n * 4096, 4096) for n in range(3))
+        return [Row("three sendfile2(SENDFILE_ZC) calls of 4096 bytes, then sendmsg(MSG_ZEROCOPY)",
+                    "the sendmsg is notified as id 3", (SRC, _zc_sock()), calls + (_sendmsg_zc(), PEER_READ, DRAIN),
+                    all_of(expect_errnos(*[(i, frozenset({0})) for i in range(4)]), max_id_is("sock", 3, (3,))))]
+    if clause == "ZC-NOTIFY-ONCE":
+        rows = []
+        for kind, count in (("tcp4", 16384), ("udp4", 1024)):
+            calls = tuple(_sf2_zc(abi, n * count, count) for n in range(2))
+            rows.append(Row(f"two sendfile2(SENDFILE_ZC) on {kind}, the peer reads everything",
+                            "ids 0 and 1, each notified once", (SRC, _zc_sock(kind=kind)),
+                            calls + (PEER_READ, DRAIN), all_of(expect_errnos((0, frozenset({0})), (1, frozenset({0}))),
+                                                                accounting_holds("sock", 1))))
+        return rows
+    if clause == "ZC-ID-NOT-ON-FAILURE":
+        pipe_in = fd("pin", "pipe")
+        cases = (
+            ("count 0", 0, [], _sf2_zc(abi, 0, 0)),
+            ("offset at EOF (0 bytes sent)", 0, [], _sf2_zc(abi, FILE_SIZE, 512)),
+            ("offset -1 (EINVAL)", EINVAL, [], _sf2_zc(abi, -1, 512)),
+            ("in_fd a pipe with an offset (ESPIPE)", ESPIPE, [pipe_in],
+             {**_sf2_zc(abi, 0, 512), "in": "pin.r"}),
+            ("offset pointer unmapped (EFAULT)", EFAULT, [], _sf2_zc(abi, "unmapped", 512)),
+        )
+        return [Row(f"sendfile2(SENDFILE_ZC) with {cond}, then sendmsg(MSG_ZEROCOPY)",
+                    f"{errno_name(errno)}; the sendmsg is notified as id 0", (SRC, _zc_sock(), *extra),
+                    (call, _sendmsg_zc(), PEER_READ, DRAIN),
+                    all_of(expect_errnos((0, frozenset({errno})), (1, frozenset({0}))), max_id_is("sock", 0, (0,))),
+                    errnos=((0, frozenset({errno})),))
+                for cond, errno, extra, call in cases]
+    if clause == "ZC-COUNTER-SHARED":
+        return [Row("sendmsg(MSG_ZEROCOPY), sendfile2(SENDFILE_ZC), sendmsg(MSG_ZEROCOPY)",
+                    "the sendmsgs are notified as ids 0 and 2", (SRC, _zc_sock()),
+                    (_sendmsg_zc(), _sf2_zc(abi, 0, 4096), _sendmsg_zc(), PEER_READ, DRAIN),
+                    all_of(expect_errnos(*[(i, frozenset({0})) for i in range(3)]), max_id_is("sock", 2, (0, 2))))]
+    if clause == "ZC-RANGE-COALESCE":
+        calls = tuple(_sf2_zc(abi, n * 1024, 1024) for n in range(8))
+
+        def coalesced(program, result, abi, twin):
+            records = notification_records(program, result, "sock")
+            for prev, cur in zip(records, records[1:]):
+                if cur["lo"] == prev["hi"] + 1:
+                    return f"records {prev['lo']}-{prev['hi']} and {cur['lo']}-{cur['hi']} were not merged"
+            return ""
+
+        return [Row("eight sendfile2(SENDFILE_ZC) calls, one drain after all", "ids 0-7 in merged ranges",
+                    (SRC, _zc_sock()), calls + (PEER_READ, DRAIN), all_of(accounting_holds("sock"), coalesced))]
+    if clause == "ZC-COPIED-LOOPBACK":
+        return [Row(f"sendfile2(SENDFILE_ZC) on loopback {kind}", "every completion has COPIED set",
+                    (SRC, _zc_sock(kind=kind)), (_sf2_zc(abi, 0, 1024), PEER_READ, DRAIN),
+                    all_of(expect_errnos((0, frozenset({0}))), accounting_holds("sock"), copied_is("sock", True)))
+                for kind in ("tcp4", "tcp6", "udp4", "udp6")]
+    if clause == "ZC-TRUE-ZEROCOPY-DUMMY":
+        return [Row("sendfile2(SENDFILE_ZC) of 1024 bytes over UDP out of dummy0", "COPIED clear",
+                    (SRC, _zc_sock(kind="udp_dummy")), (_sf2_zc(abi, 0, 1024), DRAIN),
+                    all_of(expect_errnos((0, frozenset({0}))), accounting_holds("sock"), copied_is("sock", False)))]
+    if clause == "ZC-MEMLOCK-SENT":
+        src = fd("src", "file", size=16384, seed=4)
+        return [Row(f"count {count:#x} with RLIMIT_MEMLOCK 8 MiB", "ret 16384 (the whole file), no ENOBUFS",
+                    (src, _zc_sock()), (_sf2_zc(abi, 0, count), PEER_READ),
+                    expect_errnos((0, frozenset({0})), ret={0: 16384}), errnos=((0, frozenset({0})),))
+                for count in (16 << 20, 1 << 30, MAX_RW_COUNT)]
+    raise KeyError(clause)
+
+
+def copied_is(sock: str, copied: bool) -> Callable:
+    def check(program, result, abi, twin):
+        records = notification_records(program, result, sock)
+        wrong = [r for r in records if bool(r["code"] & SO_EE_CODE_ZEROCOPY_COPIED) != copied]
+        return f"COPIED {'clear' if copied else 'set'} on {wrong[0]}" if wrong else ""
+
+    return check
+
+
+def _msgzc_rows(clause: str) -> list[Row]:
+    if clause == "MSGZC-SOCKOPT":
+        def opt(kind, value, errno):
+            return errno_row(f"SO_ZEROCOPY={value} on {kind}", [fd("sock", kind)],
+                             {"op": "setsockopt_zerocopy", "fd": "sock", "value": value}, errno)
+        return [opt("tcp4", 1, 0), opt("tcp6", 1, 0), opt("udp4", 1, 0), opt("tcp4", 0, 0),
+                opt("tcp4", 2, EINVAL), opt("unix_stream", 1, EOPNOTSUPP), opt("unix_dgram", 1, EOPNOTSUPP)]
+    if clause == "MSGZC-OPT-IN":
+        return [Row(f"sendmsg(MSG_ZEROCOPY) with SO_ZEROCOPY {'on' if on else 'off'}",
+                    "one notification" if on else "no notification", (_zc_sock(on),),
+                    (_sendmsg_zc(4096), PEER_READ, DRAIN),
+                    all_of(expect_errnos((0, frozenset({0}))), accounting_holds("sock", 1 if on else 0)))
+                for on in (True, False)]
+    if clause == "MSGZC-ID-NOT-ON-FAILURE":
+        return [Row("sendmsg(MSG_ZEROCOPY) of 0 bytes, then of 512", "the second is notified as id 0",
+                    (_zc_sock(),), (_sendmsg_zc(0), _sendmsg_zc(512), PEER_READ, DRAIN),
+                    all_of(expect_errnos((0, frozenset({0})), (1, frozenset({0}))), max_id_is("sock", 0, (0,))))]
+    if clause == "MSGZC-COPIED-LOOPBACK":
+        return [Row(f"sendmsg(MSG_ZEROCOPY) on loopback {kind}", "COPIED set", (_zc_sock(kind=kind),),
+                    (_sendmsg_zc(4096 if kind.startswith("tcp") else 1024), PEER_READ, DRAIN),
+                    all_of(accounting_holds("sock"), copied_is("sock", True))) for kind in ("tcp4", "udp4")]
+    if clause == "MSGZC-TRUE-ZEROCOPY-DUMMY":
+        return [Row("sendmsg(MSG_ZEROCOPY) of 1024 bytes over UDP out of dummy0", "COPIED clear",
+                    (_zc_sock(kind="udp_dummy"),), (_sendmsg_zc(1024), DRAIN),
+                    all_of(accounting_holds("sock"), copied_is("sock", False)))]
+    raise KeyError(clause)
+
+
+# --- the table: clause id -> rows ------------------------------------------------------------
+
+def rows_of(clause_id: str, abi: Abi, kernel_info: dict) -> list[Row]:
+    """Every row of one clause for the kernel described by `abi` / `kernel_info`."""
+    CLAUSE_BY_ID[clause_id]  # an unknown id is a KeyError here, not an empty clause
+    zc, default = abi.sendfile_zc, abi.sendfile_default
+    if clause_id in ("SF64-EBADF", "SF64-EFAULT", "SF64-EINVAL", "SF64-ESPIPE", "SF64-EOVERFLOW",
+                     "SF64-ODD-IN", "SF64-ODD-OUT"):
+        return _sendfile64_rows(clause_id)
+    if clause_id == "SF64-EAGAIN":
+        return _eagain_rows()
+    if clause_id == "SF64-EPIPE":
+        return _epipe_rows({"op": "sendfile64", "out": "out", "in": "src", "offset": 0, "count": 512})
+    if clause_id == "SF64-OFFSET":
+        return _offset_rows("sendfile64")
+    if clause_id == "SF64-COUNT":
+        return _count_rows("sendfile64")
+    if clause_id == "SPLICE-LEN0":
+        return [errno_row(f"len 0 with {cond}", fds, _splice(i, o, length=0, flags=flags), 0, ret=0)
+                for cond, fds, i, o, flags in (
+                    ("both fds -1", [BAD], "bad", "bad", 0),
+                    ("every flag bit set", [BAD], "bad", "bad", 0xFFFFFFFF),
+                    ("no pipe at either end", [SRC, fd("out", "file_wo")], "src", "out", 0))]
+    if clause_id == "SPLICE-FLAGS-UNKNOWN":
+        return [errno_row(f"flag {bit:#x}", [SRC, PIPE], _splice("src", "p.w", flags=bit), EINVAL)
+                for bit in _unknown_bits(_splice_valid(kernel_info))]
+    if clause_id in ("SPLICE-EBADF", "SPLICE-EINVAL", "SPLICE-ESPIPE"):
+        return _splice_rows(clause_id)
+    if clause_id == "SPLICE-ODD-FDS":
+        return _odd_splice_rows()
+    if clause_id == "TEE-FLAGS-UNKNOWN":
+        tee = {"op": "tee", "in": "bad", "out": "bad", "len": 0}
+        return ([errno_row(f"flag {bit:#x}, len 0", [BAD], {**tee, "flags": bit}, EINVAL)
+                 for bit in _unknown_bits(_splice_valid(kernel_info))]
+                + [errno_row("no flags, len 0", [BAD], {**tee, "flags": 0}, 0, ret=0)])
+    if clause_id == "VMSPLICE-FLAGS-UNKNOWN":
+        return [errno_row(f"flag {bit:#x}", [PIPE], {"op": "vmsplice", "fd": "p.w", "len": 512, "flags": bit},
+                          EINVAL) for bit in _unknown_bits(_splice_valid(kernel_info))]
+    if clause_id.startswith("MSGZC-"):
+        return _msgzc_rows(clause_id)
+    # --- sendfile2 ---
+    valid = (zc or 0) | (default or 0)
+    if clause_id == "SF2-FLAGS-UNKNOWN":
+        call = {"op": "sendfile2", "out": "out", "in": "src", "offset": 0, "count": 512}
+        return ([errno_row(f"flag {bit:#x}", [SRC, TCP], {**call, "flags": bit}, EINVAL) for bit in _unknown_bits(valid)]
+                + [errno_row("all 32 bits set", [SRC, TCP], {**call, "flags": 0xFFFFFFFF}, EINVAL)])
+    if clause_id == "SF2-FLAGS-CHECKED-FIRST":
+        bit = _unknown_bits(valid)[0]
+        call = {"op": "sendfile2", "out": "out", "in": "src", "offset": 0, "count": 512, "flags": bit}
+        return [errno_row(f"flag {bit:#x} and {cond}", fds, {**call, **args}, EINVAL) for cond, fds, args in (
+            ("out_fd -1", [SRC, fd("out", "invalid")], {}),
+            ("in_fd -1", [fd("src", "invalid"), TCP], {}),
+            ("offset unmapped", [SRC, TCP], {"offset": "unmapped"}),
+            ("offset -1", [SRC, TCP], {"offset": -1}),
+            ("count SSIZE_MAX + 1", [SRC, TCP], {"count": SSIZE_MAX + 1}))]
+    if clause_id == "SF2-PARITY-ERRNO":
+        rows = [_scenario_row(s, "sendfile2", flags, f" [flags {label}]") for s in SENDFILE_SCENARIOS
+                for label, flags in (("0", 0), ("SENDFILE_DEFAULT", default))]
+        rows += _eagain_rows("sendfile2", (("0", 0), ("SENDFILE_DEFAULT", default)))
+        rows += _epipe_rows({"op": "sendfile2", "out": "out", "in": "src", "offset": 0, "count": 512, "flags": 0})
+        return rows
+    if clause_id in ("SF2-PARITY-TRANSFER", "SF2-ZC-TRANSFER"):
+        flag_sets = (("0", 0), ("SENDFILE_DEFAULT", default)) if clause_id == "SF2-PARITY-TRANSFER" \
+            else (("SENDFILE_ZC", zc),)
+        rows = [Row(r.condition + f" [flags {label}]", r.expected + ", as sendfile64", r.fds, r.ops,
+                    all_of(r.check, twin_parity), twin=True)
+                for label, flags in flag_sets for r in _offset_rows("sendfile2", flags) + _count_rows("sendfile2", flags)
+                if not (flags == zc and r.fds[1]["kind"] not in ("tcp4", "udp4"))]
+        return rows
+    if clause_id == "SF2-ZC-NON-SOCKET":
+        return [errno_row(f"out_fd is {kind}", [SRC, fd("out", kind)],
+                          {"op": "sendfile2", "out": "out.w" if kind == "pipe" else "out", "in": "src",
+                           "offset": 0, "count": 512, "flags": zc}, EOPNOTSUPP, isolate=True)
+                for kind in ("file", "pipe", "unix_stream", "unix_dgram", "devnull", "memfd")]
+    if clause_id == "SF2-ZC-ERRNO":
+        rows = [_scenario_row(s, "sendfile2", zc, " [SENDFILE_ZC]") for s in _sendfile_scenarios(_zc_out())]
+        rows += _epipe_rows({"op": "sendfile2", "out": "out", "in": "src", "offset": 0, "count": 512, "flags": zc})
+        return rows
+    if clause_id == "SF2-NONBLOCK-EAGAIN":
+        return [r for r in _eagain_rows("sendfile2", (("SENDFILE_ZC", zc),)) if "tcp4" in r.condition]
+    if clause_id.startswith("ZC-"):
+        return _zc_rows(clause_id, abi)
+    # --- SPLICE_F_ZC ---
+    szc = abi.splice_zc
+    if clause_id == "SPLICE-ZC-PIPE-TO-SOCKET":
+        ops = []
+        for n in range(2):
+            ops += [_splice("src", "p.w", length=4096, off_in=n * 4096), _splice("p.r", "sock", length=4096, flags=szc)]
+        return [Row("file -> pipe, then pipe -> TCP with SPLICE_F_ZC, twice", "4096 each; ids 0 and 1, once each",
+                    (SRC, PIPE, _zc_sock()), tuple(ops) + (PEER_READ, DRAIN),
+                    all_of(expect_errnos(*[(i, frozenset({0})) for i in range(4)], ret={1: 4096, 3: 4096}),
+                           accounting_holds("sock", 1)))]
+    if clause_id == "SPLICE-ZC-ERRNO":
+        return [Row(r.condition + " [SPLICE_F_ZC]", r.expected, r.fds, r.ops, r.check, errnos=r.errnos)
+                for c in ("SPLICE-EBADF", "SPLICE-EINVAL", "SPLICE-ESPIPE") for r in _splice_rows(c, szc)]
+    if clause_id == "TEE-ZC-REJECTED":
+        fill = {"op": "write", "fd": "a.w", "len": 512}
+        pipes = (fd("a", "pipe"), fd("b", "pipe"))
+        return [Row(f"tee between two pipes with {label}", "EINVAL", pipes,
+                    (fill, {"op": "tee", "in": "a.r", "out": "b.w", "len": 512, "flags": flags}),
+                    expect_errnos((1, frozenset({EINVAL}))), errnos=((1, frozenset({EINVAL})),))
+                for label, flags in (("SPLICE_F_ZC", szc), ("SPLICE_F_ZC|SPLICE_F_NONBLOCK", szc | 2))]
+    if clause_id == "VMSPLICE-ZC-REJECTED":
+        return [errno_row(f"vmsplice to a pipe with {label}", [PIPE],
+                          {"op": "vmsplice", "fd": "p.w", "len": 512, "flags": flags}, EINVAL)
+                for label, flags in (("SPLICE_F_ZC", szc), ("SPLICE_F_ZC|SPLICE_F_NONBLOCK", szc | 2))]
+    raise KeyError(f"clause {clause_id} has no rows")
+
+
+def _zc_out() -> dict:
+    return fd("out", "tcp4", zerocopy=True)

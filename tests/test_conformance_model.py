@@ -1,0 +1,60 @@
+"""conformance.model agrees with every errno the clause tables state, and with hand-picked calls."""
+
+from __future__ import annotations
+
+from errno import EBADF, EINVAL, ENOSYS, EOPNOTSUPP, ESPIPE
+
+import pytest
+
+from conformance.cases import rows_of
+from conformance.model import expected_errno
+from fuzz.abi import Abi
+from tests.test_conformance_spec import KERNELS, applicable
+from vm.program import Program
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_model_accepts_every_tabled_errno(kernel):
+    info = KERNELS[kernel]
+    abi = Abi.from_kernel_info(info)
+    predicted = 0
+    for clause in applicable(kernel):
+        for row in rows_of(clause.id, abi, info):
+            program = Program.from_json(row.program(abi))
+            for i, allowed in row.errnos:
+                prediction = expected_errno(program, i, info)
+                if prediction is not None:
+                    predicted += 1
+                    assert allowed <= prediction, f"{clause.id} / {row.condition}"
+    assert predicted > 200  # the model answers for most rows, not only a few
+
+
+SRC = {"name": "src", "kind": "file", "size": 4096}
+CASES = (  # condition, fds, op, kernel, expected errnos
+    ("sendfile2 without a syscall number", [SRC, {"name": "o", "kind": "tcp4"}],
+     {"op": "sendfile2", "out": "o", "in": "src", "offset": 0, "count": 1, "flags": 0}, "unpatched", {ENOSYS}),
+    ("sendfile2 unknown bit before a bad fd", [SRC, {"name": "o", "kind": "invalid"}],
+     {"op": "sendfile2", "out": "o", "in": "src", "offset": 0, "count": 1, "flags": 4}, "patched", {EINVAL}),
+    ("sendfile2 ZC to a pipe", [SRC, {"name": "p", "kind": "pipe"}],
+     {"op": "sendfile2", "out": "p.w", "in": "src", "offset": 0, "count": 1, "flags": 2}, "patched", {EOPNOTSUPP}),
+    ("splice SPLICE_F_ZC where unknown", [SRC, {"name": "p", "kind": "pipe"}],
+     {"op": "splice", "in": "src", "off_in": None, "out": "p.w", "off_out": None, "len": 1, "flags": 16},
+     "unpatched", {EINVAL}),
+    ("tee SPLICE_F_ZC where known", [{"name": "a", "kind": "pipe"}, {"name": "b", "kind": "pipe"}],
+     {"op": "tee", "in": "a.r", "out": "b.w", "len": 1, "flags": 16}, "patched", {EINVAL}),
+    ("sendfile64 from a pipe with an offset", [{"name": "p", "kind": "pipe"}, {"name": "o", "kind": "devnull"}],
+     {"op": "sendfile64", "out": "o", "in": "p.r", "offset": 0, "count": 1}, "unpatched", {ESPIPE}),
+    ("sendfile64 to a closed fd", [SRC, {"name": "o", "kind": "closed"}],
+     {"op": "sendfile64", "out": "o", "in": "src", "offset": None, "count": 1}, "unpatched", {EBADF}),
+    ("sendfile64 file to devnull", [SRC, {"name": "o", "kind": "devnull"}],
+     {"op": "sendfile64", "out": "o", "in": "src", "offset": None, "count": 1}, "unpatched", {0}),
+)
+
+
+@pytest.mark.parametrize("condition, fds, op, kernel, expected", CASES, ids=[c[0] for c in CASES])
+def test_model_on_single_calls(condition, fds, op, kernel, expected):
+    info = KERNELS[kernel]
+    program = {"fds": fds, "ops": [op]}
+    if info["nr_sendfile2"] is not None:
+        program["sysno"] = {"sendfile2": info["nr_sendfile2"]}
+    assert expected_errno(program, 0, info) == frozenset(expected)

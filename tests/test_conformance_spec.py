@@ -1,0 +1,67 @@
+"""The clause table is well formed, every clause has rows, and SPEC.md is what the table renders."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conformance.cases import rows_of
+from conformance.spec import CLAUSES, SPEC_PATH, render_markdown
+from fuzz.abi import Abi
+from vm.program import Program
+
+BASE_SPLICE = {"SPLICE_F_MOVE": 1, "SPLICE_F_NONBLOCK": 2, "SPLICE_F_MORE": 4, "SPLICE_F_GIFT": 8}
+KERNELS = {
+    "unpatched": {"nr_sendfile2": None, "sendfile_flags": {}, "splice_flags": BASE_SPLICE},
+    "patched": {"nr_sendfile2": 467, "sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2},
+                "splice_flags": {**BASE_SPLICE, "SPLICE_F_ZC": 16}},
+}
+
+
+def applicable(kernel: str):
+    return [c for c in CLAUSES if kernel == "patched" or not c.requires]
+
+
+def test_ids_are_unique_and_well_formed():
+    ids = [c.id for c in CLAUSES]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[A-Z0-9]+(-[A-Z0-9]+)+", i) for i in ids)
+
+
+@pytest.mark.parametrize("clause", CLAUSES, ids=lambda c: c.id)
+def test_clause_fields(clause):
+    assert clause.expected and clause.reason and clause.source
+    assert clause.requires in ("", "sendfile2", "splice_zc")
+    assert all(re.fullmatch(r"D[1-7]", d) for d in clause.catches)
+    assert not clause.catches or clause.requires, "baseline clauses cannot catch defects of the proposal"
+
+
+def test_every_defect_has_a_clause():
+    assert {d for c in CLAUSES for d in c.catches} == {f"D{n}" for n in range(1, 8)}
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_clause_has_valid_rows(kernel):
+    info = KERNELS[kernel]
+    abi = Abi.from_kernel_info(info)
+    for clause in applicable(kernel):
+        rows = rows_of(clause.id, abi, info)
+        assert rows, clause.id
+        conditions = [r.condition for r in rows]
+        assert len(conditions) == len(set(conditions)), f"{clause.id}: rows must name distinct conditions"
+        for row in rows:
+            Program.from_json(row.program(abi))  # raises on a malformed row
+
+
+def test_flag_rows_follow_the_kernel():
+    """The invalid-bit rows come from kernel_info: 0x10 is invalid only where SPLICE_F_ZC is absent."""
+    for kernel, has_zc in (("unpatched", False), ("patched", True)):
+        info = KERNELS[kernel]
+        rows = rows_of("SPLICE-FLAGS-UNKNOWN", Abi.from_kernel_info(info), info)
+        assert len(rows) == 32 - 4 - has_zc
+        assert any(r.condition == "flag 0x10" for r in rows) is not has_zc
+
+
+def test_spec_md_is_up_to_date():
+    assert SPEC_PATH.read_text(encoding="utf-8") == render_markdown(), "run: zcfuzz conform --spec"
