@@ -45,7 +45,7 @@ FD_KINDS: dict[str, FdKind] = {
         FdKind("udp_dummy", "UDP/IPv4 bound to dummy0, sends freed undelivered", socket=True),
         FdKind("unix_stream", "AF_UNIX stream socketpair end", socket=True, peer=True),
         FdKind("unix_dgram", "AF_UNIX datagram socketpair end", socket=True, peer=True),
-        FdKind("dir", "the program's tmpfs directory, O_RDONLY|O_DIRECTORY"),
+        FdKind("dir", "the executor's tmpfs work directory, O_RDONLY|O_DIRECTORY"),
         FdKind("opath", "regular tmpfs file opened O_PATH", contents=True),
         FdKind("eventfd", "eventfd(0, 0)"),
         FdKind("timerfd", "timerfd_create(CLOCK_MONOTONIC, 0)"),
@@ -430,7 +430,7 @@ class ProgramResult:
     ops: list[dict]
     final: dict
     fixture_errors: list[dict]
-    reused: list[str] = field(default_factory=list)  # fixtures given a pooled connection
+    reused: list[str] = field(default_factory=list)  # fixtures kept from an earlier program
 
     @classmethod
     def from_json(cls, obj: dict) -> "ProgramResult":

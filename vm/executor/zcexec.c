@@ -148,7 +148,6 @@ static unsigned char *pattern_buf;  /* PATTERN_BYTES of seed-0 pattern, then an 
 static unsigned char read_buf[READ_CHUNK];
 static char *bad_ptr_unmapped, *bad_ptr_readonly, *bad_ptr_protnone;
 static const char *workdir;
-static unsigned long program_counter;
 static volatile sig_atomic_t alarm_fired;
 static int listener4 = -1, listener6 = -1;
 
@@ -228,7 +227,6 @@ struct fixture {
 	uint64_t peer_bytes, peer_hash;
 	int reused;     /* the connection came from the pool */
 	int tainted;    /* an op may have left state a fresh connection lacks: never pool it */
-	char path[160]; /* tmpfs file created for it, "" if none */
 };
 
 struct op;
@@ -243,6 +241,7 @@ struct op_spec {
 	int keeps_fresh;
 	int flags_arg; /* -1: no flags argument */
 	uint64_t fresh_flags;
+	int input_arg; /* the `in` field, the one place a kept file may appear; -1: none */
 };
 
 struct op {
@@ -257,7 +256,6 @@ static struct program {
 	int nfix, nops;
 	struct fixture fix[MAX_FIXTURES];
 	struct op ops[MAX_OPS];
-	char dir[128];
 	struct out *out;
 } prog;
 
@@ -682,19 +680,19 @@ static void op_lkdtm(struct op *op)
 /* Same names and field order as vm.program.OPS. */
 #define SPLICE_F_ALL_6_12 0xf
 static const struct op_spec op_specs[] = {
-	{"sendfile2", "ffoii", op_sendfile2, 0, -1, 0},
-	{"sendfile64", "ffoi", op_sendfile64, 1, -1, 0},
-	{"splice", "fofoii", op_splice, 1, 5, SPLICE_F_ALL_6_12},
-	{"tee", "ffii", op_tee, 1, 3, SPLICE_F_ALL_6_12},
-	{"vmsplice", "fii", op_vmsplice, 0, -1, 0},
-	{"sendmsg", "fii", op_sendmsg, 1, 2, MSG_DONTWAIT | MSG_MORE | MSG_NOSIGNAL},
-	{"write", "fi", op_write, 1, -1, 0},
-	{"peer_read", "fi", op_peer_read, 1, -1, 0},
-	{"peer_close", "f", op_peer_close, 0, -1, 0},
-	{"drain", "fi", op_drain, 1, -1, 0},
-	{"setsockopt_zerocopy", "fi", op_setsockopt_zerocopy, 0, -1, 0},
-	{"close", "f", op_close, 0, -1, 0},
-	{"lkdtm", "c", op_lkdtm, 1, -1, 0},
+	{"sendfile2", "ffoii", op_sendfile2, 0, -1, 0, 1},
+	{"sendfile64", "ffoi", op_sendfile64, 1, -1, 0, 1},
+	{"splice", "fofoii", op_splice, 1, 5, SPLICE_F_ALL_6_12, 0},
+	{"tee", "ffii", op_tee, 1, 3, SPLICE_F_ALL_6_12, 0},
+	{"vmsplice", "fii", op_vmsplice, 0, -1, 0, -1},
+	{"sendmsg", "fii", op_sendmsg, 1, 2, MSG_DONTWAIT | MSG_MORE | MSG_NOSIGNAL, -1},
+	{"write", "fi", op_write, 1, -1, 0, -1},
+	{"peer_read", "fi", op_peer_read, 1, -1, 0, -1},
+	{"peer_close", "f", op_peer_close, 0, -1, 0, -1},
+	{"drain", "fi", op_drain, 1, -1, 0, -1},
+	{"setsockopt_zerocopy", "fi", op_setsockopt_zerocopy, 0, -1, 0, -1},
+	{"close", "f", op_close, 0, -1, 0, -1},
+	{"lkdtm", "c", op_lkdtm, 1, -1, 0, -1},
 };
 
 static int op_keeps_fresh(const struct op *op)
@@ -794,27 +792,41 @@ static void socket_options(struct fixture *f, int fd)
 	}
 }
 
-/* Connected TCP pairs kept from earlier programs. Connecting and closing cost about four times
- * the packets of a small send, and in a TCG guest packets are what a program costs. A pair is
- * kept only if no op could have changed it (op_keeps_fresh), SO_ZEROCOPY was never on (its id
- * counter cannot be reset) and it is checked clean at teardown, so a program cannot tell a kept
- * pair from a new one. */
-#define POOL_SIZE 8
-static struct pooled_pair {
+/* Fixtures kept from earlier programs: connected TCP pairs and pattern files. Connecting and
+ * closing cost about four times the packets of a small send, and in a TCG guest packets are
+ * what a program costs; creating and filling a file costs more than a small sendfile from it.
+ * A fixture is kept only if no op could have changed it (see taint_fixtures), SO_ZEROCOPY was
+ * never on (its id counter cannot be reset) and it is checked clean at teardown, so a program
+ * cannot tell a kept fixture from a new one. */
+#define POOL_SIZE 16
+static struct pooled {
 	int used;
 	enum fd_kind kind;
-	int nonblock, sndbuf;
-	int client, peer;
+	int nonblock, sndbuf, seed;
+	uint64_t size;
+	int fd, peer;
 } pool[POOL_SIZE];
+
+static int is_poolable_file(const struct fixture *f)
+{
+	return f->kind == K_FILE || f->kind == K_FILE_RO;
+}
+
+static int pool_matches(const struct pooled *p, const struct fixture *f)
+{
+	if (!p->used || p->kind != f->kind || p->nonblock != f->nonblock)
+		return 0;
+	return is_poolable_file(f) ? p->size == f->size && p->seed == f->seed : p->sndbuf == f->sndbuf;
+}
 
 static int pool_take(struct fixture *f)
 {
 	for (int i = 0; i < POOL_SIZE; i++) {
-		struct pooled_pair *p = &pool[i];
+		struct pooled *p = &pool[i];
 
-		if (p->used && p->kind == f->kind && p->nonblock == f->nonblock && p->sndbuf == f->sndbuf) {
+		if (pool_matches(p, f)) {
 			p->used = 0;
-			f->fd[0] = p->client;
+			f->fd[0] = p->fd;
 			f->owned[0] = 1;
 			f->peer = p->peer;
 			f->reused = 1;
@@ -839,17 +851,22 @@ static int pair_is_clean(const struct fixture *f)
 	return getsockopt(f->fd[0], IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == TCP_ESTABLISHED;
 }
 
-/* Keep the fixture's pair for a later program if it is as good as new; 1 if kept. */
+/* Keep the fixture for a later program if it is as good as new; 1 if kept. */
 static int pool_give(struct fixture *f)
 {
-	if ((f->kind != K_TCP4 && f->kind != K_TCP6) || f->err || f->tainted || f->zerocopy || !f->owned[0] ||
-	    f->peer < 0 || !pair_is_clean(f))
+	int keep;
+
+	if (f->err || f->tainted || !f->owned[0])
 		return 0;
-	for (int i = 0; i < POOL_SIZE; i++) {
-		struct pooled_pair *p = &pool[i];
+	if (is_poolable_file(f))
+		keep = lseek(f->fd[0], 0, SEEK_SET) == 0;
+	else
+		keep = (f->kind == K_TCP4 || f->kind == K_TCP6) && !f->zerocopy && f->peer >= 0 && pair_is_clean(f);
+	for (int i = 0; keep && i < POOL_SIZE; i++) {
+		struct pooled *p = &pool[i];
 
 		if (!p->used) {
-			*p = (struct pooled_pair){1, f->kind, f->nonblock, f->sndbuf, f->fd[0], f->peer};
+			*p = (struct pooled){1, f->kind, f->nonblock, f->sndbuf, f->seed, f->size, f->fd[0], f->peer};
 			return 1;
 		}
 	}
@@ -920,25 +937,34 @@ static void build_unix(struct fixture *f, int type)
 	socket_options(f, f->fd[0]);
 }
 
-static void build_file(struct fixture *f, int index, int open_flags)
+/* A new tmpfs file with the pattern, opened with open_flags and unlinked at once (the fd keeps
+ * it), so teardown has no names to remove. */
+static void build_file(struct fixture *f, int open_flags)
 {
+	static unsigned long files_made;
+	char path[192];
 	int fd;
 
-	snprintf(f->path, sizeof(f->path), "%s/f%d", prog.dir, index);
-	STEP(f, "create file", fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+	if ((f->kind == K_FILE || f->kind == K_FILE_RO) && pool_take(f))
+		return;
+	snprintf(path, sizeof(path), "%s/f%lu", workdir, files_made++);
+	STEP(f, "create file", fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
 	if (fill_pattern(fd, f->size, f->seed) < 0) {
 		f->err = errno ? errno : EIO;
 		f->err_step = "fill file";
-		close(fd);
-		return;
-	}
-	if (open_flags == O_RDWR) {
+	} else if (open_flags == O_RDWR) {
 		f->fd[0] = fd;
+		f->owned[0] = 1;
+		fd = -1;
+	} else if ((f->fd[0] = open(path, open_flags)) < 0) {
+		f->err = errno;
+		f->err_step = "open file";
 	} else {
-		close(fd);
-		STEP(f, "open file", f->fd[0] = open(f->path, open_flags));
+		f->owned[0] = 1;
 	}
-	f->owned[0] = 1;
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
 }
 
 static void build_fixture(struct fixture *f, int index)
@@ -950,19 +976,19 @@ static void build_fixture(struct fixture *f, int index)
 	f->peer_hash = FNV_BASIS;
 	switch (f->kind) {
 	case K_FILE:
-		build_file(f, index, O_RDWR);
+		build_file(f, O_RDWR);
 		break;
 	case K_FILE_RO:
-		build_file(f, index, O_RDONLY);
+		build_file(f, O_RDONLY);
 		break;
 	case K_FILE_WO:
-		build_file(f, index, O_WRONLY);
+		build_file(f, O_WRONLY);
 		break;
 	case K_FILE_APPEND:
-		build_file(f, index, O_WRONLY | O_APPEND);
+		build_file(f, O_WRONLY | O_APPEND);
 		break;
 	case K_OPATH:
-		build_file(f, index, O_PATH);
+		build_file(f, O_PATH);
 		break;
 	case K_PIPE:
 		STEP(f, "pipe", pipe(sv));
@@ -992,7 +1018,7 @@ static void build_fixture(struct fixture *f, int index)
 		build_unix(f, SOCK_DGRAM);
 		break;
 	case K_DIR:
-		STEP(f, "open dir", f->fd[0] = open(prog.dir, O_RDONLY | O_DIRECTORY));
+		STEP(f, "open dir", f->fd[0] = open(workdir, O_RDONLY | O_DIRECTORY));
 		f->owned[0] = 1;
 		break;
 	case K_EVENTFD:
@@ -1059,10 +1085,7 @@ static void teardown(void)
 				close(f->fd[end]);
 		if (f->peer >= 0)
 			close(f->peer);
-		if (f->path[0])
-			unlink(f->path);
 	}
-	rmdir(prog.dir);
 }
 
 /* ---- running a program ------------------------------------------------------------------- */
@@ -1126,6 +1149,25 @@ static void run_final(void)
 /* Only the soft limit counts for locked-page accounting. The hard limit is never lowered, so
  * a later program can ask for more; it is raised when needed and possible (CAP_SYS_RESOURCE),
  * otherwise the program gets the hard limit. */
+/* Mark the fixtures an op may change: sockets under an op that does not keep them fresh, files
+ * anywhere but as the input of a call that only reads them. */
+static void taint_fixtures(void)
+{
+	for (int i = 0; i < prog.nops; i++) {
+		const struct op *op = &prog.ops[i];
+
+		for (int a = 0; op->spec->args[a]; a++) {
+			struct fixture *f;
+
+			if (op->spec->args[a] != 'f')
+				continue;
+			f = fix_of(&op->arg[a]);
+			if (is_poolable_file(f) ? a != op->spec->input_arg : !op_keeps_fresh(op))
+				f->tainted = 1;
+		}
+	}
+}
+
 static void set_memlock(uint64_t bytes)
 {
 	static uint64_t current = UINT64_MAX - 1; /* no program asked for this yet */
@@ -1151,11 +1193,6 @@ static void run_program(struct out *o)
 
 	prog.out = o;
 	o->len = 0;
-	snprintf(prog.dir, sizeof(prog.dir), "%s/p%lu", workdir, program_counter++);
-	if (mkdir(prog.dir, 0700) < 0) {
-		out_error_reply(o, "cannot create fixture directory %s: %s", prog.dir, strerror(errno));
-		return;
-	}
 	set_memlock(prog.memlock);
 	for (int i = 0; i < prog.nfix; i++)
 		build_fixture(&prog.fix[i], i);
@@ -1177,15 +1214,7 @@ static void run_program(struct out *o)
 			first = 0;
 		}
 	}
-	for (int i = 0; i < prog.nops; i++) {
-		const struct op *op = &prog.ops[i];
-
-		if (op_keeps_fresh(op))
-			continue;
-		for (int a = 0; op->spec->args[a]; a++)
-			if (op->spec->args[a] == 'f')
-				fix_of(&op->arg[a])->tainted = 1;
-	}
+	taint_fixtures();
 	out_printf(o, "], \"ops\": [");
 	for (int i = 0; i < prog.nops; i++) {
 		if (i)
