@@ -25,7 +25,7 @@ CORRUPTED_FRAME = "corrupted"
 # `[  65.9]`, `[  65.9][ T6734]`, `[ 444.4][    C0]`, `<4>`, a `2018/01/09 14:28:48 ` log date;
 # user-space output without a newline (`syzkaller login: `) may stand before the timestamp.
 CONSOLE_PREFIX = re.compile(
-    r"^(?:[^\[\n]*?(?=\[\s*\d+\.\d+\]))?(?:<\d+>)?(?P<stamp>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? |\[\s*\d+\.\d+\])?(?:\[\s*[TC]\d+\])? ?"
+    r"^(?:[^\[\n]*?(?=\[\s*\d+\.\d+\]))?(?:<\d+>)?(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? |\[\s*\d+\.\d+\])?(?:\[\s*[TC]\d+\])? ?"
 )
 
 # Lines that close a report: the end-of-trace marker, the panic footer, the sanitizers' rule.
@@ -51,6 +51,9 @@ DISPATCH_FRAME = re.compile(
 # A cross-CPU function call spins until the other CPUs answer: a CPU stuck in one is stalled
 # by the call, whoever made it.
 CROSS_CPU_CALL = re.compile(r"^smp_call_function\w*")
+
+# `CPU: 1 PID: 2 Comm: ...` and `WARNING: CPU: 1 PID: 2 at ...`: the task a report is about.
+TASK_HEADER = re.compile(r"\bCPU: (\d+) (?:UID: \d+ )?PID: (\d+)\b")
 
 # A report longer than this many lines is cut: what follows is other output.
 MAX_REPORT_LINES = 400
@@ -85,7 +88,6 @@ class CrashReport:
 class ConsoleLine:
     offset: int
     text: str  # without the console prefix
-    prefixed: bool
 
 
 def find_crash_start(text: str) -> int | None:
@@ -114,7 +116,7 @@ def _split_lines(text: str) -> list[ConsoleLine]:
     for raw in text.splitlines(keepends=True):
         stripped = raw.rstrip("\r\n").lstrip("\x00")
         prefix = CONSOLE_PREFIX.match(stripped)
-        lines.append(ConsoleLine(offset, stripped[prefix.end():], prefix['stamp'] is not None))
+        lines.append(ConsoleLine(offset, stripped[prefix.end():]))
         offset += len(raw)
     return lines
 
@@ -254,7 +256,7 @@ def _build_report(
         culprit = _culprit(stack, pattern)
         corrupted = culprit is None or not stack.has_trace
         fields["frame"] = culprit or CORRUPTED_FRAME
-    corrupted = corrupted or _interleaved(lines[start:stack.end], lines[start].prefixed)
+    corrupted = corrupted or _several_tasks(lines[start:stack.end])
     title = _format_title(pattern.title, fields)
     alt_titles = [_format_title(pattern.alt_title, fields)] if pattern.alt_title else []
     report_end = end if END_OF_REPORT.match(lines[end - 1].text) else stack.end
@@ -281,6 +283,8 @@ def _format_title(template: str, fields: dict[str, str]) -> str:
     return re.sub(r"\s+", " ", title).strip()
 
 
-def _interleaved(lines: list[ConsoleLine], prefixed: bool) -> bool:
-    """A prefixed report with an unprefixed line inside: other output got mixed in."""
-    return prefixed and any(not line.prefixed and line.text.strip() for line in lines)
+def _several_tasks(lines: list[ConsoleLine]) -> bool:
+    """Headers of two tasks before the crashing stack ends: another CPU's report got mixed in,
+    and the stack may be the other task's."""
+    tasks = {match.groups() for line in lines if (match := TASK_HEADER.search(line.text))}
+    return len(tasks) > 1
