@@ -315,6 +315,19 @@ def test_damaged_report_still_gets_its_best_title():
     assert crash.corrupted
 
 
+@pytest.mark.parametrize(
+    "message, title",
+    [
+        ("Couldn't open N_TTY ldisc for ptm1 --- error -12.", "kernel panic: Couldn't open N_TTY ldisc"),
+        ("Attempted to kill init! exitcode=0x00000009", "kernel panic: Attempted to kill init! exitcode=ADDR"),
+        ("VFS: Unable to mount root fs on unknown-block(0,0)",
+         "kernel panic: VFS: Unable to mount root fs on unknown-block(NUM,NUM)"),
+    ],
+)
+def test_kernel_panic_titles(message, title):
+    assert parse(f"[    5.1] Kernel panic - not syncing: {message}\n").title == title
+
+
 GPF_CALL_TRACE = "[   65.938128][ T6734] Call Trace:\n"
 
 

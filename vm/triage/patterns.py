@@ -140,6 +140,8 @@ CRASH_PATTERNS: tuple[CrashPattern, ...] = (
              "kernel panic: stack is corrupted in {func}", DOS),
     _pattern(r"Kernel panic - not syncing: corrupted stack end", "kernel panic: corrupted stack end in {frame}",
              DOS, alt_title="stack-overflow in {frame}"),
-    _pattern(r"Kernel panic - not syncing: (?P<message>.+)",
+    # The device instance and errno a panic message ends with vary from run to run
+    # (`Couldn't open N_TTY ldisc for ptm1 --- error -12.`).
+    _pattern(r"Kernel panic - not syncing: (?P<message>.+?)(?: for [a-z]+\d+)?(?: --- error -?\d+\.?)?\s*$",
              "kernel panic: {message}", DOS),
 )
