@@ -19,7 +19,7 @@ REPORTS = Path(__file__).parent / "data" / "syzkaller-reports"
 
 # Share of the reference logs whose title we reproduce exactly (TITLE or an ALT line; no title
 # for a log without TITLE). Measured, then set a little below; only ever raised.
-AGREEMENT_FLOOR = 0.81
+AGREEMENT_FLOOR = 0.83
 
 # Share of the reference logs with a crash whose `corrupted` flag matches the CORRUPTED line
 # (absent means not corrupted). Measured, then set a little below; only ever raised.
@@ -107,6 +107,9 @@ def test_normalize_title(raw, normalised):
         ("__warn", True),
         ("memcpy", True),
         ("schedule_timeout", True),
+        ("arch_local_irq_restore", True),
+        ("i2c_del_adapter", True),
+        ("arch_uprobe_analyze_insn", False),
         ("strp_data_ready", False),
         ("splice_to_socket", False),
         ("do_sendfile", False),

@@ -3,7 +3,8 @@
 A title names the first frame of the crashing stack that is not kernel machinery every crash
 passes through: locking, allocation, refcount and list helpers, string and copy routines,
 syscall entry and socket/VFS dispatch, the sanitizers' report code, WARN/BUG machinery,
-scheduler and wait primitives, interrupt and exception entry.
+scheduler and wait primitives, interrupt and exception entry, device-core teardown (a WARN in
+sysfs removal names the driver that unregistered the device).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ GENERIC_FRAMES = re.compile(
         r"copy_from_iter\w*", r"_copy_from_iter\w*", r"iov_iter_\w+", r"__get_user\w*",
         r"__put_user\w*", r"get_user\w*", r"put_user\w*", r"rep_movs_\w+", r"__rep_\w+",
         r"test_and_\w+_bit\w*", r"\w*set_bit\w*", r"\w*clear_bit\w*", r"__bitmap_\w+",
-        r"instrument_\w+", r"atomic\w*", r"arch_atomic\w*", r"__arch_\w+", r"arch_\w+",
+        r"instrument_\w+", r"atomic\w*", r"_*arch_(?:local|atomic|spin|cmpxchg|xchg|trigger|jump_label|timer)\w*",
         r"csum_partial\w*", r"memzero_\w+", r"hex_dump\w*", r"seq_printf",
         # syscall entry and generic dispatch
         r"do_syscall_\w+", r"__do_sys_\w+", r"do_fast_syscall_\w+", r"entry_\w+", r"ret_from_\w+",
@@ -149,6 +150,8 @@ GENERIC_FRAMES = re.compile(
         r"mod_timer\w*", r"__mod_timer", r"add_timer\w*", r"del_timer\w*", r"timer_delete\w*",
         r"sysfs_remove_\w+", r"kobject_\w+", r"add_uevent_var", r"device_del", r"device_unregister",
         r"proc_register", r"proc_create\w*", r"proc_mkdir\w*", r"device_add", r"dpm_sysfs_\w+",
+        r"put_device", r"device_release_driver\w*", r"platform_device_(?:del|unregister)",
+        r"i2c_del_adapter", r"i2c_unregister_device",
         r"radix_tree_\w+", r"idr_\w+", r"ida_\w+", r"drain_workqueue", r"destroy_workqueue",
         r"_*cancel_work\w*", r"_*cancel_delayed_work\w*", r"cleanup_srcu_struct",
         # waiting for writeback, console and lockdep internals, trap handlers of other arches
