@@ -125,8 +125,10 @@ def test_sync_rewrites_only_files_whose_content_changes(tmp_path, monkeypatch):
                             "#define SPLICE_F_ALL (SPLICE_F_MOVE|SPLICE_F_ZC)\n"},
          {"splice_flags": {"SPLICE_F_ALL": 17, "SPLICE_F_MOVE": 1, "SPLICE_F_ZC": 16}}),
         ({"asm/unistd_64.h": "#define __NR_mseal 462\n"}, {"nr_sendfile2": None, "sendfile_flags": {}}),
+        ({"bits/fcntl-linux.h": "# define SPLICE_F_MOVE\t\t1\t/* Move pages.  */\n"},
+         {"splice_flags": {"SPLICE_F_MOVE": 1}}),
     ],
-    ids=["syscall-number", "sendfile-flags", "splice-flags", "unpatched"],
+    ids=["syscall-number", "sendfile-flags", "splice-flags", "unpatched", "glibc-style"],
 )
 def test_abi_values_come_from_the_kernels_headers(tmp_path, headers, expected):
     for rel, text in headers.items():

@@ -48,7 +48,7 @@ class HostTarget(Target):
 
     def kernel_info(self) -> dict:
         include_dirs = [HOST_INCLUDE]
-        multiarch = sysconfig.get_config_var("MULTIARCH")
+        multiarch = sysconfig.get_config_var("MULTIARCH") or f"{os.uname().machine}-linux-gnu"
         if multiarch and (HOST_INCLUDE / multiarch).is_dir():
             include_dirs.append(HOST_INCLUDE / multiarch)
         abi = kbuild.read_abi_from_headers(*include_dirs)

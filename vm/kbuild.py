@@ -40,7 +40,7 @@ BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "cpio")
 BUILD_PACKAGES = "build-essential flex bison bc cpio libelf-dev libssl-dev"
 
 # Names the suite takes from the kernel it tests, never from constants of its own.
-ABI_DEFINE = re.compile(r"^#define\s+(__NR_sendfile2|SENDFILE_\w+|SPLICE_F_\w+)\s+(.+?)\s*(?:/\*.*)?$")
+ABI_DEFINE = re.compile(r"^#\s*define\s+(__NR_sendfile2|SENDFILE_\w+|SPLICE_F_\w+)\s+(.+?)\s*(?:/\*.*)?$")
 
 
 def cache_dir() -> Path:
@@ -385,7 +385,8 @@ def read_abi_from_headers(*include_dirs: Path) -> dict:
     """
     raw: dict[str, str] = {}
     for include in include_dirs:
-        for rel in ("asm/unistd_64.h", "asm-generic/unistd.h", "linux/sendfile.h", "linux/splice.h", "linux/fcntl.h"):
+        for rel in ("asm/unistd_64.h", "asm-generic/unistd.h", "linux/sendfile.h", "linux/splice.h", "linux/fcntl.h",
+                    "bits/fcntl-linux.h"):
             path = include / rel
             if not path.is_file():
                 continue

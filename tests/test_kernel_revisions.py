@@ -1,0 +1,68 @@
+"""Every shipped revision builds, each of its patches builds on its own, and builds are cached.
+
+Real kernel builds: minutes on a cold machine (ccache and the build cache make later runs fast).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vm import kbuild
+
+pytestmark = pytest.mark.kbuild
+
+ROOT = Path(__file__).resolve().parent.parent
+REVISIONS = ("base", "rfc-v1", "v2")
+PATCHED = ("rfc-v1", "v2")
+
+
+def zcfuzz(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, cwd=ROOT, env=dict(os.environ))
+
+
+@pytest.mark.parametrize("rev", REVISIONS)
+def test_revision_builds_and_second_build_is_a_cache_hit(rev):
+    first = zcfuzz("kernel", "build", "--rev", rev)
+    assert first.returncode == 0, first.stderr
+    started = time.monotonic()
+    second = zcfuzz("kernel", "build", "--rev", rev)
+    elapsed = time.monotonic() - started
+    assert second.returncode == 0, second.stderr
+    assert "building" not in second.stderr  # nothing was rebuilt
+    assert elapsed < 2.0, f"cache hit took {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("rev", REVISIONS)
+def test_kernel_info_reads_the_abi_from_the_built_kernel(rev):
+    done = zcfuzz("kernel", "info", "--rev", rev, "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    for key in ("base_version", "series_sha256", "config_sha256", "nr_sendfile2", "bzimage", "vmlinux"):
+        assert key in info
+    assert Path(info["bzimage"]).stat().st_size > 1_000_000
+    assert info["base_version"].startswith("6.12.")
+    if rev == "base":
+        assert info["nr_sendfile2"] is None
+        assert "SPLICE_F_ZC" not in info["splice_flags"]
+    else:
+        assert info["nr_sendfile2"] == 467
+        assert info["sendfile_flags"]["SENDFILE_ZC"] == 2
+        assert info["splice_flags"]["SPLICE_F_ZC"] == 0x10
+
+
+@pytest.mark.parametrize("rev", PATCHED)
+def test_each_patch_builds_on_its_own(rev):
+    done = zcfuzz("kernel", "check", "--rev", rev)
+    assert done.returncode == 0, done.stderr
+    patches = kbuild.resolve_revision(rev).patches
+    assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("ok ")] == [
+        p.name for p in patches
+    ]

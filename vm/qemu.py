@@ -1,0 +1,360 @@
+"""The `vm:REV` target: a QEMU guest booted on a built revision, running the executor as /init.
+
+The guest is a bzImage and a small initramfs whose only program is the static executor. Programs
+and results travel over a virtio-serial port named `zcfuzz`; the kernel console (ttyS0) is read
+live into a log. The guest panics on any oops, WARNING, KASAN report or hung task, so a crash
+ends the QEMU process; the console then names it (vm.triage) and the next program gets a fresh
+boot. QEMU runs with PR_SET_PDEATHSIG so it never outlives zcfuzz.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from vm import kbuild, triage
+from vm.errors import UserError
+from vm.executor import executor_binary
+from vm.program import ExecutorError, Program, ProgramResult, decode_reply
+from vm.target import KernelCrash, Target
+
+QEMU = "qemu-system-x86_64"
+READY_LINE = b"zcfuzz-executor ready"
+GUEST_MEMORY_MB = 1024
+QEMU_RSS_LIMIT = (GUEST_MEMORY_MB + 768) * 1024 * 1024
+# Every bug report panics the guest: the QEMU process exiting is the crash signal.
+KERNEL_CMDLINE = (
+    "console=ttyS0 loglevel=5 printk.time=1 panic=-1 oops=panic panic_on_warn=1 "
+    "hung_task_panic=1 softlockup_panic=1 kasan.fault=panic rdinit=/init"
+)
+BOOT_TIMEOUT_S = 60.0
+PROBE_TIMEOUT_S = 15.0
+PR_SET_PDEATHSIG = 1
+
+
+def qemu_binary() -> str:
+    path = shutil.which(QEMU)
+    if not path:
+        raise UserError(f"{QEMU} not found: run 'apt-get install qemu-system-x86'")
+    return path
+
+
+def die_with_parent() -> None:
+    """Runs in the QEMU child before exec: SIGKILL it when zcfuzz dies, however zcfuzz ends."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+# --- initramfs -------------------------------------------------------------------------------
+
+
+def cpio_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0), ino: int = 1) -> bytes:
+    """One newc cpio record, so the initramfs needs neither root nor a cpio tool."""
+    encoded = name.encode() + b"\0"
+    fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
+    header = b"070701" + b"".join(b"%08X" % value for value in fields)
+    record = header + encoded
+    record += b"\0" * (-len(record) % 4) + data
+    return record + b"\0" * (-len(record) % 4)
+
+
+def build_initramfs(executor: Path, dest: Path) -> Path:
+    entries = [
+        cpio_entry("dev", 0o040755, ino=1),
+        cpio_entry("dev/console", 0o020600, rdev=(5, 1), ino=2),
+        cpio_entry("proc", 0o040755, ino=3),
+        cpio_entry("sys", 0o040755, ino=4),
+        cpio_entry("tmp", 0o041777, ino=5),
+        cpio_entry("init", 0o100755, executor.read_bytes(), ino=6),
+        cpio_entry("TRAILER!!!", 0, ino=0),
+    ]
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(entries))
+    tmp.replace(dest)
+    return dest
+
+
+def initramfs_for(executor: Path) -> Path:
+    """The initramfs is keyed by the executor's content, so a rebuilt executor is picked up."""
+    digest = kbuild.sha256_bytes(executor.read_bytes())[:16]
+    path = kbuild.cache_dir() / "initramfs" / f"zcexec-{digest}.cpio"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build_initramfs(executor, path)
+    return path
+
+
+# --- accelerator -----------------------------------------------------------------------------
+
+
+def choose_accel(requested: str, bzimage: Path, initramfs: Path) -> str:
+    """KVM only where a real probe boot reaches the executor; a present /dev/kvm proves nothing."""
+    if requested in ("kvm", "tcg"):
+        return requested
+    cache = kbuild.cache_dir() / "accel.json"
+    try:
+        return json.loads(cache.read_text())["accel"]
+    except (OSError, ValueError, KeyError):
+        pass
+    accel = "tcg"
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        try:
+            with Guest(bzimage, initramfs, "kvm", boot_timeout=PROBE_TIMEOUT_S):
+                accel = "kvm"
+        except GuestError:
+            accel = "tcg"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"accel": accel, "probed_at": time.time()}))
+    return accel
+
+
+# --- one guest -------------------------------------------------------------------------------
+
+
+class GuestError(Exception):
+    """The guest did not come up or went away; `console` holds what it printed."""
+
+    def __init__(self, message: str, console: str):
+        super().__init__(message)
+        self.console = console
+
+
+class Guest:
+    """One QEMU process: boot, a connected channel to the executor, the console as it arrives."""
+
+    def __init__(self, bzimage: Path, initramfs: Path, accel: str, boot_timeout: float = BOOT_TIMEOUT_S,
+                 cmdline_extra: str = ""):
+        self.workdir = Path(tempfile.mkdtemp(prefix="zcfuzz-vm-"))
+        self.socket_path = self.workdir / "executor.sock"
+        self.console_path = self.workdir / "console.log"
+        self.console = bytearray()
+        self.console_lock = threading.Lock()
+        command = [
+            qemu_binary(), "-accel", accel, "-m", str(GUEST_MEMORY_MB), "-smp", "1",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-cpu", "max" if accel == "tcg" else "host",
+            "-kernel", str(bzimage), "-initrd", str(initramfs),
+            "-append", f"{KERNEL_CMDLINE} {cmdline_extra}".strip(),
+            "-serial", "stdio",
+            "-device", "virtio-serial-pci",
+            "-chardev", f"socket,id=zc,path={self.socket_path},server=on,wait=off",
+            "-device", "virtserialport,chardev=zc,name=zcfuzz",
+        ]
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        self.reader = threading.Thread(target=self._read_console, daemon=True)
+        self.reader.start()
+        self.channel: socket.socket | None = None
+        self.buffer = b""
+        try:
+            self._connect(boot_timeout)
+            self.boot_seconds = time.monotonic() - self.started
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_console(self) -> None:
+        with open(self.console_path, "wb") as log:
+            for chunk in iter(lambda: self.process.stdout.read1(65536), b""):
+                log.write(chunk)
+                log.flush()
+                with self.console_lock:
+                    self.console += chunk
+
+    def console_text(self) -> str:
+        with self.console_lock:
+            return self.console.decode(errors="replace")
+
+    def _connect(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                self.channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.channel.connect(str(self.socket_path))
+                break
+            except OSError:
+                self.channel.close()
+                self.channel = None
+                time.sleep(0.02)
+        if self.channel is None:
+            raise GuestError(self._death_reason("QEMU did not start"), self.console_text())
+        line = self.read_line(deadline)
+        if line is None or READY_LINE not in line:
+            raise GuestError(self._death_reason("the executor did not report ready"), self.console_text())
+
+    def _death_reason(self, what: str) -> str:
+        status = self.process.poll()
+        return f"{what} (QEMU {'exited with ' + str(status) if status is not None else 'still running'})"
+
+    def read_line(self, deadline: float) -> bytes | None:
+        """One line from the executor, or None when the guest died or the deadline passed."""
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.process.poll() is not None and not self._readable():
+                return None
+            self.channel.settimeout(min(remaining, 0.25))
+            try:
+                chunk = self.channel.recv(1 << 20)
+            except TimeoutError:
+                self._check_memory()
+                continue
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def _readable(self) -> bool:
+        self.channel.settimeout(0)
+        try:
+            chunk = self.channel.recv(1 << 20)
+        except (BlockingIOError, OSError):
+            return False
+        self.buffer += chunk
+        return bool(chunk)
+
+    def _check_memory(self) -> None:
+        try:
+            if psutil.Process(self.process.pid).memory_info().rss > QEMU_RSS_LIMIT:
+                self.process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+    def send(self, data: bytes) -> None:
+        self.channel.sendall(data)
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.reader.join(timeout=5)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "Guest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def host_timeout_s(program: Program) -> float:
+    """How long the host waits for a result before it calls the guest hung: every op may run
+    into its own timeout, the final drain settles, and the guest's hung-task detector (20 s)
+    should get to speak first."""
+    return 25.0 + len(program.ops) * program.timeout_ms / 1000 + program.settle_ms / 1000
+
+
+class VmTarget(Target):
+    """Programs run in a guest booted on a revision; a crash costs that program a reboot."""
+
+    def __init__(self, rev: str, source: str | None = None, config: list[str] | None = None,
+                 accel: str = "auto", build: bool = True):
+        self.rev = rev
+        kernel = kbuild.build_kernel(rev, source, config) if build else kbuild.cached_build(rev, source, config)
+        if kernel is None:
+            raise UserError(f"{rev} is not built: run 'zcfuzz kernel build --rev {rev}'")
+        self.info = kbuild.kernel_info(kernel)
+        self.name = f"vm:{self.info['revision']}"
+        self.bzimage = Path(self.info["bzimage"])
+        self.initramfs = initramfs_for(executor_binary())
+        self.accel = choose_accel(accel, self.bzimage, self.initramfs)
+        self.guest: Guest | None = None
+        self.boots: list[float] = []
+
+    def kernel_info(self) -> dict:
+        return dict(self.info, target=self.name, accel=self.accel)
+
+    def boot(self) -> Guest:
+        if self.guest is None:
+            try:
+                self.guest = Guest(self.bzimage, self.initramfs, self.accel)
+            except GuestError as err:
+                report = triage.parse(err.console)
+                if report is not None:
+                    raise KernelCrash(report.title, report.report, None, err.console)
+                raise UserError(f"guest on {self.name} did not boot: {err}; run 'zcfuzz vm shell --rev {self.rev}'")
+            self.boots.append(self.guest.boot_seconds)
+        return self.guest
+
+    def run(self, program: Program) -> ProgramResult:
+        guest = self.boot()
+        console_mark = len(guest.console)
+        guest.send(program.encode().encode())
+        line = guest.read_line(time.monotonic() + host_timeout_s(program))
+        if line is not None:
+            try:
+                return decode_reply(line.decode(errors="replace"))
+            except ExecutorError:
+                # The executor's child died under the program: the kernel killed it, and the
+                # console says why (or the guest is about to panic and say so).
+                if not b'"executor_died"' in line:
+                    raise
+        raise self._crash(program, console_mark)
+
+    def _crash(self, program: Program, console_mark: int) -> KernelCrash:
+        """The guest died or went silent under `program`: name it from the console, then reboot."""
+        guest = self.guest
+        if guest.process.poll() is None:
+            # Silent but alive: give the kernel's own detectors a moment to speak, then stop it.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and guest.process.poll() is None:
+                time.sleep(0.1)
+        alive = guest.process.poll() is None
+        guest.close()
+        self.guest = None
+        console = guest.console_text()
+        report = triage.parse(console[console_mark:]) or triage.parse(console)
+        if report is not None:
+            return KernelCrash(report.title, report.report, program, console)
+        title = triage.NO_OUTPUT_TITLE if alive else triage.LOST_CONNECTION_TITLE
+        return KernelCrash(title, console[-4000:], program, console)
+
+    def close(self) -> None:
+        if self.guest is not None:
+            self.guest.close()
+            self.guest = None
+
+
+def shell(rev: str, source: str | None = None, config: list[str] | None = None, accel: str = "auto") -> int:
+    """An interactive busybox shell on a guest booted on the revision (for debugging by hand)."""
+    kernel = kbuild.build_kernel(rev, source, config)
+    busybox = shutil.which("busybox")
+    if not busybox:
+        raise UserError("busybox not found: run 'apt-get install busybox-static'")
+    workdir = Path(tempfile.mkdtemp(prefix="zcfuzz-shell-"))
+    try:
+        init = workdir / "init"
+        init.write_text("#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\n"
+                        "mount -t sysfs sys /sys\nmount -t debugfs none /sys/kernel/debug\n"
+                        "ip link set lo up\nsetsid cttyhack sh\npoweroff -f\n")
+        entries = [cpio_entry("dev", 0o040755, ino=1), cpio_entry("dev/console", 0o020600, rdev=(5, 1), ino=2),
+                   cpio_entry("bin", 0o040755, ino=3), cpio_entry("proc", 0o040755, ino=4),
+                   cpio_entry("sys", 0o040755, ino=5), cpio_entry("tmp", 0o041777, ino=6),
+                   cpio_entry("bin/busybox", 0o100755, Path(busybox).read_bytes(), ino=7),
+                   cpio_entry("init", 0o100755, init.read_bytes(), ino=8), cpio_entry("TRAILER!!!", 0, ino=0)]
+        initramfs = workdir / "shell.cpio"
+        initramfs.write_bytes(b"".join(entries))
+        chosen = "tcg" if accel == "auto" else accel
+        bzimage = kbuild.kernel_info(kernel)["bzimage"]
+        command = [qemu_binary(), "-accel", chosen, "-m", str(GUEST_MEMORY_MB), "-nodefaults", "-no-user-config",
+                   "-display", "none", "-no-reboot", "-kernel", bzimage, "-initrd", str(initramfs),
+                   "-append", "console=ttyS0 panic=-1 rdinit=/init", "-serial", "mon:stdio"]
+        return subprocess.call(command, preexec_fn=die_with_parent)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
