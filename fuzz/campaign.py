@@ -1,0 +1,294 @@
+"""Fuzzing campaigns: N workers, each with its own target, sharing findings and examples.
+
+A worker runs Hypothesis in rounds over `programs(abi)` and judges each program with every
+oracle. A violation with a new key (crash title, or oracle and clause) is confirmed by a second
+run, written at once, then raised so that Hypothesis shrinks it; each smaller failing program
+replaces the recorded one, so the folder always holds the smallest seen. Keys recorded before a
+round do not fail it: the campaign keeps generating after a finding. The example database
+keeps failing examples and target scores, so a campaign stopped mid-shrink resumes there.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from hypothesis import given, seed, settings
+from hypothesis import target as hypothesis_target
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from fuzz.abi import Abi
+from fuzz.findings import FindingStore
+from fuzz.oracles import Verdict, Violation, judge
+from fuzz.profiles import load_profile
+from fuzz.strategies import programs
+from vm.errors import UserError
+from vm.program import ExecutorError, Program
+from vm.target import Target, open_target
+
+CONFIRM_SETTLE_MS = 1000  # a confirmation waits this long for late completions
+PROGRESS_INTERVAL_S = 1.0
+_BUDGET = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)\Z")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_budget(text: str) -> float:
+    """`90`, `30s`, `10m`, `2h` -> seconds."""
+    match = _BUDGET.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"bad budget {text!r}: give a duration such as 30s, 10m or 2h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def default_findings_dir(target_spec: str) -> Path:
+    from vm.kbuild import cache_dir
+
+    return cache_dir() / "findings" / re.sub(r"[^A-Za-z0-9._-]+", "_", target_spec)
+
+
+def confirmation_program(program: Program) -> Program:
+    """The same program, waiting longer for completions: a slow kernel is not a lossy one."""
+    return replace(program, settle_ms=max(program.settle_ms, CONFIRM_SETTLE_MS))
+
+
+def with_target_sysno(program: Program, kernel_info: dict) -> Program:
+    """The program with the sendfile2 number of the kernel it is about to run on."""
+    nr = kernel_info.get("nr_sendfile2")
+    return replace(program, sysno=(("sendfile2", nr),) if nr is not None else ())
+
+
+class BudgetSpent(BaseException):
+    """Stops a Hypothesis run from inside the test without counting as a failure."""
+
+
+class FindingError(Exception):
+    """Raised for a finding so that Hypothesis shrinks it; one subclass per key."""
+
+
+@functools.lru_cache(maxsize=None)
+def finding_error(key: str) -> type[FindingError]:
+    """Hypothesis tells bugs apart by exception type: one type per finding key."""
+    return type(f"Finding_{abs(hash(key)) & 0xFFFFFFFF:08x}", (FindingError,), {"key": key})
+
+
+@dataclass
+class Stats:
+    programs: int = 0
+    executor_errors: int = 0
+    unconfirmed: int = 0
+    reached: set[str] = field(default_factory=set)
+
+
+class Fuzzer:
+    """One worker: a target, its kernel's ABI, the shared findings and example database."""
+
+    def __init__(self, target: Target, store: FindingStore, database_dir: Path, deadline: float,
+                 should_stop=lambda: False):
+        self.target = target
+        self.info = store.kernel_info
+        self.abi = Abi.from_kernel_info(self.info)
+        self.store = store
+        self.database = DirectoryBasedExampleDatabase(str(database_dir))
+        self.deadline = deadline
+        self.should_stop = should_stop
+        self.stats = Stats()
+        self.settled: set[str] = set()  # keys recorded before this round: they no longer fail
+        self.found: set[str] = set()  # keys this worker confirmed
+
+    def run_round(self, round_seed: int) -> None:
+        """One Hypothesis run; a finding ends it after shrinking."""
+        self.settled = set(self.store.keys())
+        profile = load_profile("campaign")
+
+        @seed(round_seed)
+        @settings(profile, database=self.database)
+        @given(programs(self.abi))
+        def explore(program: Program) -> None:
+            self.check(program)
+
+        try:
+            explore()
+        except FindingError:
+            pass
+        except BaseExceptionGroup as group:  # several findings shrunk in one round
+            if group.subgroup(lambda e: not isinstance(e, (FindingError, BaseExceptionGroup))):
+                raise
+
+    def check(self, program: Program) -> None:
+        if self.should_stop() or time.monotonic() > self.deadline:
+            raise BudgetSpent
+        verdict = self.judge(program)
+        if verdict is None:
+            return
+        hypothesis_target(float(len(verdict.reached)), label="clauses reached")
+        for violation in verdict.violations:
+            if violation.key in self.settled:
+                self.store.record(violation, program, self.console(verdict))  # keep the smallest
+                continue
+            if violation.key not in self.found:
+                if not self.confirmed(program, violation):
+                    self.stats.unconfirmed += 1
+                    continue
+                self.found.add(violation.key)
+            self.store.record(violation, program, self.console(verdict))
+            raise finding_error(violation.key)(violation.message)
+
+    def judge(self, program: Program) -> Verdict | None:
+        try:
+            verdict = judge(self.target, program, self.abi, self.info)
+        except ExecutorError as err:
+            self.stats.executor_errors += 1
+            with open(self.store.root / "executor-errors.log", "a", encoding="utf-8") as log:
+                log.write(f"{err}\n")
+            return None
+        self.stats.programs += 1 + (verdict.twin_result is not None)
+        self.stats.reached |= verdict.reached
+        return verdict
+
+    def confirmed(self, program: Program, violation: Violation) -> bool:
+        """The violation comes back on a second run that waits longer for completions."""
+        again = self.judge(confirmation_program(program))
+        return again is not None and any(v.key == violation.key for v in again.violations)
+
+    @staticmethod
+    def console(verdict: Verdict) -> str:
+        return verdict.crash.console if verdict.crash is not None else ""
+
+
+# --- workers and the progress line -----------------------------------------------------------
+
+
+@dataclass
+class CampaignConfig:
+    target: str
+    budget_s: float
+    workers: int = 1
+    seed: int = 0
+    findings: Path | None = None
+
+    @property
+    def findings_dir(self) -> Path:
+        return self.findings or default_findings_dir(self.target)
+
+    @property
+    def database_dir(self) -> Path:
+        return self.findings_dir / "examples"
+
+
+def worker_main(config: CampaignConfig, worker: int, deadline_s: float, reports, stop) -> None:
+    """One worker process: its own target until the budget is spent or the parent says stop."""
+    deadline = time.monotonic() + deadline_s
+    try:
+        tgt = open_target(config.target)
+    except UserError as err:
+        print(f"zcfuzz: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_status)
+    with tgt:
+        store = FindingStore(config.findings_dir, tgt.kernel_info())
+        fuzzer = Fuzzer(tgt, store, config.database_dir, deadline, should_stop=stop.is_set)
+        last = time.monotonic()
+        round_number = 0
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                fuzzer.run_round(hash((config.seed, worker, round_number)) & 0xFFFFFFFF)
+                round_number += 1
+                if time.monotonic() - last > PROGRESS_INTERVAL_S:
+                    reports.put((worker, fuzzer.stats))
+                    last = time.monotonic()
+        except BudgetSpent:
+            pass
+        finally:
+            reports.put((worker, fuzzer.stats))
+
+
+def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
+    """Run the campaign to its budget; return the totals. Findings are on disk as they come."""
+    if config.workers < 1:
+        raise UserError("--workers must be at least 1")
+    config.findings_dir.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("fork")
+    reports, stop = context.Queue(), context.Event()
+    procs = [context.Process(target=worker_main, args=(config, w, config.budget_s, reports, stop), daemon=True)
+             for w in range(config.workers)]
+    start = time.monotonic()
+    latest: dict[int, Stats] = {}
+    for proc in procs:
+        proc.start()
+    try:
+        while any(p.is_alive() for p in procs) or not reports.empty():
+            drain_reports(reports, latest)
+            print_progress(out, time.monotonic() - start, latest, config.findings_dir, final=False)
+            time.sleep(PROGRESS_INTERVAL_S if any(p.is_alive() for p in procs) else 0)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(timeout=30)
+        drain_reports(reports, latest)
+    totals = print_progress(out, time.monotonic() - start, latest, config.findings_dir, final=True)
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed and not latest:
+        raise UserError(f"every worker failed (exit status {failed[0]}); see the messages above")
+    return totals
+
+
+def drain_reports(reports, latest: dict[int, Stats]) -> None:
+    while True:
+        try:
+            worker, stats = reports.get(timeout=0.05)
+        except Exception:  # queue.Empty: nothing more for now
+            return
+        latest[worker] = stats
+
+
+def print_progress(out, elapsed: float, latest: dict[int, Stats], findings_dir: Path, final: bool) -> dict:
+    programs = sum(s.programs for s in latest.values())
+    reached = set().union(*(s.reached for s in latest.values())) if latest else set()
+    totals = {
+        "programs": programs,
+        "programs_per_s": programs / elapsed if elapsed > 0 else 0.0,
+        "findings": len(list(findings_dir.glob("*/finding.json"))),
+        "clauses_reached": len(reached),
+        "executor_errors": sum(s.executor_errors for s in latest.values()),
+        "unconfirmed": sum(s.unconfirmed for s in latest.values()),
+    }
+    line = (f"[{int(elapsed) // 3600}:{int(elapsed) // 60 % 60:02}:{int(elapsed) % 60:02}] "
+            f"{totals['programs']} programs, {totals['programs_per_s']:.1f}/s, {totals['findings']} findings, "
+            f"{totals['clauses_reached']} clauses reached")
+    if totals["executor_errors"]:
+        line += f", {totals['executor_errors']} executor errors"
+    interactive = getattr(out, "isatty", lambda: False)()
+    if final or interactive:
+        print(("\r" if interactive else "") + line + ("\n" if final else ""), end="", file=out, flush=True)
+    return totals
+
+
+# --- replaying a finding -----------------------------------------------------------------------
+
+
+def replay(folder: Path, target_spec: str) -> tuple[bool, str]:
+    """Run a finding's program again: (still fails, what was seen)."""
+    import json
+
+    try:
+        finding = json.loads((folder / "finding.json").read_text())
+        program = Program.from_json(json.loads((folder / "program.json").read_text()))
+    except OSError as err:
+        raise UserError(f"{folder} is not a finding folder: {err.strerror}: {err.filename}") from None
+    except ValueError as err:
+        raise UserError(f"{folder}: unreadable finding: {err}") from None
+    with open_target(target_spec) as tgt:
+        info = tgt.kernel_info()
+        program = confirmation_program(with_target_sysno(program, info))
+        verdict = judge(tgt, program, Abi.from_kernel_info(info), info)
+    same = [v for v in verdict.violations if v.key == finding["key"]]
+    if same:
+        return True, same[0].message
+    return False, "; ".join(v.message for v in verdict.violations) or "clean"

@@ -1,0 +1,127 @@
+"""Findings on disk: one folder per distinct finding, written so that a kill loses nothing.
+
+A finding is keyed by its crash title or by oracle and clause. Its folder holds `finding.json`
+(title, oracle, revision, kernel, program, ...), `program.json`, `repro.c`, `repro.py` and, after
+a crash, `console.log`. A folder appears whole (built aside, then renamed into place); a smaller
+program for the same key later replaces each file atomically, `finding.json` last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from fuzz.oracles import Violation
+from fuzz.repro import c_reproducer, python_reproducer
+from vm.program import Program
+
+
+def program_size(program: Program) -> tuple[int, int, int]:
+    """What shrinking minimises: ops, then fixtures, then the text."""
+    return len(program.ops), len(program.fds), len(program.dumps())
+
+
+def folder_name(key: str) -> str:
+    """A readable, filesystem-safe, collision-free name for a finding key."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip("-")[:80]
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class FindingStore:
+    """The findings folder of a campaign, shared by its workers."""
+
+    def __init__(self, root: Path, kernel_info: dict):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.kernel_info = kernel_info
+
+    def folder(self, key: str) -> Path:
+        return self.root / folder_name(key)
+
+    def known(self, key: str) -> bool:
+        return (self.folder(key) / "finding.json").is_file()
+
+    def recorded_size(self, key: str) -> tuple[int, int, int] | None:
+        try:
+            document = json.loads((self.folder(key) / "finding.json").read_text())
+            return tuple(document["size"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def keys(self) -> list[str]:
+        out = []
+        for path in sorted(self.root.glob("*/finding.json")):
+            try:
+                out.append(json.loads(path.read_text())["key"])
+            except (OSError, ValueError, KeyError):
+                continue
+        return out
+
+    def record(self, violation: Violation, program: Program, console: str = "") -> bool:
+        """Write the finding if it is new or `program` is smaller than the one on disk."""
+        size = program_size(program)
+        recorded = self.recorded_size(violation.key)
+        if recorded is not None and recorded <= size:
+            return False
+        files = self.files(violation, program, console)
+        if recorded is None and self._create(violation.key, files):
+            return True
+        folder = self.folder(violation.key)
+        for name, text in files.items():
+            write_atomic(folder / name, text)
+        return True
+
+    def _create(self, key: str, files: dict[str, str]) -> bool:
+        """Build the folder aside and rename it into place; False if another worker won."""
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
+        for name, text in files.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        try:
+            os.rename(staging, self.folder(key))
+            return True
+        except OSError:
+            for name in files:
+                (staging / name).unlink()
+            staging.rmdir()
+            return False
+
+    def files(self, violation: Violation, program: Program, console: str) -> dict[str, str]:
+        """The folder's contents, `finding.json` last (dicts keep order: writes follow it)."""
+        info = self.kernel_info
+        nr = info.get("nr_sendfile2")
+        title = violation.clause_id if violation.oracle == "health" else f"{violation.oracle}: {violation.clause_id}"
+        files = {
+            "program.json": json.dumps(program.to_json(), indent=2) + "\n",
+            "repro.c": c_reproducer(program, nr, title),
+            "repro.py": python_reproducer(program, nr, title),
+        }
+        if console:
+            files["console.log"] = console
+        files["finding.json"] = json.dumps({
+            "title": title,
+            "key": violation.key,
+            "oracle": violation.oracle,
+            "clause_id": violation.clause_id,
+            "op_index": violation.op_index,
+            "message": violation.message,
+            "revision": info.get("revision") or info.get("target", ""),
+            "kernel": info.get("base_version", ""),
+            "program": program.to_json(),
+            "size": list(program_size(program)),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }, indent=2) + "\n"
+        return files

@@ -1,0 +1,29 @@
+"""Hypothesis settings profiles, registered here only: `dev`, `ci` and `campaign`.
+
+Select one with ZCFUZZ_PROFILE (tests) or `zcfuzz fuzz --profile` (campaigns). Programs run
+real syscalls, so no profile has a deadline: a blocking call legitimately takes its timeout.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+
+PROFILE_ENV = "ZCFUZZ_PROFILE"
+SLOW_IS_NORMAL = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+
+settings.register_profile("dev", max_examples=50, deadline=None, suppress_health_check=SLOW_IS_NORMAL)
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=SLOW_IS_NORMAL, print_blob=True)
+# A campaign runs rounds of this many examples until its budget is spent (campaign.py).
+settings.register_profile("campaign", max_examples=200, deadline=None, suppress_health_check=list(HealthCheck),
+                          verbosity=Verbosity.quiet, report_multiple_bugs=False,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
+
+
+def load_profile(name: str | None = None) -> settings:
+    """Load and return the named profile, else the one ZCFUZZ_PROFILE names, else `dev`."""
+    chosen = name or os.environ.get(PROFILE_ENV, "dev")
+    settings.load_profile(chosen)
+    return settings.get_profile(chosen)

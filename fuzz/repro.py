@@ -1,0 +1,522 @@
+"""Standalone reproducers of a program: C (plain syscalls, `cc -static`) and Python (stdlib).
+
+A reviewer reads and runs them without zcfuzz: fixtures are built with the same calls the
+executor makes, each op prints its return value and errno, drains print the notification
+ranges. The sendfile2 number is the one of the kernel the finding came from.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fuzz.abi import MSG_ZEROCOPY
+from vm.program import Op, Program
+
+DUMMY_NOTE = ("needs dummy0: ip link add dummy0 type dummy; ip addr add 192.0.2.1/24 dev dummy0; "
+              "ip link set dummy0 up")
+
+C_PRELUDE = r"""#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef SO_ZEROCOPY
+#define SO_ZEROCOPY 60
+#endif
+#ifndef MSG_ZEROCOPY
+#define MSG_ZEROCOPY 0x4000000
+#endif
+
+static unsigned char pattern_byte(uint64_t i, int seed)
+{
+	return (unsigned char)(((i ^ (i >> 8) ^ (i >> 16)) * 31 + seed) & 0xff);
+}
+
+static unsigned char *pattern(uint64_t len)
+{
+	unsigned char *buf = malloc(len ? len : 1);
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = pattern_byte(i, 0);
+	return buf;
+}
+
+static int file_fixture(const char *name, int flags, uint64_t size, int seed)
+{
+	unsigned char *buf = malloc(size ? size : 1);
+	int fd = open(name, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	for (uint64_t i = 0; i < size; i++)
+		buf[i] = pattern_byte(i, seed);
+	if (fd < 0 || write(fd, buf, size) != (ssize_t)size)
+		perror(name);
+	close(fd);
+	free(buf);
+	return open(name, flags);
+}
+
+static int memfd_fixture(uint64_t size, int seed)
+{
+	int fd = memfd_create("zcfuzz", 0);
+	for (uint64_t i = 0; i < size; i++) {
+		unsigned char b = pattern_byte(i, seed);
+		if (write(fd, &b, 1) != 1)
+			perror("memfd");
+	}
+	lseek(fd, 0, SEEK_SET);
+	return fd;
+}
+
+static socklen_t loopback(int family, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return sizeof(*in);
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	in6->sin6_family = AF_INET6;
+	in6->sin6_addr = in6addr_loopback;
+	return sizeof(*in6);
+}
+
+/* A connected loopback socket of `type`; *peer is the accepted end or the bound receiver. */
+static int inet_fixture(int family, int type, int *peer)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loopback(family, &ss);
+	int server = socket(family, type, 0), fd = socket(family, type, 0);
+
+	if (bind(server, (struct sockaddr *)&ss, len) || getsockname(server, (struct sockaddr *)&ss, &len))
+		perror("bind");
+	if (type == SOCK_STREAM && listen(server, 1))
+		perror("listen");
+	if (connect(fd, (struct sockaddr *)&ss, len))
+		perror("connect");
+	*peer = type == SOCK_STREAM ? accept(server, NULL, NULL) : server;
+	if (type == SOCK_STREAM)
+		close(server);
+	return fd;
+}
+
+static int dummy_fixture(void)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(9)};
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	inet_pton(AF_INET, "192.0.2.2", &to.sin_addr);
+	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, "dummy0", sizeof("dummy0")) ||
+	    connect(fd, (struct sockaddr *)&to, sizeof(to)))
+		perror("dummy0");
+	return fd;
+}
+
+static void socket_options(int fd, int zerocopy, int sndbuf)
+{
+	int one = 1;
+	if (zerocopy && setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof(one)))
+		perror("SO_ZEROCOPY");
+	if (sndbuf && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)))
+		perror("SO_SNDBUF");
+}
+
+static void nonblock(int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static loff_t *bad_pointer(const char *what)
+{
+	char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!strcmp(what, "unmapped"))
+		munmap(page, 4096);
+	else
+		mprotect(page, 4096, strcmp(what, "readonly") ? PROT_NONE : PROT_READ);
+	return (loff_t *)page;
+}
+
+static void report(int index, const char *what, long ret)
+{
+	printf("ops[%d] %s = %ld", index, what, ret);
+	if (ret < 0)
+		printf(" (%s)", strerror(errno));
+	printf("\n");
+}
+
+static void peer_read(int index, int peer, size_t max)
+{
+	char *buf = malloc(max ? max : 1);
+	report(index, "peer_read", recv(peer, buf, max, MSG_DONTWAIT));
+	free(buf);
+}
+
+static void drain(int index, int fd, int wait_ms)
+{
+	struct pollfd pfd = {.fd = fd, .events = 0};
+	char control[128];
+
+	if (wait_ms)
+		poll(&pfd, 1, wait_ms);
+	for (;;) {
+		struct msghdr msg = {.msg_control = control, .msg_controllen = sizeof(control)};
+		if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+			break;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+			struct sock_extended_err *ee = (struct sock_extended_err *)CMSG_DATA(cm);
+			printf("ops[%d] notification origin %u errno %u code %u ids %u-%u\n", index,
+			       ee->ee_origin, ee->ee_errno, ee->ee_code, ee->ee_info, ee->ee_data);
+		}
+	}
+}
+"""
+
+
+class CWriter:
+    """Turns one program into the body of main()."""
+
+    def __init__(self, program: Program, nr_sendfile2: int | None):
+        self.program = program
+        self.nr = nr_sendfile2
+        self.lines: list[str] = []
+        self.vars: dict[str, str] = {}  # fd name -> C variable
+        self.peers: dict[str, str] = {}
+
+    def emit(self, line: str) -> None:
+        self.lines.append("\t" + line)
+
+    def var(self, name: str) -> str:
+        return self.vars[name]
+
+    def fixtures(self) -> None:
+        for n, f in enumerate(self.program.fds):
+            v = f"fd{n}"
+            kind = f.kind
+            if kind in ("file", "file_ro", "file_wo", "file_append", "opath"):
+                flags = {"file": "O_RDWR", "file_ro": "O_RDONLY", "file_wo": "O_WRONLY",
+                         "file_append": "O_WRONLY | O_APPEND", "opath": "O_PATH"}[kind]
+                self.emit(f"int {v} = file_fixture(\"{f.name}\", {flags}, {f.size}, {f.seed});")
+            elif kind == "memfd":
+                self.emit(f"int {v} = memfd_fixture({f.size}, {f.seed});")
+            elif kind == "pipe":
+                self.emit(f"int {v}[2]; if (pipe({v})) perror(\"pipe\");")
+                self.vars[f"{f.name}.r"], self.vars[f"{f.name}.w"] = f"{v}[0]", f"{v}[1]"
+                for end in ("r", "w"):
+                    if f.nonblock:
+                        self.emit(f"nonblock({self.vars[f'{f.name}.{end}']});")
+                continue
+            elif kind in ("tcp4", "tcp6", "udp4", "udp6"):
+                family = "AF_INET" if kind.endswith("4") else "AF_INET6"
+                sock_type = "SOCK_STREAM" if kind.startswith("tcp") else "SOCK_DGRAM"
+                self.emit(f"int {v}_peer, {v} = inet_fixture({family}, {sock_type}, &{v}_peer);")
+                self.peers[f.name] = f"{v}_peer"
+            elif kind == "udp_dummy":
+                self.emit(f"int {v} = dummy_fixture(); /* {DUMMY_NOTE} */")
+            elif kind in ("unix_stream", "unix_dgram"):
+                sock_type = "SOCK_STREAM" if kind == "unix_stream" else "SOCK_DGRAM"
+                self.emit(f"int {v}_pair[2]; socketpair(AF_UNIX, {sock_type}, 0, {v}_pair);")
+                self.emit(f"int {v} = {v}_pair[0], {v}_peer = {v}_pair[1];")
+                self.peers[f.name] = f"{v}_peer"
+            else:
+                make = {"dir": "open(\".\", O_RDONLY | O_DIRECTORY)", "eventfd": "eventfd(0, 0)",
+                        "timerfd": "timerfd_create(CLOCK_MONOTONIC, 0)",
+                        "pidfd": "syscall(SYS_pidfd_open, getpid(), 0)", "epoll": "epoll_create1(0)",
+                        "devzero": "open(\"/dev/zero\", O_RDWR)", "devnull": "open(\"/dev/null\", O_RDWR)",
+                        "closed": "dup(0)", "invalid": "-1"}[kind]
+                self.emit(f"int {v} = {make};")
+                if kind == "closed":
+                    self.emit(f"close({v});")
+            self.vars[f.name] = v
+            if f.spec.socket and (f.zerocopy or f.sndbuf):
+                self.emit(f"socket_options({v}, {int(f.zerocopy)}, {f.sndbuf});")
+            if f.nonblock:
+                self.emit(f"nonblock({v});")
+
+    def offset(self, i: int, field: str, value) -> str:
+        if value is None:
+            return "NULL"
+        slot = f"off{i}_{field}"
+        if isinstance(value, str):
+            self.emit(f"loff_t *{slot} = bad_pointer(\"{value}\");")
+            return slot
+        self.emit(f"loff_t {slot} = {value}LL;")
+        return f"&{slot}"
+
+    def op(self, i: int, op: Op) -> None:
+        a = dict(op.args)
+        u = lambda value: f"{value & 0xFFFFFFFFFFFFFFFF}ULL"  # noqa: E731 - size_t as C sees it
+        flags = lambda value: f"{value & 0xFFFFFFFF}U"  # noqa: E731
+        if op.op == "sendfile2":
+            off = self.offset(i, "offset", a["offset"])
+            nr = -1 if self.nr is None else self.nr
+            self.emit(f"report({i}, \"sendfile2\", syscall({nr}, {self.var(a['out'])}, {self.var(a['in'])}, {off}, "
+                      f"{u(a['count'])}, {flags(a['flags'])}));")
+        elif op.op == "sendfile64":
+            off = self.offset(i, "offset", a["offset"])
+            self.emit(f"report({i}, \"sendfile\", sendfile({self.var(a['out'])}, {self.var(a['in'])}, {off}, "
+                      f"{u(a['count'])}));")
+        elif op.op == "splice":
+            off_in, off_out = self.offset(i, "in", a["off_in"]), self.offset(i, "out", a["off_out"])
+            self.emit(f"report({i}, \"splice\", splice({self.var(a['in'])}, {off_in}, {self.var(a['out'])}, "
+                      f"{off_out}, {u(a['len'])}, {flags(a['flags'])}));")
+        elif op.op == "tee":
+            self.emit(f"report({i}, \"tee\", tee({self.var(a['in'])}, {self.var(a['out'])}, {u(a['len'])}, "
+                      f"{flags(a['flags'])}));")
+        elif op.op == "vmsplice":
+            self.emit(f"{{ struct iovec iov = {{pattern({a['len']}), {a['len']}}}; report({i}, \"vmsplice\", "
+                      f"vmsplice({self.var(a['fd'])}, &iov, 1, {flags(a['flags'])})); }}")
+        elif op.op == "sendmsg":
+            self.emit(f"{{ struct iovec iov = {{pattern({a['len']}), {a['len']}}}; struct msghdr msg = "
+                      f"{{.msg_iov = &iov, .msg_iovlen = 1}}; report({i}, \"sendmsg\", "
+                      f"sendmsg({self.var(a['fd'])}, &msg, {flags(a['flags'])})); }}")
+        elif op.op == "write":
+            self.emit(f"report({i}, \"write\", write({self.var(a['fd'])}, pattern({a['len']}), {a['len']}));")
+        elif op.op == "peer_read":
+            self.emit(f"peer_read({i}, {self.peers.get(a['fd'], '-1')}, {a['max']});")
+        elif op.op == "peer_close":
+            self.emit(f"report({i}, \"peer close\", close({self.peers.get(a['fd'], '-1')}));")
+        elif op.op == "drain":
+            self.emit(f"drain({i}, {self.var(a['fd'])}, {a['wait_ms']});")
+        elif op.op == "setsockopt_zerocopy":
+            self.emit(f"{{ int value = {a['value']}; report({i}, \"setsockopt SO_ZEROCOPY\", "
+                      f"setsockopt({self.var(a['fd'])}, SOL_SOCKET, SO_ZEROCOPY, &value, sizeof(value))); }}")
+        elif op.op == "close":
+            self.emit(f"report({i}, \"close\", close({self.var(a['fd'])}));")
+        elif op.op == "lkdtm":
+            self.emit(f"system(\"echo {a['crash']} > /sys/kernel/debug/provoke-crash/DIRECT\");")
+
+    def final_drains(self) -> None:
+        for f in self.program.fds:
+            if f.spec.socket:
+                self.emit(f"usleep(200000); drain({len(self.program.ops)}, {self.vars[f.name]}, 0);")
+
+
+def c_reproducer(program: Program, nr_sendfile2: int | None, title: str = "") -> str:
+    """A C file that builds with `cc -static` and replays `program` with plain syscalls."""
+    writer = CWriter(program, nr_sendfile2)
+    writer.emit("char dir[] = \"/tmp/zcfuzz-repro-XXXXXX\";")
+    writer.emit("if (!mkdtemp(dir) || chdir(dir)) perror(\"workdir\");")
+    writer.fixtures()
+    for i, op in enumerate(program.ops):
+        writer.op(i, op)
+    writer.final_drains()
+    header = f"/* zcfuzz reproducer{': ' + title if title else ''}\n * program: {json.dumps(program.to_json())}\n */\n"
+    return header + C_PRELUDE + "\nint main(void)\n{\n" + "\n".join(writer.lines) + "\n\treturn 0;\n}\n"
+
+
+def python_reproducer(program: Program, nr_sendfile2: int | None, title: str = "") -> str:
+    """A Python script (stdlib only) that replays `program` through the same calls."""
+    return PY_TEMPLATE.format(
+        title=title.replace('"""', "'''"),
+        program=json.dumps(program.to_json(), indent=1),
+        nr=nr_sendfile2 if nr_sendfile2 is not None else -1,
+        msg_zerocopy=MSG_ZEROCOPY,
+        dummy_note=DUMMY_NOTE,
+    )
+
+
+PY_TEMPLATE = '''#!/usr/bin/env python3
+"""zcfuzz reproducer: {title}
+
+Replays the program below with plain system calls (stdlib only) and prints each call's result.
+udp_dummy {dummy_note}.
+"""
+import ctypes
+import errno
+import json
+import mmap
+import os
+import socket
+import tempfile
+import time
+
+NR_SENDFILE2 = {nr}
+MSG_ZEROCOPY = {msg_zerocopy}
+SO_ZEROCOPY = 60
+MSG_ERRQUEUE = 0x2000
+PROGRAM = json.loads("""{program}""")
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+libc.splice.restype = ctypes.c_ssize_t
+libc.tee.restype = ctypes.c_ssize_t
+libc.vmsplice.restype = ctypes.c_ssize_t
+libc.sendfile.restype = ctypes.c_ssize_t
+libc.mmap.restype = ctypes.c_void_p
+u64, u32 = ctypes.c_uint64, ctypes.c_uint32
+
+
+def pattern(seed, start, length):
+    return bytes(((i ^ (i >> 8) ^ (i >> 16)) * 31 + seed) & 0xFF for i in range(start, start + length))
+
+
+def bad_pointer(what):
+    page = libc.mmap(None, 4096, 3, 0x22, -1, 0)
+    if what == "unmapped":
+        libc.munmap(ctypes.c_void_p(page), 4096)
+    else:
+        libc.mprotect(ctypes.c_void_p(page), 4096, 1 if what == "readonly" else 0)
+    return ctypes.c_void_p(page)
+
+
+def offset(value, keep):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return bad_pointer(value)
+    slot = ctypes.c_longlong(value)
+    keep.append(slot)
+    return ctypes.byref(slot)
+
+
+def inet(family, kind):
+    server, fd = socket.socket(family, kind), socket.socket(family, kind)
+    server.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        server.listen(1)
+    fd.connect(server.getsockname())
+    return fd, (server.accept()[0] if kind == socket.SOCK_STREAM else server)
+
+
+def build(f):
+    kind, size, seed = f["kind"], f.get("size", 4096), f.get("seed", 0)
+    if kind in ("file", "file_ro", "file_wo", "file_append", "opath"):
+        with open(f["name"], "wb") as out:
+            out.write(pattern(seed, 0, size))
+        flags = dict(file=os.O_RDWR, file_ro=os.O_RDONLY, file_wo=os.O_WRONLY,
+                     file_append=os.O_WRONLY | os.O_APPEND, opath=os.O_PATH)[kind]
+        return os.open(f["name"], flags), None
+    if kind == "memfd":
+        fd = os.memfd_create("zcfuzz")
+        os.write(fd, pattern(seed, 0, size))
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd, None
+    if kind in ("tcp4", "tcp6", "udp4", "udp6"):
+        family = socket.AF_INET if kind.endswith("4") else socket.AF_INET6
+        sock, peer = inet(family, socket.SOCK_STREAM if kind.startswith("tcp") else socket.SOCK_DGRAM)
+        return sock, peer
+    if kind == "udp_dummy":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"dummy0")
+        sock.connect(("192.0.2.2", 9))
+        return sock, None
+    if kind in ("unix_stream", "unix_dgram"):
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM if kind == "unix_stream" else socket.SOCK_DGRAM)
+    if kind == "closed":
+        fd = os.dup(0)
+        os.close(fd)
+        return fd, None
+    makers = dict(dir=lambda: os.open(".", os.O_RDONLY | os.O_DIRECTORY), eventfd=lambda: os.eventfd(0),
+                  timerfd=lambda: libc.timerfd_create(1, 0), pidfd=lambda: os.pidfd_open(os.getpid()),
+                  epoll=lambda: os.epoll_create1(0) if hasattr(os, "epoll_create1") else __import__("select").epoll().detach(),
+                  devzero=lambda: os.open("/dev/zero", os.O_RDWR), devnull=lambda: os.open("/dev/null", os.O_RDWR),
+                  invalid=lambda: -1)
+    return makers[kind](), None
+
+
+def number(x):
+    return x if isinstance(x, int) else x.fileno()
+
+
+def drain(sock, label):
+    while True:
+        try:
+            _, ancdata, _, _ = sock.recvmsg(1, 512, MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except OSError:
+            return
+        for _, _, data in ancdata:
+            ee_errno, origin, _type, code, _pad, lo, hi = __import__("struct").unpack("IBBBBII", data[:16])
+            print(f"{{label}} notification origin {{origin}} errno {{ee_errno}} code {{code}} ids {{lo}}-{{hi}}")
+
+
+def main():
+    os.chdir(tempfile.mkdtemp(prefix="zcfuzz-repro-"))
+    fds, peers, objects, keep = {{}}, {{}}, {{}}, []
+    for f in PROGRAM["fds"]:
+        if f["kind"] == "pipe":
+            continue
+        obj, peer = build(f)
+        objects[f["name"]], peers[f["name"]] = obj, peer
+        fds[f["name"]] = number(obj)
+        if isinstance(obj, socket.socket):
+            if f.get("zerocopy"):
+                obj.setsockopt(socket.SOL_SOCKET, SO_ZEROCOPY, 1)
+            if f.get("sndbuf"):
+                obj.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, f["sndbuf"])
+        if f.get("nonblock") and fds[f["name"]] >= 0:
+            os.set_blocking(fds[f["name"]], False)
+    for f in PROGRAM["fds"]:
+        if f["kind"] == "pipe":
+            fds[f["name"] + ".r"], fds[f["name"] + ".w"] = os.pipe()
+            if f.get("nonblock"):
+                os.set_blocking(fds[f["name"] + ".r"], False)
+                os.set_blocking(fds[f["name"] + ".w"], False)
+    for i, op in enumerate(PROGRAM["ops"]):
+        name, label = op["op"], f"ops[{{i}}] {{op['op']}}"
+        ctypes.set_errno(0)
+        if name == "sendfile2":
+            ret = libc.syscall(NR_SENDFILE2, fds[op["out"]], fds[op["in"]], offset(op["offset"], keep),
+                               u64(op["count"] % 2**64), u32(op["flags"] % 2**32))
+        elif name == "sendfile64":
+            ret = libc.sendfile(fds[op["out"]], fds[op["in"]], offset(op["offset"], keep), u64(op["count"] % 2**64))
+        elif name == "splice":
+            ret = libc.splice(fds[op["in"]], offset(op["off_in"], keep), fds[op["out"]], offset(op["off_out"], keep),
+                              u64(op["len"] % 2**64), u32(op["flags"] % 2**32))
+        elif name == "tee":
+            ret = libc.tee(fds[op["in"]], fds[op["out"]], u64(op["len"] % 2**64), u32(op["flags"] % 2**32))
+        elif name == "vmsplice":
+            buf = ctypes.create_string_buffer(pattern(0, 0, op["len"]), op["len"])
+            iov = (ctypes.c_void_p * 2)(ctypes.cast(buf, ctypes.c_void_p), op["len"])
+            ret = libc.vmsplice(fds[op["fd"]], iov, 1, u32(op["flags"] % 2**32))
+        elif name in ("sendmsg", "write"):
+            try:
+                data = pattern(0, 0, op["len"])
+                ret = objects[op["fd"]].sendmsg([data], [], op["flags"]) if name == "sendmsg" else os.write(fds[op["fd"]], data)
+            except OSError as err:
+                ret = -1
+                ctypes.set_errno(err.errno)
+        elif name == "peer_read":
+            try:
+                ret = len(peers[op["fd"]].recv(op["max"], socket.MSG_DONTWAIT))
+            except OSError as err:
+                ret = -1
+                ctypes.set_errno(err.errno)
+        elif name == "peer_close":
+            ret = peers[op["fd"]].close() or 0
+        elif name == "drain":
+            time.sleep(op.get("wait_ms", 0) / 1000)
+            drain(objects[op["fd"]], label)
+            continue
+        elif name == "setsockopt_zerocopy":
+            ret = libc.setsockopt(fds[op["fd"]], socket.SOL_SOCKET, SO_ZEROCOPY,
+                                  ctypes.byref(ctypes.c_int(op["value"])), 4)
+        elif name == "close":
+            ret = libc.close(fds[op["fd"]])
+        else:
+            continue
+        err = ctypes.get_errno() if ret < 0 else 0
+        print(f"{{label}} = {{ret}}" + (f" ({{errno.errorcode.get(err, err)}})" if ret < 0 else ""))
+    time.sleep(0.2)
+    for name, obj in objects.items():
+        if isinstance(obj, socket.socket) and obj.fileno() >= 0:
+            drain(obj, f"final {{name}}")
+
+
+if __name__ == "__main__":
+    main()
+'''
