@@ -569,6 +569,7 @@ static long drain_errqueue(int fd, struct out *o)
 		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
 				     .msg_controllen = sizeof(control)};
 		struct cmsghdr *cm;
+		long before = count;
 
 		if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
 			if (errno == EAGAIN || count)
@@ -588,6 +589,9 @@ static long drain_errqueue(int fd, struct out *o)
 				   ee.ee_info, ee.ee_data);
 			count++;
 		}
+		/* No error-queue record: a socket without one (AF_UNIX at EOF) answers 0 forever. */
+		if (count == before)
+			break;
 	}
 	out_printf(o, "]");
 	return count;
