@@ -256,12 +256,35 @@ def operations(abi: Abi, ends: Endpoints) -> st.SearchStrategy[Op]:
     return st.sampled_from([s for s, weight in weighted for _ in range(weight)]).flatmap(lambda s: s)
 
 
+@functools.lru_cache(maxsize=1024)
+def zerocopy_rounds(abi: Abi, ends: Endpoints) -> st.SearchStrategy[list[Op]]:
+    """A zerocopy send, maybe a partial peer read, then a drain of the same socket's error queue."""
+    sock = st.sampled_from(ends.sockets)
+    sends = [st.builds(lambda fd, n: [Op.make("sendmsg", fd=fd, len=n, flags=MSG_ZEROCOPY)], sock,
+                       st.sampled_from([1, 100, PAGE, 65536]))]
+    if abi.has_sendfile2 and abi.sendfile_zc:
+        sends.append(st.builds(lambda fd, offset, count: [Op.make(
+            "sendfile2", out=fd, **{"in": SOURCE}, offset=offset, count=count, flags=abi.sendfile_zc)],
+            sock, offsets(ends.size), counts()))
+    if ends.pipe and abi.splice_zc:
+        read_end, write_end = ends.pipe
+        sends.append(st.builds(lambda fd, n: [
+            Op.make("splice", **{"in": SOURCE}, off_in=0, out=write_end, off_out=None, len=n, flags=0),
+            Op.make("splice", **{"in": read_end}, off_in=None, out=fd, off_out=None, len=n, flags=abi.splice_zc)],
+            sock, st.sampled_from([1, 100, PAGE, 65536])))
+    read = st.one_of(st.just([]), st.builds(lambda fd, n: [Op.make("peer_read", fd=fd, max=n)],
+                                            st.sampled_from(ends.peer_sockets), read_sizes())
+                     if ends.peer_sockets else st.just([]))
+    return st.builds(lambda send, peer, fd: send + peer + [Op.make("drain", fd=fd)], st.one_of(sends), read, sock)
+
+
 @st.composite
 def programs(draw, abi: Abi, max_ops: int = 8) -> Program:
     """A few calls on the same fixtures, so notification ids and socket state carry across."""
     fixtures = draw(fixture_sets())
     ends = Endpoints.of(fixtures)
-    ops = draw(st.lists(operations(abi, ends), min_size=1, max_size=max_ops))
+    steps = st.one_of(operations(abi, ends).map(lambda op: [op]), zerocopy_rounds(abi, ends))
+    ops = [op for step in draw(st.lists(steps, min_size=1, max_size=max_ops)) for op in step][:max_ops]
     sysno = (("sendfile2", abi.nr_sendfile2),) if abi.has_sendfile2 else ()
     return Program(fds=fixtures, ops=tuple(ops), sysno=sysno, timeout_ms=FUZZ_TIMEOUT_MS,
                    settle_ms=FUZZ_SETTLE_MS)

@@ -1,0 +1,60 @@
+"""Strategies make programs that vm.program accepts, and lean toward the zerocopy paths."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import Phase, given, settings
+
+from fuzz.abi import MSG_ZEROCOPY, ZEROCOPY_KINDS, Abi
+from fuzz.profiles import load_profile
+from fuzz.strategies import programs
+from vm.program import Program
+
+RFC = Abi(nr_sendfile2=467, sendfile_default=1, sendfile_zc=2, splice_zc=0x10, revision="rfc-v1")
+HOST = Abi()  # a kernel without the proposal: no sendfile2, no SPLICE_F_ZC
+
+
+@pytest.mark.parametrize("abi", [RFC, HOST], ids=["rfc", "host"])
+def test_programs_are_valid_and_round_trip(abi):
+    @settings(load_profile("ci"), max_examples=40)
+    @given(programs(abi))
+    def check(program):
+        assert Program.from_json(program.to_json()) == program
+        assert program.encode().startswith("program ")
+        assert (program.sysno_of("sendfile2") is not None) == abi.has_sendfile2
+        if not abi.has_sendfile2:
+            assert all(op.op != "sendfile2" for op in program.ops)
+
+    check()
+
+
+def zc_on_socket(program: Program) -> bool:
+    return any(op.op == "sendfile2" and op["flags"] == RFC.sendfile_zc
+               and program.fixture(op["out"]).kind in ZEROCOPY_KINDS for op in program.ops)
+
+
+INTERESTING = {
+    "sendfile2 ZC on a TCP/UDP socket": zc_on_socket,
+    "sendfile2 flags 0 (parity with sendfile64)": lambda p: any(
+        op.op == "sendfile2" and op["flags"] == 0 for op in p.ops),
+    "splice ZC from a pipe to a socket": lambda p: any(
+        op.op == "splice" and op["flags"] == 0x10 and op["in"].endswith(".r") for op in p.ops),
+    "sendmsg(MSG_ZEROCOPY) then a drain": lambda p: any(
+        a.op == "sendmsg" and a["flags"] & MSG_ZEROCOPY and b.op == "drain" for a, b in zip(p.ops, p.ops[1:])),
+    "an unknown sendfile2 flag bit": lambda p: any(op.op == "sendfile2" and op["flags"] & ~3 for op in p.ops),
+    "O_NONBLOCK socket with a small SO_SNDBUF": lambda p: any(f.nonblock and f.sndbuf for f in p.fds),
+    "a non-socket out fd for ZC": lambda p: any(
+        op.op == "sendfile2" and op["flags"] & 2 and not p.fixture(op["out"]).spec.socket for op in p.ops),
+}
+
+
+def test_generation_reaches_the_interesting_cases():
+    reached = set()
+
+    @settings(load_profile("ci"), max_examples=200, phases=[Phase.generate])
+    @given(programs(RFC))
+    def collect(program):
+        reached.update(name for name, predicate in INTERESTING.items() if predicate(program))
+
+    collect()
+    assert reached == set(INTERESTING)
