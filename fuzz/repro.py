@@ -43,12 +43,12 @@ C_PRELUDE = r"""#define _GNU_SOURCE
 #define MSG_ZEROCOPY 0x4000000
 #endif
 
-static unsigned char pattern_byte(uint64_t i, int seed)
+static __attribute__((unused)) unsigned char pattern_byte(uint64_t i, int seed)
 {
 	return (unsigned char)(((i ^ (i >> 8) ^ (i >> 16)) * 31 + seed) & 0xff);
 }
 
-static unsigned char *pattern(uint64_t len)
+static __attribute__((unused)) unsigned char *pattern(uint64_t len)
 {
 	unsigned char *buf = malloc(len ? len : 1);
 	for (uint64_t i = 0; i < len; i++)
@@ -56,7 +56,7 @@ static unsigned char *pattern(uint64_t len)
 	return buf;
 }
 
-static int file_fixture(const char *name, int flags, uint64_t size, int seed)
+static __attribute__((unused)) int file_fixture(const char *name, int flags, uint64_t size, int seed)
 {
 	unsigned char *buf = malloc(size ? size : 1);
 	int fd = open(name, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -69,7 +69,7 @@ static int file_fixture(const char *name, int flags, uint64_t size, int seed)
 	return open(name, flags);
 }
 
-static int memfd_fixture(uint64_t size, int seed)
+static __attribute__((unused)) int memfd_fixture(uint64_t size, int seed)
 {
 	int fd = memfd_create("zcfuzz", 0);
 	for (uint64_t i = 0; i < size; i++) {
@@ -81,7 +81,7 @@ static int memfd_fixture(uint64_t size, int seed)
 	return fd;
 }
 
-static socklen_t loopback(int family, struct sockaddr_storage *ss)
+static __attribute__((unused)) socklen_t loopback(int family, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (family == AF_INET) {
@@ -97,7 +97,7 @@ static socklen_t loopback(int family, struct sockaddr_storage *ss)
 }
 
 /* A connected loopback socket of `type`; *peer is the accepted end or the bound receiver. */
-static int inet_fixture(int family, int type, int *peer)
+static __attribute__((unused)) int inet_fixture(int family, int type, int *peer)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = loopback(family, &ss);
@@ -115,7 +115,7 @@ static int inet_fixture(int family, int type, int *peer)
 	return fd;
 }
 
-static int dummy_fixture(void)
+static __attribute__((unused)) int dummy_fixture(void)
 {
 	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(9)};
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -127,7 +127,7 @@ static int dummy_fixture(void)
 	return fd;
 }
 
-static void socket_options(int fd, int zerocopy, int sndbuf)
+static __attribute__((unused)) void socket_options(int fd, int zerocopy, int sndbuf)
 {
 	int one = 1;
 	if (zerocopy && setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof(one)))
@@ -136,12 +136,12 @@ static void socket_options(int fd, int zerocopy, int sndbuf)
 		perror("SO_SNDBUF");
 }
 
-static void nonblock(int fd)
+static __attribute__((unused)) void nonblock(int fd)
 {
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-static loff_t *bad_pointer(const char *what)
+static __attribute__((unused)) loff_t *bad_pointer(const char *what)
 {
 	char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (!strcmp(what, "unmapped"))
@@ -151,7 +151,7 @@ static loff_t *bad_pointer(const char *what)
 	return (loff_t *)page;
 }
 
-static void report(int index, const char *what, long ret)
+static __attribute__((unused)) void report(int index, const char *what, long ret)
 {
 	printf("ops[%d] %s = %ld", index, what, ret);
 	if (ret < 0)
@@ -159,14 +159,14 @@ static void report(int index, const char *what, long ret)
 	printf("\n");
 }
 
-static void peer_read(int index, int peer, size_t max)
+static __attribute__((unused)) void peer_read(int index, int peer, size_t max)
 {
 	char *buf = malloc(max ? max : 1);
 	report(index, "peer_read", recv(peer, buf, max, MSG_DONTWAIT));
 	free(buf);
 }
 
-static void drain(int index, int fd, int wait_ms)
+static __attribute__((unused)) void drain(int index, int fd, int wait_ms)
 {
 	struct pollfd pfd = {.fd = fd, .events = 0};
 	char control[128];
@@ -242,6 +242,7 @@ class CWriter:
                 if kind == "closed":
                     self.emit(f"close({v});")
             self.vars[f.name] = v
+            self.emit(f"(void){v};" + (f" (void){v}_peer;" if f.name in self.peers else ""))
             if f.spec.socket and (f.zerocopy or f.sndbuf):
                 self.emit(f"socket_options({v}, {int(f.zerocopy)}, {f.sndbuf});")
             if f.nonblock:

@@ -1,0 +1,115 @@
+"""The findings writer: whole folders, atomic updates, one folder per key, smallest program kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from fuzz.findings import FindingStore
+from fuzz.oracles import Violation
+from fuzz.repro import c_reproducer, python_reproducer
+from vm.program import FD_KINDS, Program
+
+INFO = {"revision": "rfc-v1", "base_version": "6.12.117", "nr_sendfile2": 467}
+LOST = Violation("accounting", "splice.zc.notifies", 1, "sock: ids 0 never notified")
+CRASH = Violation("health", "BUG: kernel NULL pointer dereference in splice_write_sd", None, "BUG: ...")
+
+
+def program(n_ops: int) -> Program:
+    ops = [{"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": 512, "flags": 2}] * n_ops
+    return Program.from_json({"sysno": {"sendfile2": 467}, "fds": [
+        {"name": "src", "kind": "file"}, {"name": "sock", "kind": "tcp4", "zerocopy": True}], "ops": ops})
+
+
+def finding(store: FindingStore, violation: Violation) -> dict:
+    return json.loads((store.folder(violation.key) / "finding.json").read_text())
+
+
+def test_a_finding_is_written_whole(tmp_path):
+    store = FindingStore(tmp_path, INFO)
+    assert store.record(LOST, program(3), console="") is True
+    folder = store.folder(LOST.key)
+    assert sorted(p.name for p in folder.iterdir()) == ["finding.json", "program.json", "repro.c", "repro.py"]
+    document = finding(store, LOST)
+    assert (document["title"], document["oracle"], document["revision"], document["kernel"]) == (
+        "accounting: splice.zc.notifies", "accounting", "rfc-v1", "6.12.117")
+    assert Program.from_json(document["program"]) == program(3)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_dedup_keeps_the_smallest_program(tmp_path):
+    store = FindingStore(tmp_path, INFO)
+    store.record(LOST, program(3))
+    assert store.record(LOST, program(5)) is False
+    assert len(finding(store, LOST)["program"]["ops"]) == 3
+    assert store.record(LOST, program(1)) is True
+    assert len(finding(store, LOST)["program"]["ops"]) == 1
+    assert json.loads((store.folder(LOST.key) / "program.json").read_text()) == program(1).to_json()
+    store.record(CRASH, program(2), console="BUG: kernel NULL pointer dereference\n")
+    assert sorted(store.keys()) == sorted([LOST.key, CRASH.key])
+    assert (store.folder(CRASH.key) / "console.log").read_text().startswith("BUG:")
+
+
+def test_an_update_killed_midway_leaves_a_readable_finding(tmp_path, monkeypatch):
+    store = FindingStore(tmp_path, INFO)
+    store.record(LOST, program(3))
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if str(dst).endswith("finding.json"):
+            raise KeyboardInterrupt  # the campaign is killed before the last rename
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.record(LOST, program(1))
+    monkeypatch.undo()
+    assert len(finding(store, LOST)["program"]["ops"]) == 3  # the old, complete record
+    assert Program.from_json(json.loads((store.folder(LOST.key) / "program.json").read_text()))
+
+
+def every_kind_and_op() -> Program:
+    fds = [{"name": f"f_{kind}", "kind": kind, **({"zerocopy": True} if kind.startswith(("tcp", "udp")) else {})}
+           for kind in FD_KINDS]
+    sock, src, pipe = "f_tcp4", "f_file", "f_pipe"
+    ops = [
+        {"op": "sendfile2", "out": sock, "in": src, "offset": 0, "count": 4096, "flags": 2},
+        {"op": "sendfile64", "out": sock, "in": src, "offset": "unmapped", "count": 1},
+        {"op": "splice", "in": src, "off_in": 7, "out": pipe + ".w", "off_out": None, "len": 100, "flags": 0},
+        {"op": "tee", "in": pipe + ".r", "out": "f_devnull", "len": 1, "flags": 0x10},
+        {"op": "splice", "in": pipe + ".r", "off_in": None, "out": sock, "off_out": None, "len": 100, "flags": 0x10},
+        {"op": "vmsplice", "fd": pipe + ".w", "len": 10, "flags": 0},
+        {"op": "sendmsg", "fd": sock, "len": 100, "flags": 0x4000000},
+        {"op": "write", "fd": pipe + ".w", "len": 10},
+        {"op": "peer_read", "fd": sock, "max": 100},
+        {"op": "drain", "fd": sock, "wait_ms": 10},
+        {"op": "setsockopt_zerocopy", "fd": "f_udp4", "value": 2},
+        {"op": "peer_close", "fd": "f_unix_stream"},
+        {"op": "close", "fd": "f_eventfd"},
+    ]
+    return Program.from_json({"sysno": {"sendfile2": 467}, "fds": fds, "ops": ops})
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_c_reproducer_builds_static(tmp_path):
+    source = tmp_path / "repro.c"
+    source.write_text(c_reproducer(every_kind_and_op(), 467, "test"))
+    built = subprocess.run(["cc", "-static", "-Wall", "-Werror", "-o", str(tmp_path / "repro"), str(source)],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert "syscall(467," in source.read_text()
+
+
+def test_python_reproducer_runs_on_this_kernel(tmp_path):
+    prog = Program.from_json({"fds": [{"name": "src", "kind": "file", "size": 100}, {"name": "sock", "kind": "tcp4"}],
+                              "ops": [{"op": "sendfile64", "out": "sock", "in": "src", "offset": 0, "count": 100},
+                                      {"op": "peer_read", "fd": "sock", "max": 1000}]})
+    script = tmp_path / "repro.py"
+    script.write_text(python_reproducer(prog, None, "test"))
+    ran = subprocess.run(["python3", "-I", str(script)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[:2] == ["ops[0] sendfile64 = 100", "ops[1] peer_read = 100"]
