@@ -173,7 +173,8 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     calls = zerocopy_calls(program, result, abi, sock)
     records = notification_records(program, result, sock)
     out, seen, twice = [], set(), set()
-    copied_expected = program.fixture(sock).kind not in TRUE_ZEROCOPY_KINDS
+    true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS
+    copied = []
     for record in records:
         lo, hi = record.get("lo", 0), record.get("hi", 0)
         if record.get("errno", 0) != 0 or lo > hi:
@@ -182,10 +183,17 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
         ids = set(range(lo, hi + 1))
         twice |= ids & seen
         seen |= ids
-        if bool(record.get("code", 0) & SO_EE_CODE_ZEROCOPY_COPIED) != copied_expected:
-            out.append(violation(ZC_COPIED, None, f"range {lo}-{hi} has COPIED "
-                                 f"{'clear' if copied_expected else 'set'}, expected "
-                                 f"{'set' if copied_expected else 'clear'} on {program.fixture(sock).kind}"))
+        copied.append((lo, hi, bool(record.get("code", 0) & SO_EE_CODE_ZEROCOPY_COPIED)))
+    # Through dummy0 nothing is delivered, so nothing may be marked copied. Local delivery copies,
+    # but a small send the stack copied at send time may complete without the flag (seen on
+    # 6.18 loopback TCP): there, only "no range at all marked copied" is wrong.
+    if true_zerocopy and any(flag for _, _, flag in copied):
+        lo, hi, _ = next(c for c in copied if c[2])
+        out.append(violation(ZC_COPIED, None, f"range {lo}-{hi} has COPIED set, but nothing left "
+                             f"{program.fixture(sock).kind} to be copied"))
+    if not true_zerocopy and copied and not any(flag for _, _, flag in copied):
+        out.append(violation(ZC_COPIED, None, f"no range has COPIED set on {program.fixture(sock).kind}, "
+                             "though local delivery copies"))
     if twice:
         out.append(violation(ZC_ID_ONCE, None, f"ids {_ranges(twice)} notified more than once"))
     # Closed: its last completions were never read. Corked: its last bytes are still queued.
