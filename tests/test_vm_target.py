@@ -65,22 +65,36 @@ def test_base_kernel_has_no_sendfile2(base_target):
 
 
 @pytest.mark.parametrize(
-    "crash, title_start",
+    "crash, title",
     [
         ("WARNING", "WARNING in lkdtm_WARNING"),
         ("BUG", "kernel BUG in lkdtm_BUG"),
-        ("SLAB_USE_AFTER_FREE", "KASAN: slab-use-after-free"),
+        ("EXCEPTION", "general protection fault in lkdtm_EXCEPTION"),
+        ("PANIC", "kernel panic: dumptest"),
+        ("READ_AFTER_FREE", "KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE"),
+        ("HUNG_TASK", "INFO: task hung in lkdtm_HUNG_TASK"),
     ],
 )
-def test_a_crash_is_titled_and_the_next_program_gets_a_fresh_boot(base_target, crash, title_start):
+def test_a_crash_is_titled_and_the_next_program_gets_a_fresh_boot(base_target, crash, title):
     boots = len(base_target.boots)
     crashing = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": crash}]})
     with pytest.raises(KernelCrash) as caught:
         base_target.run(crashing)
-    assert caught.value.title.startswith(title_start), caught.value.title
+    assert caught.value.title == title
     assert caught.value.program == crashing
+    assert title.split(" in ")[-1] in caught.value.console
     assert base_target.run(Program.from_json(SENDFILE_TO_TCP)).ret(0) == 512
     assert len(base_target.boots) == boots + 1
+
+
+def test_the_same_crash_gets_the_same_title_on_every_boot(base_target):
+    crashing = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "WARNING"}]})
+    titles = set()
+    for _ in range(2):
+        with pytest.raises(KernelCrash) as caught:
+            base_target.run(crashing)
+        titles.add(caught.value.title)
+    assert titles == {"WARNING in lkdtm_WARNING"}
 
 
 def test_boot_is_timed_and_accelerator_chosen_by_probe(base_target):

@@ -66,7 +66,7 @@ GENERIC_FRAMES = re.compile(
         r"debug_object\w*", r"debug_check_\w+", r"debug_print_object", r"debug_locks_off",
         r"refcount_\w+", r"__refcount_\w+", r"kref_\w+", r"ref_tracker_\w+",
         r"__list_\w+_valid\w*", r"__list_\w+", r"list_\w+", r"hlist_\w+", r"__hlist_\w+",
-        r"check_\w+_object\w*", r"__check_object_size", r"check_object_size", r"usercopy_\w+",
+        r"check_\w+_object\w*", r"check_slab_allocation", r"__check_object_size", r"check_object_size", r"usercopy_\w+",
         r"fortify_\w+", r"__fortify_\w+", r"lockdep_\w+", r"__lockdep_\w+", r"lock_\w+",
         r"__lock_\w+", r"mark_lock\w*", r"mark_held_locks", r"validate_chain", r"check_noncircular",
         r"check_prev_add", r"check_prevs_add", r"register_lock_class", r"look_up_lock_class",
