@@ -81,6 +81,11 @@ class Revision:
     name: str
     folder: Path
     patches: tuple[Path, ...]
+    slot: str = ""  # the build folder to reuse; revisions sharing one rebuild incrementally
+
+    def with_patch(self, patch: Path, slot: str) -> "Revision":
+        """This revision plus one more patch (a seeded bug, say), built in `slot`."""
+        return Revision(f"{self.name}+{patch.stem}", self.folder, (*self.patches, patch.resolve()), slot)
 
     @property
     def series_sha256(self) -> str:
@@ -255,7 +260,7 @@ class Slot:
 
 
 def slot_for(base: BaseSource, revision: Revision) -> Slot:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", revision.name.strip("/"))[-60:]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", (revision.slot or revision.name).strip("/"))[-60:]
     return Slot(cache_dir() / "work" / f"{name}{base.slot_suffix}")
 
 
@@ -442,17 +447,22 @@ def build_key(base: BaseSource, revision: Revision, fragments: list[Path]) -> st
     return sha256_bytes(base.identity.encode(), revision.series_sha256.encode(), config_sha256(fragments).encode())[:20]
 
 
-def cached_build(rev: str, source: str | None = None, config: list[str] | None = None) -> KernelBuild | None:
+def as_revision(rev: "str | Revision") -> Revision:
+    return rev if isinstance(rev, Revision) else resolve_revision(rev)
+
+
+def cached_build(rev: "str | Revision", source: str | None = None,
+                 config: list[str] | None = None) -> KernelBuild | None:
     base = base_source(source)
-    revision = resolve_revision(rev)
+    revision = as_revision(rev)
     folder = cache_dir() / "kernels" / build_key(base, revision, config_fragments(config))
     return KernelBuild(folder.name, folder) if (folder / "info.json").exists() else None
 
 
-def build_kernel(rev: str, source: str | None = None, config: list[str] | None = None, jobs: int | None = None,
-                 progress=print) -> KernelBuild:
+def build_kernel(rev: "str | Revision", source: str | None = None, config: list[str] | None = None,
+                 jobs: int | None = None, progress=print) -> KernelBuild:
     """Build (or find in the cache) the kernel for a revision on a base with config fragments."""
-    revision = resolve_revision(rev)
+    revision = as_revision(rev)
     base = base_source(source)
     fragments = config_fragments(config)
     key = build_key(base, revision, fragments)
