@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vm.errors import UserError
 
-SUBCOMMAND_MODULES = ("vm.cli", "conformance.cli", "fuzz.cli")
+SUBCOMMAND_MODULES = ("vm.cli", "conformance.cli", "fuzz.cli", "fuzz.gate", "fuzz.bench")
 
 
 def cmd_test(args) -> int:
