@@ -523,24 +523,22 @@ def check_each_patch(rev: str, source: str | None = None, config: list[str] | No
                      progress=print) -> list[tuple[str, list[str]]]:
     """Prove each patch builds on its own: apply the series one patch at a time in the revision's
     slot and compile the objects of the C files that patch touches (after `prepare`, which also
-    regenerates the syscall tables). The slot is left on the whole series."""
+    regenerates the syscall tables). It works in a slot of its own, so the revision's build
+    folder keeps its state and the next build of the revision stays incremental."""
     revision = resolve_revision(rev)
+    revision = Revision(revision.name, revision.folder, revision.patches, f"{revision.name}-check")
     base = base_source(source)
     fragments = config_fragments(config)
     check_build_tools()
     slot = slot_for(base, revision)
     checked = []
     with locked(slot.root.parent / f"{slot.root.name}.lock"):
-        try:
-            for count, patch in enumerate(revision.patches, start=1):
-                prefix = Revision(revision.name, revision.folder, revision.patches[:count])
-                sync_slot(slot, base, prefix)
-                configure(slot, fragments)
-                objects = sorted(f[:-2] + ".o" for f in patched_files(patch)
-                                 if f.endswith(".c") and (slot.src / f).exists() and "/tools/" not in f"/{f}")
-                progress(f"zcfuzz: {patch.name}: prepare {' '.join(objects)}")
-                run_make(slot, "prepare", *objects)
-                checked.append((patch.name, objects))
-        finally:
-            sync_slot(slot, base, revision)
+        for count, patch in enumerate(revision.patches, start=1):
+            sync_slot(slot, base, Revision(revision.name, revision.folder, revision.patches[:count], revision.slot))
+            configure(slot, fragments)
+            objects = sorted(f[:-2] + ".o" for f in patched_files(patch)
+                             if f.endswith(".c") and (slot.src / f).exists() and "/tools/" not in f"/{f}")
+            progress(f"zcfuzz: {patch.name}: prepare {' '.join(objects)}")
+            run_make(slot, "prepare", *objects)
+            checked.append((patch.name, objects))
     return checked
