@@ -308,7 +308,7 @@ class VmTarget(Target):
 
     def run(self, program: Program) -> ProgramResult:
         guest = self.boot()
-        console_mark = len(guest.console)
+        console_mark = len(guest.console_text())
         guest.send(program.encode().encode())
         line = guest.read_line(time.monotonic() + host_timeout_s(program))
         if line is not None:
