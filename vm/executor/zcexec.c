@@ -1591,10 +1591,12 @@ static int map_buffers(void)
 	pattern_buf = (unsigned char *)p;
 	for (size_t i = 0; i < PATTERN_BYTES; i++)
 		pattern_buf[i] = pattern_byte(i, 0);
-	bad_ptr_unmapped = p + PATTERN_BYTES;
+	/* Below mmap_min_addr nothing can ever be mapped: a hole left by munmap would be
+	 * refilled by the next one-page mapping. */
+	bad_ptr_unmapped = (char *)page;
 	bad_ptr_readonly = p + PATTERN_BYTES + page;
 	bad_ptr_protnone = p + PATTERN_BYTES + 2 * page;
-	munmap(bad_ptr_unmapped, page);
+	munmap(p + PATTERN_BYTES, page);
 	mprotect(bad_ptr_readonly, page, PROT_READ);
 	mprotect(bad_ptr_protnone, page, PROT_NONE);
 	return 0;
