@@ -17,6 +17,7 @@ from fuzz.abi import MAX_RW_COUNT, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, Abi
 from fuzz.oracles import PARITY_FIELDS, data, notification_records, socket_accounting
 from vm.program import OPS, Program, ProgramResult
 
+from conformance.model import splice_flags_mask
 from conformance.spec import CLAUSE_BY_ID
 
 SSIZE_MAX = (1 << 63) - 1
@@ -427,8 +428,6 @@ def _unknown_bits(valid: int) -> list[int]:
     return [1 << b for b in range(32) if not (1 << b) & valid]
 
 
-def _splice_valid(kernel_info: dict) -> int:
-    return sum((kernel_info.get("splice_flags") or {}).values()) or 0xF
 
 
 # --- zerocopy ------------------------------------------------------------------------------
@@ -585,7 +584,7 @@ def rows_of(clause_id: str, abi: Abi, kernel_info: dict) -> list[Row]:
                     ("no pipe at either end", [SRC, fd("out", "file_wo")], "src", "out", 0))]
     if clause_id == "SPLICE-FLAGS-UNKNOWN":
         return [errno_row(f"flag {bit:#x}", [SRC, PIPE], _splice("src", "p.w", flags=bit), EINVAL)
-                for bit in _unknown_bits(_splice_valid(kernel_info))]
+                for bit in _unknown_bits(splice_flags_mask(kernel_info))]
     if clause_id in ("SPLICE-EBADF", "SPLICE-EINVAL", "SPLICE-ESPIPE"):
         return _splice_rows(clause_id)
     if clause_id == "SPLICE-ODD-FDS":
@@ -593,11 +592,11 @@ def rows_of(clause_id: str, abi: Abi, kernel_info: dict) -> list[Row]:
     if clause_id == "TEE-FLAGS-UNKNOWN":
         tee = {"op": "tee", "in": "bad", "out": "bad", "len": 0}
         return ([errno_row(f"flag {bit:#x}, len 0", [BAD], {**tee, "flags": bit}, EINVAL)
-                 for bit in _unknown_bits(_splice_valid(kernel_info))]
+                 for bit in _unknown_bits(splice_flags_mask(kernel_info))]
                 + [errno_row("no flags, len 0", [BAD], {**tee, "flags": 0}, 0, ret=0)])
     if clause_id == "VMSPLICE-FLAGS-UNKNOWN":
         return [errno_row(f"flag {bit:#x}", [PIPE], {"op": "vmsplice", "fd": "p.w", "len": 512, "flags": bit},
-                          EINVAL) for bit in _unknown_bits(_splice_valid(kernel_info))]
+                          EINVAL) for bit in _unknown_bits(splice_flags_mask(kernel_info))]
     if clause_id.startswith("MSGZC-"):
         return _msgzc_rows(clause_id)
     # --- sendfile2 ---

@@ -146,13 +146,22 @@ class _State:
                 self.pos_moved.add(args["out"])
 
 
-def _splice_all(kernel_info: dict) -> int:
-    flags = kernel_info.get("splice_flags") or SPLICE_F_BASE
-    return sum(flags.values())
+def _flags_mask(flags: dict[str, int]) -> int:
+    """Every bit a kernel defines; OR, since headers also define the *_ALL unions."""
+    mask = 0
+    for value in flags.values():
+        mask |= value
+    return mask
 
 
-def _sendfile_all(kernel_info: dict) -> int:
-    return sum((kernel_info.get("sendfile_flags") or {}).values())
+def splice_flags_mask(kernel_info: dict) -> int:
+    """The splice flag bits the kernel accepts (SPLICE_F_ALL)."""
+    return _flags_mask(kernel_info.get("splice_flags") or SPLICE_F_BASE)
+
+
+def sendfile_flags_mask(kernel_info: dict) -> int:
+    """The sendfile2 flag bits the kernel defines (SENDFILE_ALL); 0 without sendfile2."""
+    return _flags_mask(kernel_info.get("sendfile_flags") or {})
 
 
 def _offset(value: Any) -> tuple[bool, int | None]:
@@ -286,7 +295,7 @@ def _splice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
     flags = args["flags"] & UINT_MASK
     if length == 0:
         return frozenset({0})
-    if flags & ~_splice_all(kernel_info):
+    if flags & ~splice_flags_mask(kernel_info):
         raise _Err(EINVAL)
     in_fd, out = state.fd(args["in"]), state.fd(args["out"])
     if not in_fd.traits.valid or not out.traits.valid:
@@ -359,7 +368,7 @@ def _rejects_splice_zc(flags: int, kernel_info: dict) -> bool:
 
 def _tee(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
     flags = args["flags"] & UINT_MASK
-    if flags & ~_splice_all(kernel_info) or _rejects_splice_zc(flags, kernel_info):
+    if flags & ~splice_flags_mask(kernel_info) or _rejects_splice_zc(flags, kernel_info):
         raise _Err(EINVAL)
     if args["len"] & SIZE_MASK == 0:
         return frozenset({0})
@@ -378,7 +387,7 @@ def _tee(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
 
 def _vmsplice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
     flags = args["flags"] & UINT_MASK
-    if flags & ~_splice_all(kernel_info) or _rejects_splice_zc(flags, kernel_info):
+    if flags & ~splice_flags_mask(kernel_info) or _rejects_splice_zc(flags, kernel_info):
         raise _Err(EINVAL)
     fd = state.fd(args["fd"])
     if not fd.traits.valid or not (fd.traits.read or fd.traits.write):
@@ -408,7 +417,7 @@ def expected_errno(program: Program | dict, op_index: int, kernel_info: dict) ->
             if program.sysno_of("sendfile2") is None:
                 return frozenset({ENOSYS})
             flags = args["flags"] & UINT_MASK
-            if flags & ~_sendfile_all(kernel_info):
+            if flags & ~sendfile_flags_mask(kernel_info):
                 return frozenset({EINVAL})
             zc_flag = (kernel_info.get("sendfile_flags") or {}).get("SENDFILE_ZC", 0)
             return _sendfile(state, args, kernel_info, zc=bool(flags & zc_flag))
