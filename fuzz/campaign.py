@@ -215,6 +215,7 @@ class CampaignConfig:
     workers: int = 1
     seed: int = 0
     findings: Path | None = None
+    target_options: dict = field(default_factory=dict)  # open_target's options: source, build
 
     @property
     def findings_dir(self) -> Path:
@@ -229,7 +230,7 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, reports,
     """One worker process: its own target until the budget is spent or the parent says stop."""
     deadline = time.monotonic() + deadline_s
     try:
-        tgt = open_target(config.target)
+        tgt = open_target(config.target, **config.target_options)
     except UserError as err:
         print(f"zcfuzz: error: {err}", file=sys.stderr)
         sys.exit(err.exit_status)
@@ -318,7 +319,7 @@ def print_progress(out, elapsed: float, latest: dict[int, Stats], findings_dir: 
 # --- replaying a finding -----------------------------------------------------------------------
 
 
-def replay(folder: Path, target_spec: str) -> tuple[bool, str]:
+def replay(folder: Path, target_spec: str, **target_options) -> tuple[bool, str]:
     """Run a finding's program again: (still fails, what was seen)."""
     try:
         finding = json.loads((folder / "finding.json").read_text())
@@ -327,7 +328,7 @@ def replay(folder: Path, target_spec: str) -> tuple[bool, str]:
         raise UserError(f"{folder} is not a finding folder: {err.strerror}: {err.filename}") from None
     except ValueError as err:
         raise UserError(f"{folder}: unreadable finding: {err}") from None
-    with open_target(target_spec) as tgt:
+    with open_target(target_spec, **target_options) as tgt:
         info = tgt.kernel_info()
         program = confirmation_program(with_target_sysno(program, info))
         verdict = judge(tgt, program, Abi.from_kernel_info(info), info)

@@ -1,0 +1,188 @@
+"""The revision gate: how verdict changes between two revisions decide its exit status.
+
+Unit tests compare hand-made verdicts; the VM tests run `zcfuzz gate` on real guests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.report import ktap
+from conformance.spec import CLAUSES
+from conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
+from fuzz.gate import (FIXED, IMPLEMENTED, REGRESSED, SAME, RevisionRun, change, compare, comparison_table,
+                       gate_results, summary_line, verdict_line)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFECT_CLAUSES = [c for c in CLAUSES if c.catches]
+ALL_DEFECTS = sorted({d for c in DEFECT_CLAUSES for d in c.catches})
+
+
+def run(rev: str, verdicts: dict[str, str] | None = None, findings: dict[str, dict] | None = None) -> RevisionRun:
+    """A revision's run: every clause passes unless `verdicts` says otherwise."""
+    verdicts = verdicts or {}
+    results = [ClauseResult(c, verdicts.get(c.id, PASS), f"{c.id} on {rev}: {verdicts.get(c.id, PASS)}",
+                            {"fds": [], "ops": []} if verdicts.get(c.id, PASS) in (FAIL, CRASH) else None)
+               for c in CLAUSES]
+    return RevisionRun(rev, results, findings or {}, Path("findings"), 0.0)
+
+
+def finding(key: str, clause_id: str) -> dict:
+    return {"key": key, "title": key, "clause_id": clause_id, "message": f"{key} broke", "folder": f"f/{key}",
+            "program": {"fds": [], "ops": []}}
+
+
+def never_elsewhere(finding, rev):
+    return False
+
+
+def rfc_like() -> RevisionRun:
+    """A baseline failing every clause that catches an RFC defect, as rfc-v1 does."""
+    return run("rfc-v1", {c.id: CRASH if "D2" in c.catches else FAIL for c in DEFECT_CLAUSES})
+
+
+@pytest.mark.parametrize("baseline, candidate, expected", [
+    (PASS, PASS, SAME), (FAIL, FAIL, SAME), (FAIL, ERROR, SAME), (UNSUPPORTED, UNSUPPORTED, SAME),
+    (PASS, FAIL, REGRESSED), (PASS, CRASH, REGRESSED), (PASS, ERROR, REGRESSED), (FAIL, CRASH, REGRESSED),
+    (PASS, UNSUPPORTED, REGRESSED), (UNSUPPORTED, FAIL, REGRESSED),
+    (FAIL, PASS, FIXED), (CRASH, FAIL, FIXED), (CRASH, UNSUPPORTED, FIXED), (UNSUPPORTED, PASS, IMPLEMENTED),
+])
+def test_change_of_verdict(baseline, candidate, expected):
+    assert change(baseline, candidate) == expected
+
+
+def test_fixing_the_rfc_defects_fails_the_gate_and_names_them_unless_fixes_are_allowed():
+    comparison = compare(rfc_like(), run("v2"), never_elsewhere)
+    assert {c.clause.id for c in comparison.improved} == {c.id for c in DEFECT_CLAUSES}
+    assert comparison.regressed == []
+    assert comparison.fails(allow_fixes=False)
+    assert not comparison.fails(allow_fixes=True)
+    line = summary_line(comparison, allow_fixes=False)
+    assert line.startswith("gate: FAIL: v2 against rfc-v1: 0 regressed")
+    assert all(d in line for d in ALL_DEFECTS) and "--allow-fixes" in line
+    table = comparison_table(comparison)
+    for clause in DEFECT_CLAUSES:
+        row = next(l for l in table.splitlines() if l.startswith(clause.id + " "))
+        assert " fixed " in row and ", ".join(clause.catches) in row and f"rfc-v1: {clause.id} on rfc-v1" in row
+
+
+def test_a_revision_against_itself_passes():
+    comparison = compare(run("v2"), run("v2"), never_elsewhere)
+    assert not comparison.fails(allow_fixes=False)
+    assert {c.kind for c in comparison.clauses} == {SAME}
+    assert summary_line(comparison, False).startswith("gate: pass: ")
+
+
+def test_a_regression_fails_even_with_fixes_allowed_and_shows_the_candidates_reason():
+    clause = DEFECT_CLAUSES[0]
+    comparison = compare(run("v2"), run("v3", {clause.id: FAIL}), never_elsewhere)
+    assert [c.clause.id for c in comparison.regressed] == [clause.id]
+    assert comparison.fails(allow_fixes=True)
+    row = next(l for l in comparison_table(comparison).splitlines() if l.startswith(clause.id + " "))
+    assert row.split()[1:4] == [PASS, FAIL, REGRESSED]
+    assert row.endswith(f"{clause.id} on v3: fail") and ", ".join(clause.catches) in row
+
+
+def test_a_clause_failing_on_both_sides_is_no_change():
+    clause = CLAUSES[0]
+    comparison = compare(run("a", {clause.id: FAIL}), run("b", {clause.id: FAIL}), never_elsewhere)
+    assert not comparison.fails(allow_fixes=False)
+    decided = {r.clause.id: r for r in gate_results(comparison, allow_fixes=False)}
+    assert decided[clause.id].verdict == PASS and "fail on both revisions" in decided[clause.id].reason
+
+
+def test_findings_count_only_if_they_do_not_reproduce_on_the_other_kernel():
+    flaky, real = finding("oracle:ZC-NOTIFY-ONCE", "ZC-NOTIFY-ONCE"), finding("BUG: oops", "SF2-ZC-NON-SOCKET")
+    replayed = []
+
+    def fails_elsewhere(f, rev):
+        replayed.append((f["key"], rev))
+        return f is flaky
+
+    comparison = compare(run("v2"), run("v3", findings={f["key"]: f for f in (flaky, real)}), fails_elsewhere)
+    assert comparison.new_findings == [real]
+    assert sorted(replayed) == sorted([(flaky["key"], "v2"), (real["key"], "v2")])
+    assert comparison.fails(allow_fixes=True)
+    gone = compare(run("v2", findings={real["key"]: real}), run("v3"), never_elsewhere)
+    assert gone.gone_findings == [real] and gone.fails(False) and not gone.fails(True)
+
+
+def test_gate_ktap_marks_exactly_the_changes_that_fail_the_gate():
+    regressed = CLAUSES[0]
+    baseline = rfc_like()
+    candidate = run("v2", {regressed.id: FAIL}, {"BUG: new": finding("BUG: new", "ZC-ID-ONCE")})
+    comparison = compare(baseline, candidate, never_elsewhere)
+    strict = ktap(gate_results(comparison, allow_fixes=False), "gate")
+    not_ok = set(re.findall(r"^  not ok \d+ (\S+)", strict, re.MULTILINE))
+    assert not_ok == {regressed.id, "finding:BUG:"} | {c.id for c in DEFECT_CLAUSES}
+    lenient = ktap(gate_results(comparison, allow_fixes=True), "gate")
+    assert set(re.findall(r"^  not ok \d+ (\S+)", lenient, re.MULTILINE)) == {regressed.id, "finding:BUG:"}
+
+
+def test_verdict_line_counts_clauses_and_findings():
+    revision = run("v2", {CLAUSES[0].id: FAIL, CLAUSES[1].id: UNSUPPORTED}, {"k": finding("k", "ZC-ID-ONCE")})
+    assert verdict_line(revision) == f"verdict: v2 passes {len(CLAUSES) - 2} clauses, fails 1, 1 findings"
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def zcfuzz(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, cwd=ROOT, env=dict(os.environ), timeout=timeout)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zcfuzz: error: "), done.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_unknown_revision_and_bad_budget_are_one_line_errors():
+    assert_one_line_error(zcfuzz("gate", "--baseline", "v2", "--candidate", "no-such-rev"), "no-such-rev")
+    assert_one_line_error(zcfuzz("gate", "--baseline", "v2", "--candidate", "v2", "--budget", "soon"), "soon")
+    assert_one_line_error(zcfuzz("verdict", "--rev", "no-such-rev"), "no-such-rev")
+
+
+@pytest.mark.vm
+def test_gate_rfc_v1_to_v2_fails_naming_every_rfc_defect(tmp_path):
+    done = zcfuzz("gate", "--baseline", "rfc-v1", "--candidate", "v2", "--budget", "30s",
+                  "--ktap", str(tmp_path / "gate.ktap"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith("gate: FAIL: v2 against rfc-v1: 0 regressed")
+    assert all(d in last for d in ALL_DEFECTS), last
+    rows = {l.split()[0]: l for l in done.stdout.splitlines() if l.strip()}
+    for clause in DEFECT_CLAUSES:
+        assert " fixed " in rows[clause.id] and ", ".join(clause.catches) in rows[clause.id]
+    not_ok = set(re.findall(r"^  not ok \d+ (\S+)", (tmp_path / "gate.ktap").read_text(), re.MULTILINE))
+    assert {c.id for c in DEFECT_CLAUSES} <= not_ok
+
+
+@pytest.mark.vm
+def test_gate_v2_against_itself_passes():
+    done = zcfuzz("gate", "--baseline", "v2", "--candidate", "v2", "--budget", "30s")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1].startswith("gate: pass: v2 against v2: 0 regressed, 0 fixed")
+
+
+@pytest.mark.vm
+def test_gate_on_a_revision_that_does_not_apply_is_one_line(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "0001-broken.patch").write_text(
+        "From: Nobody <nobody@example.org>\nSubject: [PATCH] broken\n\n---\n"
+        "diff --git a/fs/splice.c b/fs/splice.c\n--- a/fs/splice.c\n+++ b/fs/splice.c\n"
+        "@@ -1,3 +1,3 @@\n-this line is not in splice.c\n+nor is this one\n context that is not there\n"
+        " either\n")
+    (broken / "series").write_text("0001-broken.patch\n")
+    done = zcfuzz("gate", "--baseline", "v2", "--candidate", str(broken), "--budget", "30s")
+    assert_one_line_error(done, "0001-broken.patch", "does not apply", "fs/splice.c")
