@@ -1409,59 +1409,179 @@ static int parse_program(char *line, struct out *o)
 	return 0;
 }
 
-/* ---- the C benchmark loop ---------------------------------------------------------------- */
+/* ---- the C benchmark loops --------------------------------------------------------------- */
 
-static void c_loop(long iterations, struct out *o)
+/* Each workload does what one representative program of `zcfuzz bench` does, as plain C on one
+ * connection set up once: the rate a program could reach if the executor cost nothing. */
+#define C_LOOP_BYTES 512
+
+struct c_loop_env {
+	int file, client, peer, pipe[2];
+	long sendfile2_nr;
+	unsigned int sendfile2_flags;
+	struct out scratch; /* drained notifications, formatted as a drain op formats them */
+};
+
+static int peer_read_exact(int peer, size_t want)
+{
+	char buf[4 * C_LOOP_BYTES];
+
+	while (want) {
+		ssize_t n = read(peer, buf, want < sizeof(buf) ? want : sizeof(buf));
+
+		if (n <= 0)
+			return -1;
+		want -= n;
+	}
+	return 0;
+}
+
+static int drain_scratch(struct c_loop_env *e)
+{
+	e->scratch.len = 0;
+	return drain_errqueue(e->client, &e->scratch) < 0 ? -1 : 0;
+}
+
+static int sendfile_step(struct c_loop_env *e)
+{
+	off_t off = 0;
+
+	if (sendfile(e->client, e->file, &off, C_LOOP_BYTES) != C_LOOP_BYTES)
+		return -1;
+	return peer_read_exact(e->peer, C_LOOP_BYTES);
+}
+
+static int sendfile2_zc_step(struct c_loop_env *e)
+{
+	loff_t off = 0;
+
+	if (syscall(e->sendfile2_nr, e->client, e->file, &off, (size_t)C_LOOP_BYTES, e->sendfile2_flags) !=
+	    C_LOOP_BYTES)
+		return -1;
+	return peer_read_exact(e->peer, C_LOOP_BYTES) < 0 ? -1 : drain_scratch(e);
+}
+
+static int splice_step(struct c_loop_env *e)
+{
+	if (write(e->pipe[1], pattern_buf, C_LOOP_BYTES) != C_LOOP_BYTES ||
+	    splice(e->pipe[0], NULL, e->client, NULL, C_LOOP_BYTES, 0) != C_LOOP_BYTES)
+		return -1;
+	return peer_read_exact(e->peer, C_LOOP_BYTES);
+}
+
+/* sendfile64, write to a pipe, splice it to the socket, sendmsg, one peer read, drain. */
+static int mixed_step(struct c_loop_env *e)
+{
+	off_t off = 0;
+
+	if (sendfile(e->client, e->file, &off, C_LOOP_BYTES) != C_LOOP_BYTES ||
+	    write(e->pipe[1], pattern_buf, C_LOOP_BYTES) != C_LOOP_BYTES ||
+	    splice(e->pipe[0], NULL, e->client, NULL, C_LOOP_BYTES, 0) != C_LOOP_BYTES ||
+	    send(e->client, pattern_buf, C_LOOP_BYTES, 0) != C_LOOP_BYTES)
+		return -1;
+	return peer_read_exact(e->peer, 3 * C_LOOP_BYTES) < 0 ? -1 : drain_scratch(e);
+}
+
+static const struct c_workload {
+	const char *name;
+	int (*step)(struct c_loop_env *e);
+	int zerocopy; /* SO_ZEROCOPY on the client; the request names sendfile2's number and flags */
+} c_workloads[] = {
+	{"sendfile", sendfile_step, 0},
+	{"sendfile2-zc", sendfile2_zc_step, 1},
+	{"splice", splice_step, 0},
+	{"mixed", mixed_step, 0},
+};
+
+static int c_loop_setup(struct c_loop_env *e, const struct c_workload *w)
 {
 	char path[160];
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int file, client, peer, listener = loopback_listener(AF_INET);
-	uint64_t t0, ns;
-	char buf[512];
+	int one = 1, listener = loopback_listener(AF_INET);
 
 	snprintf(path, sizeof(path), "%s/c-loop", workdir);
-	file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (file < 0 || fill_pattern(file, 512, 0) < 0 || listener < 0) {
-		out_error_reply(o, "c-loop setup: %s", strerror(errno));
-		if (file >= 0)
-			close(file);
+	e->file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (e->file >= 0)
 		unlink(path);
-		return;
-	}
-	unlink(path);
-	client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bound_address(listener, &ss, &len);
-	if (client < 0 || connect(client, (struct sockaddr *)&ss, len) < 0 ||
-	    (peer = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) < 0) {
-		out_error_reply(o, "c-loop connect: %s", strerror(errno));
-		close(file);
-		if (client >= 0)
-			close(client);
+	if (e->file < 0 || fill_pattern(e->file, C_LOOP_BYTES, 0) < 0 || listener < 0 ||
+	    pipe2(e->pipe, O_CLOEXEC) < 0)
+		return -1;
+	e->client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (e->client < 0 || (w->zerocopy && setsockopt(e->client, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof(one)) < 0) ||
+	    bound_address(listener, &ss, &len) < 0 || connect(e->client, (struct sockaddr *)&ss, len) < 0)
+		return -1;
+	e->peer = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+	return e->peer < 0 ? -1 : 0;
+}
+
+static void c_loop_teardown(struct c_loop_env *e)
+{
+	int fds[] = {e->file, e->client, e->peer, e->pipe[0], e->pipe[1]};
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(e->scratch.buf);
+}
+
+static void c_loop(long iterations, const struct c_workload *w, long sendfile2_nr, unsigned int flags,
+		   struct out *o)
+{
+	struct c_loop_env e = {.file = -1, .client = -1, .peer = -1, .pipe = {-1, -1},
+			       .sendfile2_nr = sendfile2_nr, .sendfile2_flags = flags};
+	uint64_t t0, ns;
+	long done = 0;
+
+	if (c_loop_setup(&e, w) < 0) {
+		out_error_reply(o, "c-loop %s setup: %s", w->name, strerror(errno));
+		c_loop_teardown(&e);
 		return;
 	}
 	t0 = now_ns();
-	for (long i = 0; i < iterations; i++) {
-		off_t off = 0;
-		size_t got = 0;
-
-		if (sendfile(client, file, &off, 512) != 512)
-			break;
-		while (got < 512) {
-			ssize_t n = read(peer, buf, 512 - got);
-
-			if (n <= 0)
-				break;
-			got += n;
-		}
-	}
+	while (done < iterations && w->step(&e) == 0)
+		done++;
 	ns = now_ns() - t0;
-	close(file);
-	close(client);
-	close(peer);
+	if (done < iterations)
+		out_error_reply(o, "c-loop %s: iteration %ld failed: %s", w->name, done, strerror(errno));
+	c_loop_teardown(&e);
+	if (done < iterations)
+		return;
 	o->len = 0;
-	out_printf(o, "{\"c_loop\": {\"iterations\": %ld, \"seconds\": %.6f, \"per_sec\": %.1f}}\n", iterations,
-		   ns / 1e9, ns ? iterations / (ns / 1e9) : 0.0);
+	out_printf(o, "{\"c_loop\": {\"workload\": \"%s\", \"iterations\": %ld, \"seconds\": %.6f, \"per_sec\": %.1f}}\n",
+		   w->name, iterations, ns / 1e9, ns ? iterations / (ns / 1e9) : 0.0);
+}
+
+/* `c-loop N [WORKLOAD [SENDFILE2_NR FLAGS]]`: N iterations of a workload (default sendfile). */
+static void c_loop_request(char **w, int n, struct out *o)
+{
+	const struct c_workload *workload = &c_workloads[0];
+	uint64_t iterations, nr = 0, flags = 0;
+
+	if (parse_int(w[1], &iterations) < 0 || iterations == 0 || iterations > 100000000) {
+		out_error_reply(o, "c-loop: N must be 1 to 100000000");
+		return;
+	}
+	if (n > 2) {
+		workload = NULL;
+		for (size_t i = 0; i < sizeof(c_workloads) / sizeof(c_workloads[0]); i++)
+			if (!strcmp(c_workloads[i].name, w[2]))
+				workload = &c_workloads[i];
+	}
+	if (!workload) {
+		out_error_reply(o, "c-loop: unknown workload %.40s (sendfile, sendfile2-zc, splice, mixed)", w[2]);
+		return;
+	}
+	if (workload->step == sendfile2_zc_step &&
+	    (n != 5 || parse_int(w[3], &nr) < 0 || nr > 4095 || parse_int(w[4], &flags) < 0 || flags > UINT32_MAX)) {
+		out_error_reply(o, "c-loop sendfile2-zc needs SENDFILE2_NR FLAGS");
+		return;
+	}
+	if (workload->step != sendfile2_zc_step && n > 3) {
+		out_error_reply(o, "c-loop %s takes no arguments", workload->name);
+		return;
+	}
+	c_loop((long)iterations, workload, (long)nr, (unsigned int)flags, o);
 }
 
 /* ---- serving ----------------------------------------------------------------------------- */
@@ -1513,17 +1633,17 @@ static volatile int *in_flight; /* shared with the supervisor: 1 while a request
 
 static void handle_request(char *line, struct out *o)
 {
-	char *w[3];
-	uint64_t n;
+	char *w[6];
+	int n;
 
 	if (!strncmp(line, "program ", 8)) {
 		if (parse_program(line, o) == 0)
 			run_program(o);
 		return;
 	}
-	if (split_words(line, w, 2) == 2 && !strcmp(w[0], "c-loop") && parse_int(w[1], &n) == 0 &&
-	    n > 0 && n <= 100000000) {
-		c_loop((long)n, o);
+	n = split_words(line, w, 5);
+	if (n >= 2 && n <= 5 && !strcmp(w[0], "c-loop")) {
+		c_loop_request(w, n, o);
 		return;
 	}
 	if (!strcmp(line, "ping")) {
@@ -1531,7 +1651,7 @@ static void handle_request(char *line, struct out *o)
 		out_printf(o, "{\"pong\": true}\n");
 		return;
 	}
-	out_error_reply(o, "unknown request: expected 'program ...', 'c-loop N' or 'ping'");
+	out_error_reply(o, "unknown request: expected 'program ...', 'c-loop N [WORKLOAD]' or 'ping'");
 }
 
 static void serve(int in_fd, int out_fd, int retry_eof)
@@ -1849,7 +1969,7 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "c-loop")) {
 		struct out o = {0};
 
-		c_loop(iterations, &o);
+		c_loop(iterations, &c_workloads[0], 0, 0, &o);
 		fwrite(o.buf, 1, o.len, stdout);
 	} else {
 		write_all(1, READY_LINE, strlen(READY_LINE));

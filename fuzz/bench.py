@@ -1,0 +1,471 @@
+"""`zcfuzz bench`: the performance figures kernel developers judge a fuzzer by, measured side by
+side in one run on one guest, so that ratios between them hold on a noisy, shared machine.
+
+Guest figures: boot to executor ready, reboot after a crash, programs per second for a fixed set
+of representative programs next to the executor's plain C loop doing the same calls (the C loop
+is the ceiling: a program can only lose to it by the executor's and the host's overhead).
+Host figures: Hypothesis generation per example, time to each finding from an empty example
+database, kernel build cache hit and one-file rebuild, peak memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from fuzz.abi import Abi
+from vm import kbuild
+from vm.errors import UserError
+from vm.program import ExecutorError, Program
+from vm.target import KernelCrash, Target, open_target
+
+C_LOOP_BYTES = 512  # what each C-loop workload moves per call (zcexec.c C_LOOP_BYTES)
+CRASH_PROGRAM = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "WARNING"}]})
+ROUNDS = 3  # program and C loop alternate this many times per workload; the median counts
+PINGS = 200
+REQUEST_TIMEOUT_S = 300.0
+FINDINGS_POLL_S = 0.2
+TOUCHED_FILE = "fs/splice.c"
+READY_LINE = "zcfuzz-executor ready"
+_TIMESTAMP = re.compile(r"^\[\s*(\d+\.\d+)\]", re.M)
+_INITCALL = re.compile(r"initcall (\S+) returned \S+ after (\d+) usecs")
+
+# What the issue asks of each figure: (comparison, bound).
+TARGETS = {
+    "boot_s_median": ("<=", 1.5),
+    "reboot_after_crash_s": ("<=", 3.0),
+    "ratio_to_c_loop": (">=", 0.5),
+    "time_to_find_max_s": ("<=", 600.0),
+    "time_to_find_median_s": ("<=", 30.0),
+}
+GUEST_FIGURES = ("boot_s_median", "reboot_after_crash_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop",
+                 "round_trip_ms", "time_to_find_s")
+
+
+# --- the representative programs and their C loops ---------------------------------------------
+
+
+def representative_programs(info: dict) -> dict[str, Program | str]:
+    """The fixed set of programs measured, by name; a string says why one is not applicable."""
+    abi = Abi.from_kernel_info(info)
+    file = {"name": "f", "kind": "file", "size": C_LOOP_BYTES}
+    sock = {"name": "s", "kind": "tcp4"}
+    pipe = {"name": "p", "kind": "pipe"}
+    send = {"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": C_LOOP_BYTES}
+    write = {"op": "write", "fd": "p.w", "len": C_LOOP_BYTES}
+    splice = {"op": "splice", "in": "p.r", "off_in": None, "out": "s", "off_out": None, "len": C_LOOP_BYTES,
+              "flags": 0}
+    read = {"op": "peer_read", "fd": "s", "max": 65536}
+    drain = {"op": "drain", "fd": "s"}
+    programs: dict[str, Program | str] = {
+        "sendfile64": Program.from_json({"fds": [file, sock], "ops": [send, read]}),
+        "sendfile2_zc": "n/a: kernel has no sendfile2",
+        "splice": Program.from_json({"fds": [pipe, sock], "ops": [write, splice, read]}),
+        "mixed6": Program.from_json({"fds": [file, sock, pipe], "ops": [
+            send, write, splice, {"op": "sendmsg", "fd": "s", "len": C_LOOP_BYTES, "flags": 0}, read, drain]}),
+    }
+    if abi.has_sendfile2 and not abi.sendfile_zc:
+        programs["sendfile2_zc"] = "n/a: kernel has no SENDFILE_ZC flag"
+    elif abi.has_sendfile2:
+        programs["sendfile2_zc"] = Program.from_json({
+            "sysno": {"sendfile2": abi.nr_sendfile2},
+            "fds": [file, dict(sock, zerocopy=True)],
+            "ops": [{"op": "sendfile2", "out": "s", "in": "f", "offset": 0, "count": C_LOOP_BYTES,
+                     "flags": abi.sendfile_zc}, read, drain]})
+    return programs
+
+
+def c_loop_request(name: str, info: dict, iterations: int) -> str:
+    """The executor request for the C loop doing the work of program `name`."""
+    abi = Abi.from_kernel_info(info)
+    workload = {"sendfile64": "sendfile", "sendfile2_zc": f"sendfile2-zc {abi.nr_sendfile2} {abi.sendfile_zc}",
+                "splice": "splice", "mixed6": "mixed"}[name]
+    return f"c-loop {iterations} {workload}"
+
+
+# --- figure computation ---------------------------------------------------------------------------
+
+
+def ratios(programs_per_s: dict, c_loop_per_s: dict) -> dict:
+    """Program rate over C loop rate, where both were measured; the reason otherwise."""
+    out = {}
+    for name, rate in programs_per_s.items():
+        loop = c_loop_per_s.get(name)
+        out[name] = round(rate / loop, 3) if isinstance(rate, float) and isinstance(loop, float) and loop else rate
+    return out
+
+
+def boot_breakdown(console: str, boot_s: float) -> dict:
+    """Where a boot's wall time went: before the kernel's clock starts (QEMU start-up, firmware,
+    loading and decompressing the bzImage) and from there to the executor's ready line."""
+    before_ready = console.split(READY_LINE, 1)[0]
+    stamps = [float(s) for s in _TIMESTAMP.findall(before_ready)]
+    kernel_s = stamps[-1] if stamps else 0.0
+    return {"before_kernel_s": round(max(boot_s - kernel_s, 0.0), 2), "kernel_to_ready_s": round(kernel_s, 2)}
+
+
+def slowest_initcalls(console: str, count: int = 8) -> list[tuple[str, float]]:
+    """The initcalls that cost most, in seconds (a console booted with initcall_debug)."""
+    calls = [(name, int(usecs) / 1e6) for name, usecs in _INITCALL.findall(console)]
+    return sorted(calls, key=lambda call: -call[1])[:count]
+
+
+def finding_times(first_seen: dict[str, float]) -> dict:
+    """Median and worst time to a finding, or a reason when there was none."""
+    if not first_seen:
+        return {"time_to_find_median_s": "no finding", "time_to_find_max_s": "no finding"}
+    times = list(first_seen.values())
+    return {"time_to_find_median_s": round(statistics.median(times), 1), "time_to_find_max_s": round(max(times), 1)}
+
+
+def target_verdict(figure: str, value) -> str:
+    """'met', 'not met' or '' (no target, or no number to judge)."""
+    if figure not in TARGETS:
+        return ""
+    comparison, bound = TARGETS[figure]
+    values = [v for v in (value.values() if isinstance(value, dict) else [value]) if isinstance(v, (int, float))]
+    if not values:
+        return ""
+    worst = min(values) if comparison == ">=" else max(values)
+    return "met" if (worst >= bound if comparison == ">=" else worst <= bound) else "not met"
+
+
+def format_value(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {format_value(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    if isinstance(value, list):
+        return ", ".join(format_value(v) for v in value)
+    return str(value)
+
+
+def format_table(figures: dict) -> str:
+    """The human report: one row per figure, its target and whether it is met."""
+    accel = figures.get("accel", "")
+    lines = [f"zcfuzz bench on {figures['target']} (linux {figures['kernel'].get('base_version', '?')}, "
+             f"accel {accel})"]
+    if accel == "tcg":
+        lines.append("figures marked [TCG] were taken under TCG emulation (no KVM): guest work is ~45x slower")
+    rows = []
+    for figure, value in figures.items():
+        if figure in ("target", "accel", "kernel"):
+            continue
+        name = figure + (" [TCG]" if accel == "tcg" and figure in GUEST_FIGURES else "")
+        target = " ".join(map(str, TARGETS[figure])) if figure in TARGETS else ""
+        rows.append((name, format_value(value), target, target_verdict(figure, value)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip())
+    return "\n".join(lines)
+
+
+# --- measurements in the guest --------------------------------------------------------------------
+
+
+def executor_request(target: Target, line: str) -> dict:
+    """A request other than a program (`ping`, `c-loop`), answered as JSON."""
+    from vm.host import HostTarget
+
+    if isinstance(target, HostTarget):
+        answer = target.request(line, REQUEST_TIMEOUT_S)
+    else:
+        guest = target.boot()
+        guest.send(line.encode() + b"\n")
+        raw = guest.read_line(time.monotonic() + REQUEST_TIMEOUT_S)
+        if raw is None:
+            raise ExecutorError(f"no answer to {line!r}: the guest died")
+        answer = raw.decode(errors="replace")
+    reply = json.loads(answer)
+    if "error" in reply:
+        raise ExecutorError(f"executor: {reply['error']} (request {line!r})")
+    return reply
+
+
+def round_trip_ms(target: Target, pings: int = PINGS) -> float:
+    """Median host -> executor -> host time of a request that does nothing."""
+    times = []
+    for _ in range(pings):
+        started = time.perf_counter()
+        executor_request(target, "ping")
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000, 3)
+
+
+def program_rate(target: Target, program: Program, seconds: float) -> tuple[float, float]:
+    """Programs per second for `seconds`, and the share of that time the ops' calls took."""
+    first = target.run(program)
+    failed = [op for op in first.ops if op["errno"]]
+    if failed:
+        raise UserError(f"bench program {program.dumps()} failed: {failed[0]}")
+    count, op_ns, started = 0, 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        result = target.run(program)
+        op_ns += sum(op["ns"] for op in result.ops)
+        count += 1
+    elapsed = time.perf_counter() - started
+    return count / elapsed, op_ns / 1e9 / elapsed
+
+
+def c_loop_rate(target: Target, name: str, info: dict, seconds: float) -> float:
+    """The C loop's iterations per second, run long enough to take about `seconds`."""
+    probe = executor_request(target, c_loop_request(name, info, 50))["c_loop"]["per_sec"]
+    iterations = max(50, int(probe * seconds))
+    return executor_request(target, c_loop_request(name, info, iterations))["c_loop"]["per_sec"]
+
+
+def program_figures(target: Target, seconds: float) -> dict:
+    """programs_per_s, c_loop_per_s, ratio_to_c_loop and ops_share, one entry per program."""
+    info = target.kernel_info()
+    programs_per_s, c_loop_per_s, ops_share = {}, {}, {}
+    for name, program in representative_programs(info).items():
+        if isinstance(program, str):
+            programs_per_s[name] = c_loop_per_s[name] = ops_share[name] = program
+            continue
+        rates, loops, shares = [], [], []
+        for _ in range(ROUNDS):
+            rate, share = program_rate(target, program, seconds / ROUNDS)
+            rates.append(rate)
+            shares.append(share)
+            loops.append(c_loop_rate(target, name, info, seconds / ROUNDS))
+        programs_per_s[name] = round(statistics.median(rates), 1)
+        c_loop_per_s[name] = round(statistics.median(loops), 1)
+        ops_share[name] = round(statistics.median(shares), 3)
+    return {"programs_per_s": programs_per_s, "c_loop_per_s": c_loop_per_s,
+            "ratio_to_c_loop": ratios(programs_per_s, c_loop_per_s), "ops_share": ops_share}
+
+
+def boot_figures(target, boots: int) -> dict:
+    """Median boot over `boots` fresh guests, and where the last one's time went."""
+    times, console = [], ""
+    for _ in range(boots):
+        target.close()
+        guest = target.boot()
+        times.append(guest.boot_seconds)
+        console = guest.console_text()
+    median = statistics.median(times)
+    return {"boot_s_median": round(median, 2), "boot_s": [round(t, 2) for t in times],
+            "boot_breakdown": boot_breakdown(console, times[-1])}
+
+
+def initcall_figures(target) -> dict:
+    """One boot with initcall_debug: the slowest initcalls (this boot is slower, so not timed)."""
+    from vm.qemu import Guest
+
+    with Guest(target.bzimage, target.initramfs, target.accel, cmdline_extra="initcall_debug ignore_loglevel") as guest:
+        console = guest.console_text()
+    calls = slowest_initcalls(console)
+    return {"slowest_initcalls_s": {name: round(seconds, 3) for name, seconds in calls}}
+
+
+def reboot_after_crash(target, program: Program) -> dict:
+    """From the start of an LKDTM WARNING program to the next program's result."""
+    target.boot()
+    started = time.monotonic()
+    try:
+        target.run(CRASH_PROGRAM)
+    except KernelCrash:
+        detected = time.monotonic() - started
+    else:
+        raise UserError("an LKDTM WARNING did not crash the guest: is CONFIG_LKDTM on and panic_on_warn set?")
+    target.run(program)
+    return {"reboot_after_crash_s": round(time.monotonic() - started, 2), "crash_detected_s": round(detected, 2)}
+
+
+# --- measurements on the host ---------------------------------------------------------------------
+
+
+def hypothesis_ms_per_example(info: dict, examples: int) -> float:
+    """Median time between two programs Hypothesis hands to an empty test (fuzz.strategies)."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    from fuzz.strategies import programs
+
+    stamps: list[float] = []
+
+    @settings(max_examples=examples, database=None, deadline=None, derandomize=True, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(programs(Abi.from_kernel_info(info)))
+    def generate(program: Program) -> None:
+        stamps.append(time.perf_counter())
+
+    generate()
+    intervals = [b - a for a, b in zip(stamps, stamps[1:])]
+    return round(statistics.median(intervals) * 1000, 3)
+
+
+def watch_findings(folder: Path, started: float, first_seen: dict[str, float], stop: threading.Event) -> None:
+    """Note when each finding's folder first appears (a folder appears whole: fuzz.findings)."""
+    while not stop.wait(FINDINGS_POLL_S):
+        for path in folder.glob("*/finding.json"):
+            try:
+                title = json.loads(path.read_text())["title"]
+            except (OSError, ValueError, KeyError):
+                continue
+            first_seen.setdefault(title, round(time.monotonic() - started, 1))
+
+
+def time_to_find(rev: str, budget_s: float, seed: int) -> dict:
+    """A campaign with a fixed seed from an empty database: seconds from its start to each finding."""
+    from fuzz.campaign import CampaignConfig, run_campaign
+
+    if kbuild.cached_build(rev) is None:
+        reason = f"not measured: {rev} not built"
+        return {"time_to_find_s": reason, "time_to_find_median_s": reason, "time_to_find_max_s": reason}
+    first_seen: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-") as folder:
+        config = CampaignConfig(target=f"vm:{rev}", budget_s=budget_s, seed=seed, findings=Path(folder))
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch_findings, args=(Path(folder), time.monotonic(), first_seen, stop))
+        watcher.start()
+        try:
+            run_campaign(config, out=sys.stderr)
+        finally:
+            stop.set()
+            watcher.join()
+    return {"time_to_find_s": dict(sorted(first_seen.items(), key=lambda item: item[1])), **finding_times(first_seen)}
+
+
+def build_cache_hit_s(rev: str) -> float:
+    started = time.monotonic()
+    kbuild.build_kernel(rev)
+    return round(time.monotonic() - started, 2)
+
+
+def slot_lock(slot: kbuild.Slot):
+    return kbuild.locked(slot.root.parent / f"{slot.root.name}.lock")
+
+
+def build_one_file_s(rev: str, touched: str) -> float:
+    """Touch one file in the revision's slot and time the incremental make of bzImage."""
+    revision = kbuild.resolve_revision(rev)
+    base = kbuild.base_source(None)
+    slot = kbuild.slot_for(base, revision)
+    with slot_lock(slot):
+        kbuild.sync_slot(slot, base, revision)
+        kbuild.configure(slot, kbuild.config_fragments(None))
+        kbuild.run_make(slot, "bzImage")  # up to date first, so only the touched file is timed
+        path = slot.src / touched
+        if not path.is_file():
+            raise UserError(f"--touch {touched}: no such file in the kernel tree")
+        path.touch()
+        started = time.monotonic()
+        kbuild.run_make(slot, "bzImage")
+        return round(time.monotonic() - started, 1)
+
+
+@contextlib.contextmanager
+def ccache_disabled():
+    previous = os.environ.get("CCACHE_DISABLE")
+    os.environ["CCACHE_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["CCACHE_DISABLE"]
+        else:
+            os.environ["CCACHE_DISABLE"] = previous
+
+
+def build_cold_s(rev: str) -> float:
+    """The revision built from nothing in a slot of its own, ccache off; the slot is removed."""
+    revision = kbuild.resolve_revision(rev)
+    cold = kbuild.Revision(revision.name, revision.folder, revision.patches, f"{revision.name}-bench-cold")
+    base = kbuild.base_source(None)
+    slot = kbuild.slot_for(base, cold)
+    with slot_lock(slot), ccache_disabled():
+        shutil.rmtree(slot.root, ignore_errors=True)
+        started = time.monotonic()
+        try:
+            kbuild.sync_slot(slot, base, cold)
+            kbuild.configure(slot, kbuild.config_fragments(None))
+            kbuild.run_make(slot, "bzImage")
+            return round(time.monotonic() - started, 1)
+        finally:
+            shutil.rmtree(slot.root, ignore_errors=True)
+
+
+def peak_rss_mb() -> dict:
+    """Peak resident memory of zcfuzz itself and of its largest finished child (QEMU, compilers)."""
+    return {"host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def kernel_summary(info: dict) -> dict:
+    keys = ("revision", "base_version", "key", "nr_sendfile2", "sendfile_flags", "splice_flags", "build_seconds")
+    return {k: info[k] for k in keys if k in info}
+
+
+def run_bench(args, progress=print) -> dict:
+    """Every figure, in an order that keeps one guest for the guest figures and runs the campaign
+    and the builds with no guest of ours competing for the CPU."""
+    figures: dict = {"target": args.target}
+    with open_target(args.target) as target:
+        info = target.kernel_info()
+        figures.update(accel=info.get("accel", "none"), kernel=kernel_summary(info))
+        programs = representative_programs(info)
+        if args.target.startswith("vm:"):
+            progress(f"bench: {args.boots} boots")
+            figures.update(boot_figures(target, args.boots))
+            progress("bench: reboot after a crash")
+            figures.update(reboot_after_crash(target, programs["sendfile64"]))
+        progress("bench: programs and C loops")
+        figures["round_trip_ms"] = round_trip_ms(target)
+        figures.update(program_figures(target, args.seconds))
+        if args.target.startswith("vm:"):
+            target.close()
+            progress("bench: a boot with initcall_debug")
+            figures.update(initcall_figures(target))
+    progress("bench: Hypothesis generation")
+    figures["hypothesis_ms_per_example"] = hypothesis_ms_per_example(info, args.examples)
+    progress(f"bench: time to find on {args.find_rev} ({args.find_budget})")
+    from fuzz.campaign import parse_budget
+
+    figures.update(time_to_find(args.find_rev, parse_budget(args.find_budget), args.find_seed))
+    if args.target.startswith("vm:"):
+        rev = args.target[3:]
+        progress("bench: kernel build cache hit and one-file rebuild")
+        figures["build_cache_hit_s"] = build_cache_hit_s(rev)
+        figures["build_one_file_s"] = build_one_file_s(rev, args.touch)
+        figures["build_cold_s"] = build_cold_s(rev) if args.cold else "not measured: pass --cold"
+    figures.update(peak_rss_mb())
+    return figures
+
+
+def cmd_bench(args) -> int:
+    if args.boots < 1 or args.seconds <= 0 or args.examples < 2:
+        raise UserError("--boots must be at least 1, --seconds positive and --examples at least 2")
+    figures = run_bench(args, progress=lambda line: print(line, file=sys.stderr))
+    print(format_table(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def register(sub) -> None:
+    bench = sub.add_parser("bench", help="measure boot, program rates against a C loop, findings, builds")
+    bench.add_argument("--target", default="vm:v2", help="vm:REV (default vm:v2), or host for program rates only")
+    bench.add_argument("--json", help="also write the figures to this file as JSON")
+    bench.add_argument("--cold", action="store_true", help="also time a cold kernel build (15-30 min)")
+    bench.add_argument("--boots", type=int, default=5, help="boots for the median (default 5)")
+    bench.add_argument("--seconds", type=float, default=6.0,
+                       help="measuring time per program and per C loop (default 6)")
+    bench.add_argument("--examples", type=int, default=300, help="Hypothesis examples to time (default 300)")
+    bench.add_argument("--find-rev", default="rfc-v1", help="revision for time to find (default rfc-v1)")
+    bench.add_argument("--find-budget", default="5m", help="campaign budget for time to find (default 5m)")
+    bench.add_argument("--find-seed", type=int, default=0, help="campaign seed (default 0)")
+    bench.add_argument("--touch", default=TOUCHED_FILE, help=f"file of the one-file rebuild (default {TOUCHED_FILE})")
+    bench.set_defaults(func=cmd_bench)

@@ -1,0 +1,169 @@
+"""zcfuzz bench: figure computation and JSON shape without a VM, the C-loop workloads on the
+host executor, and one reduced bench on a real guest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from fuzz import bench
+from vm.errors import UserError
+
+V2_INFO = {"revision": "v2", "base_version": "6.12.0", "nr_sendfile2": 467,
+           "sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2}, "splice_flags": {"SPLICE_F_ZC": 16}}
+BASE_INFO = {"revision": "base", "base_version": "6.12.0", "nr_sendfile2": None, "sendfile_flags": {},
+             "splice_flags": {}}
+
+
+def test_sendfile2_program_takes_number_and_flag_from_the_kernel():
+    program = bench.representative_programs(V2_INFO)["sendfile2_zc"]
+    (sendfile2,) = [op for op in program.ops if op.op == "sendfile2"]
+    assert program.sysno_of("sendfile2") == 467 and sendfile2["flags"] == 2
+    assert program.fixture("s").zerocopy
+    assert bench.c_loop_request("sendfile2_zc", V2_INFO, 10) == "c-loop 10 sendfile2-zc 467 2"
+
+
+def test_kernel_without_sendfile2_has_no_sendfile2_program():
+    programs = bench.representative_programs(BASE_INFO)
+    assert programs["sendfile2_zc"] == "n/a: kernel has no sendfile2"
+    assert all(not isinstance(p, str) for name, p in programs.items() if name != "sendfile2_zc")
+
+
+def test_mixed_program_has_six_calls():
+    assert len(bench.representative_programs(BASE_INFO)["mixed6"].ops) == 6
+
+
+def test_ratio_is_program_rate_over_c_loop_rate_and_keeps_reasons():
+    reason = "n/a: kernel has no sendfile2"
+    out = bench.ratios({"sendfile64": 500.0, "sendfile2_zc": reason}, {"sendfile64": 1000.0, "sendfile2_zc": reason})
+    assert out == {"sendfile64": 0.5, "sendfile2_zc": reason}
+
+
+CONSOLE = """SeaBIOS
+[    0.000000] Linux version 6.12
+[    0.912000] initcall serial8250_init+0x0/0x1a0 returned 0 after 280957 usecs
+[    1.500000] initcall loop_init+0x0/0x130 returned 0 after 65989 usecs
+[    3.250000] Run /init as init process
+zcfuzz-executor ready
+[    9.000000] later
+"""
+
+
+def test_boot_breakdown_splits_at_the_kernel_clock_before_ready():
+    assert bench.boot_breakdown(CONSOLE, 7.0) == {"before_kernel_s": 3.75, "kernel_to_ready_s": 3.25}
+
+
+def test_slowest_initcalls_in_seconds_slowest_first():
+    assert bench.slowest_initcalls(CONSOLE, 1) == [("serial8250_init+0x0/0x1a0", 0.280957)]
+
+
+def test_finding_times_median_and_worst():
+    assert bench.finding_times({"a": 10.0, "b": 20.0, "c": 600.5}) == {
+        "time_to_find_median_s": 20.0, "time_to_find_max_s": 600.5}
+    assert bench.finding_times({})["time_to_find_max_s"] == "no finding"
+
+
+@pytest.mark.parametrize("figure, value, verdict", [
+    ("boot_s_median", 1.2, "met"),
+    ("boot_s_median", 6.0, "not met"),
+    ("ratio_to_c_loop", {"a": 0.7, "b": 0.4, "c": "n/a: kernel has no sendfile2"}, "not met"),
+    ("ratio_to_c_loop", {"a": 0.7, "c": "n/a"}, "met"),
+    ("time_to_find_max_s", "no finding", ""),
+    ("round_trip_ms", 0.2, ""),
+])
+def test_target_verdict(figure, value, verdict):
+    assert bench.target_verdict(figure, value) == verdict
+
+
+def test_table_marks_guest_figures_taken_under_tcg():
+    table = bench.format_table({"target": "vm:v2", "accel": "tcg", "kernel": V2_INFO, "boot_s_median": 6.1,
+                                "hypothesis_ms_per_example": 1.2})
+    boot = next(line for line in table.splitlines() if line.startswith("boot_s_median"))
+    hypothesis = next(line for line in table.splitlines() if line.startswith("hypothesis"))
+    assert "[TCG]" in boot and "<= 1.5" in boot and boot.endswith("not met")
+    assert "[TCG]" not in hypothesis and "TCG emulation" in table
+
+
+def test_hypothesis_figure_is_a_positive_time():
+    assert bench.hypothesis_ms_per_example(V2_INFO, 5) > 0
+
+
+def test_time_to_find_says_when_the_revision_is_not_built(monkeypatch):
+    monkeypatch.setattr(bench.kbuild, "cached_build", lambda rev: None)
+    figures = bench.time_to_find("rfc-v1", 1.0, 0)
+    assert figures["time_to_find_s"] == "not measured: rfc-v1 not built"
+
+
+# --- the C loops and program rates on the host executor ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def host():
+    from vm.host import HostTarget
+
+    try:
+        target = HostTarget()
+    except UserError as err:
+        pytest.skip(str(err))
+    with target:
+        yield target
+
+
+@pytest.mark.parametrize("workload", ["sendfile", "splice", "mixed"])
+def test_c_loop_workloads_run_on_the_host(host, workload):
+    answer = json.loads(host.request(f"c-loop 200 {workload}"))["c_loop"]
+    assert answer["workload"] == workload and answer["iterations"] == 200 and answer["per_sec"] > 0
+
+
+@pytest.mark.parametrize("request_line, message", [
+    ("c-loop 10 nosuch", "unknown workload"),
+    ("c-loop 10 sendfile2-zc", "needs SENDFILE2_NR FLAGS"),
+    ("c-loop 10 splice 1", "takes no arguments"),
+    ("c-loop 0", "N must be"),
+])
+def test_bad_c_loop_requests_are_refused(host, request_line, message):
+    assert message in json.loads(host.request(request_line))["error"]
+
+
+def test_program_figures_on_the_host(host):
+    figures = bench.program_figures(host, 0.3)
+    assert set(figures["programs_per_s"]) == set(bench.representative_programs(host.kernel_info()))
+    for name, rate in figures["programs_per_s"].items():
+        if isinstance(rate, str):
+            assert rate.startswith("n/a")
+        else:
+            assert rate > 0 and figures["c_loop_per_s"][name] > 0 and 0 < figures["ops_share"][name] < 1
+
+
+# --- a reduced bench on a real guest ---------------------------------------------------------------
+
+FIGURES = ("boot_s_median", "reboot_after_crash_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop",
+           "round_trip_ms", "hypothesis_ms_per_example", "time_to_find_s", "build_cache_hit_s", "build_one_file_s",
+           "host_peak_rss_mb", "children_peak_rss_mb")
+
+
+def positive(value) -> bool:
+    if isinstance(value, dict):
+        return all(positive(v) for v in value.values())
+    return isinstance(value, str) and (value.startswith(("n/a", "not measured"))) or value > 0
+
+
+@pytest.mark.vm
+def test_reduced_bench_on_a_guest(tmp_path):
+    from vm.kbuild import cached_build
+
+    if cached_build("v2") is None:
+        pytest.skip("v2 is not built")
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers())
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(["bench", "--target", "vm:v2", "--json", str(out), "--boots", "2", "--seconds", "1.5",
+                              "--examples", "20", "--find-budget", "45s"])
+    assert args.func(args) == 0
+    figures = json.loads(out.read_text())
+    assert figures["accel"] in ("tcg", "kvm") and figures["kernel"]["revision"] == "v2"
+    for figure in FIGURES:
+        assert positive(figures[figure]), (figure, figures[figure])
+    assert figures["build_cold_s"].startswith("not measured")
