@@ -45,6 +45,12 @@ def defects(clause_id: str) -> str:
     return ", ".join(clause.catches) if clause and clause.catches else "-"
 
 
+def finding_line(finding: dict) -> str:
+    """Title, the RFC defects its clause is about (if it names a clause that has some), message."""
+    known = defects(finding["clause_id"])
+    return f"{finding['title']}{f' (defects {known})' if known != '-' else ''}: {finding['message']}"
+
+
 # --- one revision, judged ----------------------------------------------------------------------
 
 
@@ -190,7 +196,7 @@ def findings_lines(comparison: Comparison) -> str:
     for label, findings in ((f"new on {cand.rev}", comparison.new_findings),
                             (f"gone on {cand.rev}", comparison.gone_findings)):
         for f in findings:
-            lines.append(f"  {label}: {f['title']} (defects {defects(f['clause_id'])}): {f['message']}  [{f['folder']}]")
+            lines.append(f"  {label}: {finding_line(f)}  [{f['folder']}]")
     return "\n".join(lines) + "\n"
 
 
@@ -299,7 +305,7 @@ def cmd_verdict(args) -> int:
     print(report.table(run.results), end="")
     print(f"findings: {len(run.findings)}" + (f" in {run.findings_dir}" if run.findings else ""))
     for f in run.findings.values():
-        print(f"  {f['title']} (defects {defects(f['clause_id'])}): {f['message']}")
+        print(f"  {finding_line(f)}")
     write_report(args.ktap, report.ktap(run.results, "zcfuzz_conformance"))
     write_report(args.junitxml, report.junit(run.results, "zcfuzz_conformance"))
     print(verdict_line(run))

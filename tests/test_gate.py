@@ -17,7 +17,7 @@ from conformance.report import ktap
 from conformance.spec import CLAUSES
 from conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
 from fuzz.gate import (FIXED, IMPLEMENTED, REGRESSED, SAME, RevisionRun, change, compare, comparison_table,
-                       gate_results, summary_line, verdict_line)
+                       finding_line, gate_results, summary_line, verdict_line)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFECT_CLAUSES = [c for c in CLAUSES if c.catches]
@@ -123,6 +123,12 @@ def test_gate_ktap_marks_exactly_the_changes_that_fail_the_gate():
     assert not_ok == {regressed.id, "finding:BUG:"} | {c.id for c in DEFECT_CLAUSES}
     lenient = ktap(gate_results(comparison, allow_fixes=True), "gate")
     assert set(re.findall(r"^  not ok \d+ (\S+)", lenient, re.MULTILINE)) == {regressed.id, "finding:BUG:"}
+
+
+def test_a_finding_names_defects_only_when_its_clause_has_some():
+    clause = DEFECT_CLAUSES[0]
+    assert finding_line(finding("k", clause.id)) == f"k (defects {', '.join(clause.catches)}): k broke"
+    assert finding_line(finding("k", "zerocopy.id.not-invented")) == "k: k broke"
 
 
 def test_verdict_line_counts_clauses_and_findings():
