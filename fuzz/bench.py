@@ -163,10 +163,10 @@ def format_table(figures: dict) -> str:
             continue
         name = figure + (" [TCG]" if accel == "tcg" and figure in GUEST_FIGURES else "")
         target = " ".join(map(str, TARGETS[figure])) if figure in TARGETS else ""
-        rows.append((name, format_value(value), target, target_verdict(figure, value)))
+        rows.append((name, target, target_verdict(figure, value), format_value(value)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
-        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip())
+        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
     return "\n".join(lines)
 
 
@@ -339,7 +339,7 @@ def time_to_find(rev: str, budget_s: float, seed: int) -> dict:
 def build_cache_hit_s(rev: str) -> float:
     started = time.monotonic()
     kbuild.build_kernel(rev)
-    return round(time.monotonic() - started, 2)
+    return round(time.monotonic() - started, 4)
 
 
 def slot_lock(slot: kbuild.Slot):
