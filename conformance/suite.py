@@ -14,7 +14,7 @@ from typing import Callable
 
 from fuzz.abi import Abi
 from fuzz.oracles import parity_twin
-from vm.program import ExecutorError, Program, ProgramResult
+from vm.program import MAX_FIXTURES, ExecutorError, Program, ProgramResult
 from vm.target import KernelCrash, Target
 
 from conformance.cases import Row, rows_of
@@ -81,16 +81,47 @@ def row_view(program: Program, result: ProgramResult, row: Row, prefix: str, fir
     return row_program, ProgramResult(ops=[dict(o) for o in ops], final=final, fixture_errors=errors)
 
 
-def _batches(rows: list[Row]) -> list[list[int]]:
-    """Row indexes per program: every isolated row alone, the rest together, order kept."""
-    batches: list[list[int]] = []
-    shared: list[int] = []
+def _batches(rows: list[Row], abi: Abi) -> list[list[int]]:
+    """Row indexes per program: every isolated row alone, the rest together in as few programs
+    as the executor's fixture table allows, order kept."""
+    isolated = [[i] for i, row in enumerate(rows) if row.isolate]
+    shared: list[list[int]] = []
+    fixtures = MAX_FIXTURES
     for i, row in enumerate(rows):
         if row.isolate:
-            batches.append([i])
-        else:
-            shared.append(i)
-    return ([shared] if shared else []) + batches
+            continue
+        needed = len(row.program(abi)["fds"])
+        if fixtures + needed > MAX_FIXTURES:
+            shared.append([])
+            fixtures = 0
+        shared[-1].append(i)
+        fixtures += needed
+    return shared + isolated
+
+
+def _merged(rows: list[Row], batch: list[int], abi: Abi) -> tuple[dict, list[tuple[int, str, int]]]:
+    """One program running the batch's rows one after the other, fd names prefixed per row."""
+    merged: dict = {"fds": [], "ops": []}
+    layout = []
+    for i in batch:
+        prefix = f"r{i}_" if len(batch) > 1 else ""
+        part = rows[i].program(abi, prefix)
+        layout.append((i, prefix, len(merged["ops"])))
+        merged = {**part, "fds": merged["fds"] + part["fds"], "ops": merged["ops"] + part["ops"]}
+    return merged, layout
+
+
+def _crashing_row(target: Target, rows: list[Row], batch: list[int], abi: Abi) -> tuple[int, KernelCrash] | None:
+    """Which row of a crashed batch crashes on its own: the reviewer gets that row as the
+    reproducer, not the whole batch (None: only the rows together crash)."""
+    for i in batch:
+        try:
+            target.run(Program.from_json(rows[i].program(abi)))
+        except KernelCrash as own:
+            return i, own
+        except ExecutorError:
+            continue
+    return None
 
 
 def run_clause(target: Target, clause: Clause, kernel_info: dict, features: Features) -> ClauseResult:
@@ -101,27 +132,30 @@ def run_clause(target: Target, clause: Clause, kernel_info: dict, features: Feat
     rows = rows_of(clause.id, abi, kernel_info)
     failures: list[tuple[int, str]] = []
     missing: list[str] = []
-    for batch in _batches(rows):
-        merged = {"fds": [], "ops": []}
-        layout = []
-        for i in batch:
-            prefix = f"r{i}_" if len(batch) > 1 else ""
-            part = rows[i].program(abi, prefix)
-            layout.append((i, prefix, len(merged["ops"])))
-            merged = {**part, "fds": merged["fds"] + part["fds"], "ops": merged["ops"] + part["ops"]}
-        program = Program.from_json(merged)
-        try:
-            result = target.run(program)
-            twin_result = None
-            if any(rows[i].twin for i in batch):
-                twin_program, _ = parity_twin(program, abi)
-                twin_result = target.run(twin_program)
-        except ExecutorError as err:
-            return ClauseResult(clause, ERROR, str(err).split(" while running")[0], merged, len(rows))
-        except KernelCrash as crash:
-            minimal = rows[batch[0]].program(abi) if len(batch) == 1 else merged
-            return ClauseResult(clause, CRASH, f"{crash.title} (row: {rows[batch[0]].condition})"
-                                if len(batch) == 1 else crash.title, minimal, len(rows))
+    crashes: list[tuple[int, KernelCrash]] = []
+    for batch in _batches(rows, abi):
+        # A row that crashes the kernel is taken out and the rest run again, so one crashing
+        # row neither hides the verdicts of the others nor stands for them.
+        while batch:
+            merged, layout = _merged(rows, batch, abi)
+            program = Program.from_json(merged)
+            try:
+                result = target.run(program)
+                twin_result = None
+                if any(rows[i].twin for i in batch):
+                    twin_program, _ = parity_twin(program, abi)
+                    twin_result = target.run(twin_program)
+                break
+            except ExecutorError as err:
+                return ClauseResult(clause, ERROR, str(err).split(" while running")[0], merged, len(rows))
+            except KernelCrash as crash:
+                alone = _crashing_row(target, rows, batch, abi) if len(batch) > 1 else (batch[0], crash)
+                if alone is None:
+                    return ClauseResult(clause, CRASH, f"{crash.title} (rows together)", merged, len(rows))
+                crashes.append(alone)
+                batch = [i for i in batch if i != alone[0]]
+        if not batch:
+            continue
         for i, prefix, first_op in layout:
             row_program, row_result = row_view(program, result, rows[i], prefix, first_op)
             row_twin = row_view(program, twin_result, rows[i], prefix, first_op)[1] if rows[i].twin else None
@@ -133,11 +167,17 @@ def run_clause(target: Target, clause: Clause, kernel_info: dict, features: Feat
             problem = rows[i].check(row_program, row_result, abi, row_twin)
             if problem:
                 failures.append((i, problem))
+    crash_note = f"; the kernel also crashed: {crashes[0][1].title}" if crashes else ""
     if failures:
         i, problem = failures[0]
         more = f" (+{len(failures) - 1} more rows)" if len(failures) > 1 else ""
-        reason = f"{rows[i].condition}: expected {rows[i].expected}, {problem}{more}"
+        reason = f"{rows[i].condition}: expected {rows[i].expected}, {problem}{more}{crash_note}"
         return ClauseResult(clause, FAIL, reason, rows[i].program(abi), len(rows))
+    if crashes:
+        i, crash = crashes[0]
+        more = f" (+{len(crashes) - 1} more rows)" if len(crashes) > 1 else ""
+        return ClauseResult(clause, CRASH, f"{crash.title} (row: {rows[i].condition}){more}",
+                            rows[i].program(abi), len(rows))
     if missing and len(missing) == len(rows):
         return ClauseResult(clause, UNSUPPORTED, missing[0], None, len(rows))
     if missing:

@@ -128,6 +128,10 @@ DEFAULT_SETTLE_MS = 200
 DEFAULT_MEMLOCK = 8 << 20
 DEFAULT_FILE_SIZE = 4096
 MAX_FILE_SIZE = 64 << 20
+# The executor's tables (zcexec.c MAX_FIXTURES, MAX_OPS): a larger program is refused here, in
+# one line, rather than by the executor.
+MAX_FIXTURES = 64
+MAX_OPS = 4096
 PATTERN_BUFFER = 4 << 20  # bytes of pattern the executor has for write/sendmsg/vmsplice
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}\Z")
@@ -314,6 +318,9 @@ class Program:
     fd_index: Mapping[str, tuple[int, int]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if len(self.fds) > MAX_FIXTURES or len(self.ops) > MAX_OPS:
+            raise _fail("top level", f"at most {MAX_FIXTURES} fds and {MAX_OPS} ops, got "
+                                     f"{len(self.fds)} and {len(self.ops)}: split the program")
         _int("timeout_ms", self.timeout_ms, 1, 600_000)
         _int("settle_ms", self.settle_ms, 0, 60_000)
         _int("memlock", self.memlock, 0, (1 << 63) - 1)
