@@ -314,7 +314,9 @@ def _splice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
     if not in_fd.traits.read or not out.traits.write:
         raise _Err(EBADF)
     zc = bool(flags & (kernel_info.get("splice_flags") or {}).get("SPLICE_F_ZC", 0))
-    if zc and not (in_pipe and out.kind in INET_SOCKETS):
+    if zc and out.kind not in INET_SOCKETS:
+        raise _Err(EOPNOTSUPP)  # v2: after the fd, offset and mode checks, before the pipe ones
+    if zc and not in_pipe:
         raise _Unknown  # the ABI fixes SPLICE_F_ZC only for pipe -> INET socket
     nonblock = bool(flags & SPLICE_F_NONBLOCK)
     if in_pipe and out_pipe:

@@ -151,8 +151,10 @@ CLAUSES: tuple[Clause, ...] = (
     Clause("SPLICE-ZC-PIPE-TO-SOCKET", "splice(SPLICE_F_ZC) from a pipe to a TCP socket takes one id per "
            "call that sent bytes, each notified once", "the flag must reach the socket on the splice "
            "path, not only on sendfile's", f"{V2}; {RFC}", "splice_zc", ("D4",)),
-    Clause("SPLICE-ZC-ERRNO", "splice with SPLICE_F_ZC fails exactly like splice without it",
-           "the flag changes how pages are sent, not how arguments are checked", V2, "splice_zc"),
+    Clause("SPLICE-ZC-ERRNO", "splice with SPLICE_F_ZC fails like splice without it on bad fds and "
+           "offsets (EBADF, ESPIPE), and with EOPNOTSUPP where the output is not a TCP/UDP socket",
+           "the flag changes how pages are sent, not how arguments are checked; a notification "
+           "that can never come is refused, not accepted silently", V2, "splice_zc", ("D4",)),
     Clause("TEE-ZC-REJECTED", "tee with SPLICE_F_ZC: EINVAL", "tee never reaches a socket, so a "
            "notification could never be sent", V2, "splice_zc", ("D4",)),
     Clause("VMSPLICE-ZC-REJECTED", "vmsplice with SPLICE_F_ZC: EINVAL", "vmsplice never reaches a "
