@@ -361,6 +361,8 @@ def _pipe_data(state: _State, in_fd: _Fd, nonblock: bool) -> None:
         raise _Unknown
     if state.pipe_of(in_fd.name) in state.pipe_drained:
         raise _Unknown
+    if nonblock:
+        raise _Unknown  # earlier writes *may* have put data in it (an empty file moves none)
 
 
 def _rejects_splice_zc(flags: int, kernel_info: dict) -> bool:
