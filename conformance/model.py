@@ -13,7 +13,7 @@ cross-checked against the tables' hand-written expectations (tests/test_conforma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EPIPE,
+from errno import (EAGAIN, EBADF, ECONNREFUSED, ECONNRESET, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EPIPE,
                    ESPIPE)
 from typing import Any
 
@@ -202,6 +202,9 @@ def _socket_send(state: _State, out: _Fd, length: int) -> frozenset[int]:
     if out.name in state.peer_closed:
         if out.kind in UNIX_SOCKETS:
             return frozenset({EPIPE})
+        if out.kind.startswith("udp"):
+            # An earlier datagram's ICMP port unreachable is reported on the next send.
+            return frozenset({0, ECONNREFUSED})
         return frozenset({0, EPIPE, ECONNRESET})
     if out.kind == "unix_dgram":
         fits = state.sends.get(out.name, 0) < UNIX_DGRAM_SAFE_SENDS and length <= PAGE_SIZE
