@@ -1,6 +1,9 @@
-"""Every shipped revision builds, each of its patches builds on its own, and builds are cached.
+"""Every shipped revision builds and builds are cached.
 
 Real kernel builds: minutes on a cold machine (ccache and the build cache make later runs fast).
+That each patch builds on its own is `zcfuzz kernel check --rev REV` (about ten minutes per
+revision here): run it when a series changes; it is not part of the default test run, which has
+to fit CI's time on a cold machine.
 """
 
 from __future__ import annotations
@@ -14,13 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from vm import kbuild
 
 pytestmark = pytest.mark.kbuild
 
 ROOT = Path(__file__).resolve().parent.parent
 REVISIONS = ("base", "rfc-v1", "v2")
-PATCHED = ("rfc-v1", "v2")
 
 
 def zcfuzz(*args: str) -> subprocess.CompletedProcess:
@@ -56,13 +57,3 @@ def test_kernel_info_reads_the_abi_from_the_built_kernel(rev):
         assert info["nr_sendfile2"] == 467
         assert info["sendfile_flags"]["SENDFILE_ZC"] == 2
         assert info["splice_flags"]["SPLICE_F_ZC"] == 0x10
-
-
-@pytest.mark.parametrize("rev", PATCHED)
-def test_each_patch_builds_on_its_own(rev):
-    done = zcfuzz("kernel", "check", "--rev", rev)
-    assert done.returncode == 0, done.stderr
-    patches = kbuild.resolve_revision(rev).patches
-    assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("ok ")] == [
-        p.name for p in patches
-    ]
