@@ -9,7 +9,6 @@ import json
 import pytest
 
 from fuzz import bench
-from vm.errors import UserError
 
 V2_INFO = {"revision": "v2", "base_version": "6.12.0", "nr_sendfile2": 467,
            "sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2}, "splice_flags": {"SPLICE_F_ZC": 16}}
@@ -97,18 +96,6 @@ def test_time_to_find_says_when_the_revision_is_not_built(monkeypatch):
 
 
 # --- the C loops and program rates on the host executor ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def host():
-    from vm.host import HostTarget
-
-    try:
-        target = HostTarget()
-    except UserError as err:
-        pytest.skip(str(err))
-    with target:
-        yield target
 
 
 @pytest.mark.parametrize("workload", ["sendfile", "splice", "mixed"])

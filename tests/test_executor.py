@@ -8,7 +8,6 @@ import os
 
 import pytest
 
-from vm.errors import UserError
 from vm.program import FD_KINDS, Program, digest, pattern
 
 MSG_ZEROCOPY = 0x4000000
@@ -16,18 +15,6 @@ SO_EE_ORIGIN_ZEROCOPY = 5
 SO_EE_CODE_ZEROCOPY_COPIED = 1
 # Kinds the running kernel may lack, with the errno that says so.
 MAY_BE_MISSING = {"udp_dummy": errno.ENODEV}
-
-
-@pytest.fixture(scope="module")
-def host():
-    from vm.host import HostTarget
-
-    try:
-        target = HostTarget()
-    except UserError as err:
-        pytest.skip(str(err))
-    with target:
-        yield target
 
 
 def run(host, fds, ops, **options):

@@ -1,0 +1,20 @@
+"""Fixtures shared by zcfuzz's own tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from vm.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def host():
+    """The host target; skipped, with the one-line reason, where the executor cannot be built."""
+    from vm.host import HostTarget
+
+    try:
+        target = HostTarget()
+    except UserError as err:
+        pytest.skip(str(err))
+    with target:
+        yield target
