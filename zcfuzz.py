@@ -7,6 +7,7 @@ only assembles them and turns a UserError into one line and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,8 +20,8 @@ def cmd_test(args) -> int:
     """zcfuzz's own tests: what CI runs. Tests that need a VM build and boot kernels for real."""
     import pytest
 
-    root = Path(__file__).resolve().parent
-    return pytest.main(["-ra", str(root / "tests"), *args.pytest_args])
+    os.chdir(Path(__file__).resolve().parent)  # so pyproject's testpaths apply when no path is given
+    return pytest.main(["-ra", *args.pytest_args])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+        args.pytest_args = unknown + args.pytest_args
     try:
         return int(args.func(args) or 0)
     except UserError as err:
