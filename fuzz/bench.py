@@ -342,16 +342,12 @@ def build_cache_hit_s(rev: str) -> float:
     return round(time.monotonic() - started, 4)
 
 
-def slot_lock(slot: kbuild.Slot):
-    return kbuild.locked(slot.root.parent / f"{slot.root.name}.lock")
-
-
 def build_one_file_s(rev: str, touched: str) -> float:
     """Touch one file in the revision's slot and time the incremental make of bzImage."""
     revision = kbuild.resolve_revision(rev)
     base = kbuild.base_source(None)
     slot = kbuild.slot_for(base, revision)
-    with slot_lock(slot):
+    with slot.locked():
         kbuild.sync_slot(slot, base, revision)
         kbuild.configure(slot, kbuild.config_fragments(None))
         kbuild.run_make(slot, "bzImage")  # up to date first, so only the touched file is timed
@@ -383,7 +379,7 @@ def build_cold_s(rev: str) -> float:
     cold = kbuild.Revision(revision.name, revision.folder, revision.patches, f"{revision.name}-bench-cold")
     base = kbuild.base_source(None)
     slot = kbuild.slot_for(base, cold)
-    with slot_lock(slot), ccache_disabled():
+    with slot.locked(), ccache_disabled():
         shutil.rmtree(slot.root, ignore_errors=True)
         started = time.monotonic()
         try:

@@ -248,6 +248,10 @@ class Slot:
     def build(self) -> Path:
         return self.root / "build"
 
+    def locked(self):
+        """Held while anything builds in or rewrites this slot."""
+        return locked(self.root.parent / f"{self.root.name}.lock")
+
     @property
     def state_file(self) -> Path:
         return self.root / "applied.json"
@@ -471,7 +475,7 @@ def build_kernel(rev: "str | Revision", source: str | None = None, config: list[
         return KernelBuild(key, folder)
     check_build_tools()
     slot = slot_for(base, revision)
-    with locked(slot.root.parent / f"{slot.root.name}.lock"):
+    with slot.locked():
         if (folder / "info.json").exists():
             return KernelBuild(key, folder)
         started = time.monotonic()
@@ -532,7 +536,7 @@ def check_each_patch(rev: str, source: str | None = None, config: list[str] | No
     check_build_tools()
     slot = slot_for(base, revision)
     checked = []
-    with locked(slot.root.parent / f"{slot.root.name}.lock"):
+    with slot.locked():
         for count, patch in enumerate(revision.patches, start=1):
             sync_slot(slot, base, Revision(revision.name, revision.folder, revision.patches[:count], revision.slot))
             configure(slot, fragments)
