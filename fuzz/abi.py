@@ -21,6 +21,8 @@ SPLICE_F_BASE = {"SPLICE_F_MOVE": 1, "SPLICE_F_NONBLOCK": 2, "SPLICE_F_MORE": 4,
 ZEROCOPY_KINDS = ("tcp4", "tcp6", "udp4", "udp6", "udp_dummy")
 # Local delivery copies the pages (COPIED set); dummy0 frees the skb undelivered (COPIED clear).
 TRUE_ZEROCOPY_KINDS = ("udp_dummy",)
+# Byte streams: what a peer reads is the concatenation of what was sent.
+STREAM_SOCKET_KINDS = ("tcp4", "tcp6", "unix_stream")
 
 
 @dataclass(frozen=True)

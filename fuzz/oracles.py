@@ -20,8 +20,8 @@ import errno as errno_module
 import itertools
 from dataclasses import dataclass, field, replace
 
-from fuzz.abi import (MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SPLICE_F_BASE, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY, TRUE_ZEROCOPY_KINDS,
-                      ZEROCOPY_KINDS, Abi)
+from fuzz.abi import (MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SPLICE_F_BASE, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY,
+                      STREAM_SOCKET_KINDS, TRUE_ZEROCOPY_KINDS, ZEROCOPY_KINDS, Abi)
 from vm.program import CONTENT_KINDS, Op, Program, ProgramResult, digest, pattern
 from vm.target import KernelCrash, Target
 
@@ -38,8 +38,6 @@ ZC_NOTIFIES = {"sendfile2": "sendfile2.zc.notifies", "splice": "splice.zc.notifi
                "sendmsg": "msg_zerocopy.notifies"}
 NONBLOCK_NEVER_BLOCKS = "nonblock.never-blocks"
 PEER_DATA = "transfer.peer-data"
-
-STREAM_PEER_KINDS = ("tcp4", "tcp6", "unix_stream")
 
 
 @dataclass(frozen=True)
@@ -346,7 +344,8 @@ def source_bytes(program: Program, result: ProgramResult, i: int, in_name: str, 
 
 def sent_streams(program: Program, result: ProgramResult) -> dict[str, bytes | None]:
     """What each stream socket's peer should have received (None: cannot be known)."""
-    streams: dict[str, bytearray | None] = {f.name: bytearray() for f in program.fds if f.kind in STREAM_PEER_KINDS}
+    streams: dict[str, bytearray | None] = {f.name: bytearray() for f in program.fds
+                                            if f.kind in STREAM_SOCKET_KINDS}
     pipes: dict[str, bytearray] = {f"{f.name}.r": bytearray() for f in program.fds if f.kind == "pipe"}
     writers = {f"{f.name}.w": f"{f.name}.r" for f in program.fds if f.kind == "pipe"}
     dirty: set[str] = set()  # files a call wrote to: their contents are no longer the pattern

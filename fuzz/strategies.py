@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from fuzz.abi import MAX_RW_COUNT, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, ZEROCOPY_KINDS, Abi
+from fuzz.abi import MAX_RW_COUNT, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, STREAM_SOCKET_KINDS, ZEROCOPY_KINDS, Abi
 from vm.program import BAD_POINTERS, FD_KINDS, Fixture, Op, Program
 
 PAGE = 4096
@@ -21,6 +21,8 @@ PAGE = 4096
 # loopback arrive within microseconds; confirmation runs use a longer settle (campaign.py).
 FUZZ_TIMEOUT_MS = 300
 FUZZ_SETTLE_MS = 20
+
+FILL_BYTES = 4 << 20  # the executor's whole pattern buffer (vm/PROGRAM.md): more than any socket takes
 
 SOURCE = "src"
 SOCKET = "sock"
@@ -152,6 +154,7 @@ class Endpoints:
     all: tuple[str, ...]
     sockets: tuple[str, ...]
     peer_sockets: tuple[str, ...]
+    nonblocking_streams: tuple[str, ...]  # sockets whose send buffer can fill to EAGAIN
     pipe: tuple[str, ...]  # (read end, write end) or ()
     size: int
 
@@ -162,6 +165,7 @@ class Endpoints:
             all=tuple(n for f in fixtures for n in f.fd_names),
             sockets=tuple(f.name for f in fixtures if f.spec.socket),
             peer_sockets=tuple(f.name for f in fixtures if f.kind in PEER_SOCKET_KINDS),
+            nonblocking_streams=tuple(f.name for f in fixtures if f.kind in STREAM_SOCKET_KINDS and f.nonblock),
             pipe=next((f.fd_names for f in fixtures if f.kind == "pipe"), ()),
             size=source.size,
         )
@@ -278,12 +282,21 @@ def zerocopy_rounds(abi: Abi, ends: Endpoints) -> st.SearchStrategy[list[Op]]:
     return st.builds(lambda send, peer, fd: send + peer + [Op.make("drain", fd=fd)], st.one_of(sends), read, sock)
 
 
+def full_buffers(ends: Endpoints) -> st.SearchStrategy[list[Op]]:
+    """The peer stops reading and a non-blocking stream socket's buffers fill: two sends of the
+    whole pattern with MSG_DONTWAIT, the second to see EAGAIN. What follows must not block."""
+    if not ends.nonblocking_streams:
+        return st.nothing()
+    return st.sampled_from(ends.nonblocking_streams).map(
+        lambda fd: [Op.make("sendmsg", fd=fd, len=FILL_BYTES, flags=MSG_DONTWAIT)] * 2)
+
+
 @st.composite
 def programs(draw, abi: Abi, max_ops: int = 8) -> Program:
     """A few calls on the same fixtures, so notification ids and socket state carry across."""
     fixtures = draw(fixture_sets())
     ends = Endpoints.of(fixtures)
-    steps = st.one_of(operations(abi, ends).map(lambda op: [op]), zerocopy_rounds(abi, ends))
+    steps = st.one_of(operations(abi, ends).map(lambda op: [op]), zerocopy_rounds(abi, ends), full_buffers(ends))
     ops = [op for step in draw(st.lists(steps, min_size=1, max_size=max_ops)) for op in step][:max_ops]
     sysno = (("sendfile2", abi.nr_sendfile2),) if abi.has_sendfile2 else ()
     return Program(fds=fixtures, ops=tuple(ops), sysno=sysno, timeout_ms=FUZZ_TIMEOUT_MS,
