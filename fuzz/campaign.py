@@ -226,7 +226,7 @@ class CampaignConfig:
         return self.findings_dir / "examples"
 
 
-def worker_main(config: CampaignConfig, worker: int, deadline_s: float, reports, stop) -> None:
+def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started: float, reports, stop) -> None:
     """One worker process: its own target until the budget is spent or the parent says stop."""
     deadline = time.monotonic() + deadline_s
     try:
@@ -235,7 +235,7 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, reports,
         print(f"zcfuzz: error: {err}", file=sys.stderr)
         sys.exit(err.exit_status)
     with tgt:
-        store = FindingStore(config.findings_dir, tgt.kernel_info())
+        store = FindingStore(config.findings_dir, tgt.kernel_info(), campaign_started=started)
         fuzzer = Fuzzer(tgt, store, config.database_dir, deadline, should_stop=stop.is_set)
         last = time.monotonic()
         round_number = 0
@@ -259,8 +259,9 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
     config.findings_dir.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("fork")
     reports, stop = context.Queue(), context.Event()
-    procs = [context.Process(target=worker_main, args=(config, w, config.budget_s, reports, stop), daemon=True)
-             for w in range(config.workers)]
+    started = time.time()
+    procs = [context.Process(target=worker_main, args=(config, w, config.budget_s, started, reports, stop),
+                             daemon=True) for w in range(config.workers)]
     start = time.monotonic()
     latest: dict[int, Stats] = {}
     for proc in procs:
@@ -321,18 +322,28 @@ def print_progress(out, elapsed: float, latest: dict[int, Stats], findings_dir: 
 
 def replay(folder: Path, target_spec: str, **target_options) -> tuple[bool, str]:
     """Run a finding's program again: (still fails, what was seen)."""
-    try:
-        finding = json.loads((folder / "finding.json").read_text())
-        program = Program.from_json(json.loads((folder / "program.json").read_text()))
-    except OSError as err:
-        raise UserError(f"{folder} is not a finding folder: {err.strerror}: {err.filename}") from None
-    except ValueError as err:
-        raise UserError(f"{folder}: unreadable finding: {err}") from None
+    return next(replay_each([folder], target_spec, **target_options))[1:]
+
+
+def replay_each(folders: list[Path], target_spec: str, **target_options):
+    """(folder, still fails, what was seen) for each finding, all on one target."""
+    loaded = []
+    for folder in folders:
+        try:
+            finding = json.loads((folder / "finding.json").read_text())
+            program = Program.from_json(json.loads((folder / "program.json").read_text()))
+        except OSError as err:
+            raise UserError(f"{folder} is not a finding folder: {err.strerror}: {err.filename}") from None
+        except ValueError as err:
+            raise UserError(f"{folder}: unreadable finding: {err}") from None
+        loaded.append((folder, finding, program))
     with open_target(target_spec, **target_options) as tgt:
         info = tgt.kernel_info()
-        program = confirmation_program(with_target_sysno(program, info))
-        verdict = judge(tgt, program, Abi.from_kernel_info(info), info)
-    same = [v for v in verdict.violations if v.key == finding["key"]]
-    if same:
-        return True, same[0].message
-    return False, "; ".join(v.message for v in verdict.violations) or "clean"
+        for folder, finding, program in loaded:
+            program = confirmation_program(with_target_sysno(program, info))
+            verdict = judge(tgt, program, Abi.from_kernel_info(info), info)
+            same = [v for v in verdict.violations if v.key == finding["key"]]
+            if same:
+                yield folder, True, same[0].message
+            else:
+                yield folder, False, "; ".join(v.message for v in verdict.violations) or "clean"

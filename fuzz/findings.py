@@ -44,10 +44,11 @@ def write_atomic(path: Path, text: str) -> None:
 class FindingStore:
     """The findings folder of a campaign, shared by its workers."""
 
-    def __init__(self, root: Path, kernel_info: dict):
+    def __init__(self, root: Path, kernel_info: dict, campaign_started: float | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.kernel_info = kernel_info
+        self.campaign_started = campaign_started  # time.time() when the campaign began
 
     def folder(self, key: str) -> Path:
         return self.root / folder_name(key)
@@ -55,11 +56,26 @@ class FindingStore:
     def known(self, key: str) -> bool:
         return (self.folder(key) / "finding.json").is_file()
 
-    def recorded_size(self, key: str) -> tuple[int, int, int] | None:
+    def recorded(self, key: str) -> dict | None:
         try:
-            document = json.loads((self.folder(key) / "finding.json").read_text())
-            return tuple(document["size"])
-        except (OSError, ValueError, KeyError):
+            return json.loads((self.folder(key) / "finding.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def recorded_size(self, key: str) -> tuple[int, int, int] | None:
+        document = self.recorded(key)
+        return tuple(document["size"]) if document and "size" in document else None
+
+    def findings(self) -> list[dict]:
+        """Every finding's document, in the order they were found."""
+        docs = [doc for doc in (self.recorded_path(path) for path in self.root.glob("*/finding.json")) if doc]
+        return sorted(docs, key=lambda d: (d.get("found", ""), d.get("key", "")))
+
+    @staticmethod
+    def recorded_path(path: Path) -> dict | None:
+        try:
+            return dict(json.loads(path.read_text()), folder=path.parent.name)
+        except (OSError, ValueError):
             return None
 
     def keys(self) -> list[str]:
@@ -77,7 +93,8 @@ class FindingStore:
         recorded = self.recorded_size(violation.key)
         if recorded is not None and recorded <= size:
             return False
-        files = self.files(violation, program, console)
+        first = (self.recorded(violation.key) or {}) if recorded is not None else {}
+        files = self.files(violation, program, console, first)
         if recorded is None and self._create(violation.key, files):
             return True
         folder = self.folder(violation.key)
@@ -99,8 +116,12 @@ class FindingStore:
             staging.rmdir()
             return False
 
-    def files(self, violation: Violation, program: Program, console: str) -> dict[str, str]:
-        """The folder's contents, `finding.json` last (dicts keep order: writes follow it)."""
+    def files(self, violation: Violation, program: Program, console: str, first: dict) -> dict[str, str]:
+        """The folder's contents, `finding.json` last (dicts keep order: writes follow it).
+        `first` is the finding as first recorded (empty when new): when it was found stays."""
+        now = time.time()
+        found_after = first.get("found_after_s", round(now - self.campaign_started, 1)
+                                if self.campaign_started is not None else None)
         info = self.kernel_info
         nr = info.get("nr_sendfile2")
         title = violation.clause_id if violation.oracle == "health" else f"{violation.oracle}: {violation.clause_id}"
@@ -122,6 +143,8 @@ class FindingStore:
             "kernel": info.get("base_version", ""),
             "program": program.to_json(),
             "size": list(program_size(program)),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "found": first.get("found", time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))),
+            "found_after_s": found_after,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
         }, indent=2) + "\n"
         return files
