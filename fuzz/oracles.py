@@ -499,7 +499,9 @@ def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verd
     except KernelCrash as crash:
         verdict.crash = crash
         verdict.violations = health(crash)
-        return verdict
+        if crash.result is None:
+            return verdict
+        verdict.result = crash.result  # a WARNING: the kernel went on, so its answers still count
     result = verdict.result
     verdict.violations += errno_violations(program, result, kernel_info, verdict.reached)
     verdict.violations += accounting(program, result, abi)
@@ -512,9 +514,11 @@ def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verd
         try:
             verdict.twin_result = target.run(twin_program)
         except KernelCrash as crash:
-            verdict.crash = crash
-            verdict.violations += health(crash)
-            return verdict
+            verdict.crash = verdict.crash or crash
+            verdict.violations += [v for v in health(crash) if v not in verdict.violations]
+            if crash.result is None:
+                return verdict
+            verdict.twin_result = crash.result
         verdict.violations += parity(program, result, verdict.twin_result, replaced)
         verdict.reached |= {f"parity.{clause}" for clause in replaced.values()}
     return verdict

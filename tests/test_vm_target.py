@@ -67,7 +67,6 @@ def test_base_kernel_has_no_sendfile2(base_target):
 @pytest.mark.parametrize(
     "crash, title",
     [
-        ("WARNING", "WARNING in lkdtm_WARNING"),
         ("BUG", "kernel BUG in lkdtm_BUG"),
         ("EXCEPTION", "general protection fault in lkdtm_EXCEPTION"),
         ("PANIC", "kernel panic: dumptest"),
@@ -88,13 +87,50 @@ def test_a_crash_is_titled_and_the_next_program_gets_a_fresh_boot(base_target, c
 
 
 def test_the_same_crash_gets_the_same_title_on_every_boot(base_target):
-    crashing = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "WARNING"}]})
+    crashing = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "BUG"}]})
     titles = set()
     for _ in range(2):
         with pytest.raises(KernelCrash) as caught:
             base_target.run(crashing)
         titles.add(caught.value.title)
-    assert titles == {"WARNING in lkdtm_WARNING"}
+    assert titles == {"kernel BUG in lkdtm_BUG"}
+
+
+def test_after_a_crash_the_next_program_runs_on_a_spare_guest_booted_meanwhile(base_target):
+    crashing = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "BUG"}]})
+    with pytest.raises(KernelCrash):
+        base_target.run(crashing)
+    base_target.run(Program.from_json(SENDFILE_TO_TCP))
+    assert base_target.spare is not None and base_target.spare.ready()
+    spare = base_target.spare.guest
+    with pytest.raises(KernelCrash):
+        base_target.run(crashing)
+    assert base_target.run(Program.from_json(SENDFILE_TO_TCP)).ret(0) == 512
+    assert base_target.guest is spare
+
+
+@pytest.mark.parametrize(
+    "crash, title",
+    [
+        ("WARNING", "WARNING in lkdtm_WARNING"),
+        # refcount_t warns once per boot (WARN_ONCE): the executor re-arms it after each program.
+        ("REFCOUNT_DEC_ZERO", "WARNING: refcount bug in lkdtm_REFCOUNT_DEC_ZERO"),
+    ],
+)
+def test_a_warning_is_titled_every_time_and_the_guest_goes_on(base_target, crash, title):
+    base_target.run(Program.from_json(SENDFILE_TO_TCP))
+    boots = len(base_target.boots)
+    warning = Program.from_json({"fds": [{"name": "src", "kind": "file", "size": 4096}],
+                                 "ops": [{"op": "lkdtm", "crash": crash}, {"op": "close", "fd": "src"}]})
+    for _ in range(2):
+        with pytest.raises(KernelCrash) as caught:
+            base_target.run(warning)
+        assert caught.value.title == title
+        assert caught.value.result is not None and caught.value.result.warnings >= 1
+        assert caught.value.result.ret(1) == 0  # the op after the WARNING still ran
+        assert caught.value.report.strip().splitlines()[0] in caught.value.console
+    assert base_target.run(Program.from_json(SENDFILE_TO_TCP)).ret(0) == 512
+    assert len(base_target.boots) == boots
 
 
 def test_boot_is_timed_and_accelerator_chosen_by_probe(base_target):

@@ -438,15 +438,16 @@ class ProgramResult:
     final: dict
     fixture_errors: list[dict]
     reused: list[str] = field(default_factory=list)  # fixtures kept from an earlier program
+    warnings: int = 0  # kernel WARNINGs printed while the program ran (guests only)
 
     @classmethod
     def from_json(cls, obj: dict) -> "ProgramResult":
         return cls(ops=obj["ops"], final=obj["final"], fixture_errors=obj.get("fixture_errors", []),
-                   reused=obj.get("reused", []))
+                   reused=obj.get("reused", []), warnings=obj.get("warnings", 0))
 
     def to_json(self) -> dict:
-        return {"ops": self.ops, "final": self.final, "fixture_errors": self.fixture_errors,
-                "reused": self.reused}
+        out = {"ops": self.ops, "final": self.final, "fixture_errors": self.fixture_errors, "reused": self.reused}
+        return dict(out, warnings=self.warnings) if self.warnings else out
 
     def ret(self, i: int) -> int:
         return self.ops[i]["ret"]

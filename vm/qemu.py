@@ -2,9 +2,13 @@
 
 The guest is a bzImage and a small initramfs whose only program is the static executor. Programs
 and results travel over a virtio-serial port named `zcfuzz`; the kernel console (ttyS0) is read
-live into a log. The guest panics on any oops, WARNING, KASAN report or hung task, so a crash
+live into a log. The guest panics on any oops, KASAN report, hung task or soft lockup, so a crash
 ends the QEMU process; the console then names it (vm.triage) and the next program gets a fresh
-boot. QEMU runs with PR_SET_PDEATHSIG so it never outlives zcfuzz.
+boot; from a target's first crash on, a spare guest boots in the background, so a crash costs
+the time to notice it rather than a boot. A WARNING does not panic it: the executor counts the WARNINGs each program printed, the
+program is reported with the WARNING's title and its result, and the guest serves the next one,
+so a known WARNING hit by most programs does not cost a reboot each. QEMU runs with
+PR_SET_PDEATHSIG so it never outlives zcfuzz.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ QEMU = "qemu-system-x86_64"
 READY_LINE = b"zcfuzz-executor ready"
 GUEST_MEMORY_MB = 1024
 QEMU_RSS_LIMIT = (GUEST_MEMORY_MB + 768) * 1024 * 1024
-# Every bug report panics the guest: the QEMU process exiting is the crash signal.
+# Every bug report but a WARNING panics the guest: the QEMU process exiting is the crash signal.
+# WARNINGs are counted by the executor (/sys/kernel/warn_count) and leave the kernel running.
 KERNEL_CMDLINE = (
-    "console=ttyS0 loglevel=5 printk.time=1 panic=-1 oops=panic panic_on_warn=1 "
+    "console=ttyS0 loglevel=5 printk.time=1 panic=-1 oops=panic "
     "hung_task_panic=1 softlockup_panic=1 kasan.fault=panic rdinit=/init "
     # Boot speed under TCG: ACPI probing and the W+X page-table walk (rodata) cost seconds,
     # and a guest needs no side-channel mitigations.
@@ -45,6 +50,8 @@ BOOT_TIMEOUT_S = 60.0
 # CONFIG_DEFAULT_HUNG_TASK_TIMEOUT is 20 s and khungtaskd checks as often: a hang is reported
 # 20 to 40 s after it starts.
 HUNG_TASK_GRACE_S = 45.0
+WARNING_REPORT_END = "---[ end trace"
+WARNING_REPORT_WAIT_S = 5.0
 PROBE_TIMEOUT_S = 15.0
 BOOT_ATTEMPTS = 2
 PR_SET_PDEATHSIG = 1
@@ -140,8 +147,12 @@ class GuestError(Exception):
 class Guest:
     """One QEMU process: boot, a connected channel to the executor, the console as it arrives."""
 
-    def __init__(self, bzimage: Path, initramfs: Path, accel: str, boot_timeout: float = BOOT_TIMEOUT_S,
+    def __init__(self, bzimage: Path, initramfs: Path, accel: str, boot_timeout: float | None = BOOT_TIMEOUT_S,
                  cmdline_extra: str = ""):
+        """Start QEMU and, unless `boot_timeout` is None, wait for the executor (`wait_ready`).
+
+        QEMU dies with the thread that started it (PR_SET_PDEATHSIG), so a guest booted in the
+        background is started here by a long-lived thread and waited for by another."""
         self.workdir = Path(tempfile.mkdtemp(prefix="zcfuzz-vm-"))
         self.socket_path = self.workdir / "executor.sock"
         self.console_path = self.workdir / "console.log"
@@ -165,8 +176,13 @@ class Guest:
         self.reader.start()
         self.channel: socket.socket | None = None
         self.buffer = b""
+        if boot_timeout is not None:
+            self.wait_ready(boot_timeout)
+
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT_S) -> None:
+        """Connect to the executor and wait for its ready line; GuestError (and closed) if not."""
         try:
-            self._connect(boot_timeout)
+            self._connect(timeout)
             self.boot_seconds = time.monotonic() - self.started
         except BaseException:
             self.close()
@@ -180,9 +196,14 @@ class Guest:
                 with self.console_lock:
                     self.console += chunk
 
-    def console_text(self) -> str:
+    def console_size(self) -> int:
         with self.console_lock:
-            return self.console.decode(errors="replace").replace("\r\n", "\n")
+            return len(self.console)
+
+    def console_text(self, since: int = 0) -> str:
+        """What the console printed from byte `since` (a `console_size()`) on."""
+        with self.console_lock:
+            return self.console[since:].decode(errors="replace").replace("\r\n", "\n")
 
     def _connect(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -267,8 +288,42 @@ def host_timeout_s(program: Program) -> float:
     return HUNG_TASK_GRACE_S + len(program.ops) * program.timeout_ms / 1000 + program.settle_ms / 1000
 
 
+class SpareGuest:
+    """A guest booting in the background, taken when the running one dies."""
+
+    def __init__(self, guest: Guest):
+        self.booting = guest
+        self.guest: Guest | None = guest
+        self.thread = threading.Thread(target=self._wait, daemon=True)
+        self.thread.start()
+
+    def _wait(self) -> None:
+        try:
+            self.guest.wait_ready()
+        except GuestError:
+            self.guest = None  # the caller boots one itself, with its own retry and message
+
+    def ready(self) -> bool:
+        """Wait for the boot to end; True when the guest came up."""
+        self.thread.join(BOOT_TIMEOUT_S + 5)
+        return self.guest is not None
+
+    def take(self) -> "Guest | None":
+        """The booted guest (waiting for it if need be), or None when it did not come up."""
+        self.ready()
+        guest, self.guest = self.guest, None
+        return guest
+
+    def close(self) -> None:
+        """Stop it, booted or not (a boot cut short ends its waiting thread at once)."""
+        self.booting.close()
+        self.thread.join(5)
+        self.guest = None
+
+
 class VmTarget(Target):
-    """Programs run in a guest booted on a revision; a crash costs that program a reboot."""
+    """Programs run in a guest booted on a revision; a crash costs that program a reboot, which
+    a spare guest booted in the background after the first crash hides."""
 
     def __init__(self, rev: str, source: str | None = None, config: list[str] | None = None,
                  accel: str = "auto", build: bool = True):
@@ -282,6 +337,7 @@ class VmTarget(Target):
         self.initramfs = initramfs_for(executor_binary())
         self.accel = choose_accel(accel, self.bzimage, self.initramfs)
         self.guest: Guest | None = None
+        self.spare: SpareGuest | None = None
         self.boots: list[float] = []
 
     def kernel_info(self) -> dict:
@@ -291,11 +347,16 @@ class VmTarget(Target):
         """A guest ready for programs. A boot that fails before any program ran is tried again
         once: under a loaded TCG host early boot occasionally trips over itself, and that is no
         program's finding."""
+        if self.guest is None and self.spare is not None:
+            self.guest = self.spare.take()
+            self.spare = SpareGuest(self._new_guest(wait=False))
+            if self.guest is not None:
+                self.boots.append(self.guest.boot_seconds)
         for attempt in range(BOOT_ATTEMPTS):
             if self.guest is not None:
                 break
             try:
-                self.guest = Guest(self.bzimage, self.initramfs, self.accel)
+                self.guest = self._new_guest()
                 self.boots.append(self.guest.boot_seconds)
             except GuestError as err:
                 if attempt + 1 < BOOT_ATTEMPTS:
@@ -306,20 +367,40 @@ class VmTarget(Target):
                 raise UserError(f"guest on {self.name} did not boot: {err}; run 'zcfuzz vm shell --rev {self.rev}'")
         return self.guest
 
+    def _new_guest(self, wait: bool = True) -> Guest:
+        return Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=BOOT_TIMEOUT_S if wait else None)
+
     def run(self, program: Program) -> ProgramResult:
         guest = self.boot()
-        console_mark = len(guest.console_text())
+        console_mark = guest.console_size()
         guest.send(program.encode().encode())
         line = guest.read_line(time.monotonic() + host_timeout_s(program))
         if line is not None:
             try:
-                return decode_reply(line.decode(errors="replace"))
+                result = decode_reply(line.decode(errors="replace"))
             except ExecutorError:
                 # The executor's child died under the program: the kernel killed it, and the
                 # console says why (or the guest is about to panic and say so).
                 if not b'"executor_died"' in line:
                     raise
+            else:
+                if result.warnings:
+                    raise self._warning(program, result, console_mark)
+                return result
         raise self._crash(program, console_mark)
+
+    def _warning(self, program: Program, result: ProgramResult, console_mark: int) -> KernelCrash:
+        """The kernel printed a WARNING under `program` and went on: name it, keep the guest."""
+        guest = self.guest
+        deadline = time.monotonic() + WARNING_REPORT_WAIT_S
+        printed = guest.console_text(console_mark)
+        while WARNING_REPORT_END not in printed and time.monotonic() < deadline:
+            time.sleep(0.01)
+            printed = guest.console_text(console_mark)
+        report = triage.parse(printed)
+        title = report.title if report is not None else "WARNING: report unreadable on the console"
+        text = report.report if report is not None else printed[-4000:]
+        return KernelCrash(title, text, program, printed, result=result)
 
     def _crash(self, program: Program, console_mark: int) -> KernelCrash:
         """The guest died or went silent under `program`: name it from the console, then reboot."""
@@ -332,8 +413,10 @@ class VmTarget(Target):
         alive = guest.process.poll() is None
         guest.close()
         self.guest = None
+        if self.spare is None:
+            self.spare = SpareGuest(self._new_guest(wait=False))  # a target that crashed once will again
         console = guest.console_text()
-        report = triage.parse(console[console_mark:]) or triage.parse(console)
+        report = triage.parse(guest.console_text(console_mark)) or triage.parse(console)
         if report is not None:
             return KernelCrash(report.title, report.report, program, console)
         title = triage.NO_OUTPUT_TITLE if alive else triage.LOST_CONNECTION_TITLE
@@ -343,6 +426,9 @@ class VmTarget(Target):
         if self.guest is not None:
             self.guest.close()
             self.guest = None
+        if self.spare is not None:
+            self.spare.close()
+            self.spare = None
 
 
 def shell(rev: str, source: str | None = None, config: list[str] | None = None, accel: str = "auto") -> int:

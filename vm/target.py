@@ -1,7 +1,7 @@
 """The one small interface every place that runs programs goes through.
 
 A target runs a `Program` and returns a `ProgramResult`, or raises `KernelCrash` when the kernel
-under it crashed or hung while the program ran. `host` runs the executor as a local subprocess on
+under it crashed, hung or printed a bug report while the program ran. `host` runs the executor as a local subprocess on
 the running kernel; `vm:REV` boots a QEMU guest on a built revision (vm.qemu).
 """
 
@@ -19,13 +19,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class KernelCrash(Exception):
-    """The kernel crashed, hung or printed a bug report while `program` ran."""
+    """The kernel crashed, hung or printed a bug report while `program` ran.
+
+    `result` is the program's result when the kernel went on after the report (a WARNING), so
+    the other oracles can still judge it; None when the kernel died under the program.
+    """
 
     title: str
     report: str
     program: "Program | None" = None
     console: str = ""
     extra: dict = field(default_factory=dict)
+    result: "ProgramResult | None" = None
 
     def __str__(self) -> str:
         return self.title

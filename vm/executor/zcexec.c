@@ -1654,6 +1654,42 @@ static void handle_request(char *line, struct out *o)
 	out_error_reply(o, "unknown request: expected 'program ...', 'c-loop N [WORKLOAD]' or 'ping'");
 }
 
+/* The kernel's count of WARNINGs printed since boot, or -1 where sysfs does not say. */
+static long warn_count(void)
+{
+	char buf[32];
+	int fd = open("/sys/kernel/warn_count", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* A guest survives WARNINGs (panic_on_warn=0) so that a known one does not cost a reboot per
+ * program: say in the reply how many the request printed, and re-arm every WARN_ONCE so the
+ * next program that hits the same one prints it again. */
+static void note_warnings(long before, struct out *o)
+{
+	long after = warn_count();
+	int fd;
+
+	if (before < 0 || after <= before || o->len < 2 || o->buf[o->len - 2] != '}')
+		return;
+	o->len -= 2;
+	out_printf(o, ", \"warnings\": %ld}\n", after - before);
+	fd = open("/sys/kernel/debug/clear_warn_once", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		write_all(fd, "1", 1);
+		close(fd);
+	}
+}
+
 static void serve(int in_fd, int out_fd, int retry_eof)
 {
 	struct line_reader lr = {.fd = in_fd};
@@ -1666,11 +1702,14 @@ static void serve(int in_fd, int out_fd, int retry_eof)
 			out_error_reply(&o, "request longer than %d bytes", MAX_LINE);
 			lr.oversized = 0;
 		} else {
+			long warnings = in_flight ? warn_count() : -1;
+
 			if (in_flight)
 				*in_flight = 1;
 			handle_request(line, &o);
 			if (in_flight)
 				*in_flight = 0;
+			note_warnings(warnings, &o);
 		}
 		memmove(lr.buf, lr.buf + consumed, lr.len - consumed);
 		lr.len -= consumed;
