@@ -449,7 +449,6 @@ DRAIN = {"op": "drain", "fd": "sock", "wait_ms": WAIT_MS}
 
 
 def _zc_rows(clause: str, abi: Abi) -> list[Row]:
-    zc = abi.sendfile_zc
     if clause == "ZC-SO-ZEROCOPY-NOT-REQUIRED":
         return [Row("SO_ZEROCOPY off, sendfile2(SENDFILE_ZC) 4096 bytes, then SO_ZEROCOPY on and "
                     "sendmsg(MSG_ZEROCOPY)", "the sendmsg is notified as id 1: sendfile2 took id 0",

@@ -243,7 +243,7 @@ def _sendfile(state: _State, args: dict, kernel_info: dict, zc: bool) -> frozens
         pos = 0  # the executor's read-only page holds zeros; put_user then fails
     try:
         result = _do_sendfile(state, in_fd, out, given, pos, count, zc)
-    except _Err as err:
+    except _Err:
         if readonly:
             raise _Err(EFAULT) from None
         raise

@@ -57,10 +57,7 @@ class FindingStore:
         return (self.folder(key) / "finding.json").is_file()
 
     def recorded(self, key: str) -> dict | None:
-        try:
-            return json.loads((self.folder(key) / "finding.json").read_text())
-        except (OSError, ValueError):
-            return None
+        return self.read(self.folder(key) / "finding.json")
 
     def recorded_size(self, key: str) -> tuple[int, int, int] | None:
         document = self.recorded(key)
@@ -68,24 +65,19 @@ class FindingStore:
 
     def findings(self) -> list[dict]:
         """Every finding's document, in the order they were found."""
-        docs = [doc for doc in (self.recorded_path(path) for path in self.root.glob("*/finding.json")) if doc]
+        docs = [doc for doc in map(self.read, self.root.glob("*/finding.json")) if doc]
         return sorted(docs, key=lambda d: (d.get("found", ""), d.get("key", "")))
 
     @staticmethod
-    def recorded_path(path: Path) -> dict | None:
+    def read(path: Path) -> dict | None:
+        """A finding.json with the name of its folder; None if it cannot be read (yet)."""
         try:
             return dict(json.loads(path.read_text()), folder=path.parent.name)
         except (OSError, ValueError):
             return None
 
     def keys(self) -> list[str]:
-        out = []
-        for path in sorted(self.root.glob("*/finding.json")):
-            try:
-                out.append(json.loads(path.read_text())["key"])
-            except (OSError, ValueError, KeyError):
-                continue
-        return out
+        return [doc["key"] for doc in self.findings() if "key" in doc]
 
     def record(self, violation: Violation, program: Program, console: str = "") -> bool:
         """Write the finding if it is new or `program` is smaller than the one on disk."""

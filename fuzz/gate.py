@@ -12,7 +12,6 @@ the CI job moves its baseline forward.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -76,12 +75,7 @@ def target_options(source: str | None) -> dict:
 def read_findings(folder: Path) -> dict[str, dict]:
     from fuzz.findings import FindingStore
 
-    store = FindingStore(folder, {})
-    found = {}
-    for key in store.keys():
-        document = json.loads((store.folder(key) / "finding.json").read_text())
-        found[key] = {**document, "folder": str(store.folder(key))}
-    return found
+    return {doc["key"]: {**doc, "folder": str(folder / doc["folder"])} for doc in FindingStore(folder, {}).findings()}
 
 
 def fails_on(finding: dict, target_spec: str, options: dict) -> bool:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fuzz.campaign import CampaignConfig, Fuzzer, parse_budget, replay, run_campaign
+from fuzz.campaign import CampaignConfig, Fuzzer, parse_budget, run_campaign
 from fuzz.findings import FindingStore
 from vm.program import ProgramResult
 from vm.target import KernelCrash, Target

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conformance.spec import CLAUSE_BY_ID, CLAUSES
-from conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED
+from conformance.suite import ERROR, FAIL, PASS, UNSUPPORTED
 from fuzz.mutants import (CONFORMANCE, FUZZ, Kill, Mutant, clause_order, first_regression, load_mutants,
                           materialise, matrix_markdown, matrix_text, read_mutant, score_line)
 from tests.test_gate import assert_one_line_error, zcfuzz
