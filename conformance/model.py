@@ -22,6 +22,7 @@ from vm.program import BAD_POINTERS, Program
 
 SSIZE_MAX = (1 << 63) - 1
 LOFF_MAX = (1 << 63) - 1
+MOVED_POSITION_MAX = 1 << 40  # further than any program of ours moves a file position
 PIPE_SLOTS = 16
 PAGE_SIZE = 4096
 UINT_MASK = 0xFFFFFFFF
@@ -173,11 +174,22 @@ def _offset(value: Any) -> tuple[bool, int | None]:
     return True, value
 
 
-def _verify_area(count: int, pos: int | None) -> None:
-    """rw_verify_area: EINVAL for a negative count or position, or one that wraps."""
+def _verify_area(state: _State, fd: _Fd, count: int, pos: int | None) -> None:
+    """rw_verify_area: EINVAL for a negative count or position, or one that wraps.
+
+    `pos` None: the call starts at the file's position (do_sendfile and do_splice check that
+    too), 0 until an earlier op may have moved it. No op moves it past MOVED_POSITION_MAX, so
+    an unknown position only matters for counts that could wrap from there."""
     if count > SSIZE_MAX:
         raise _Err(EINVAL)
-    if pos is not None and (pos < 0 or pos + count > LOFF_MAX):
+    if pos is None:
+        if fd.name not in state.pos_moved:
+            pos = 0
+        elif count > LOFF_MAX - MOVED_POSITION_MAX:
+            raise _Unknown
+        else:
+            return
+    if pos < 0 or pos + count > LOFF_MAX:
         raise _Err(EINVAL)
 
 
@@ -256,7 +268,7 @@ def _do_sendfile(state: _State, in_fd: _Fd, out: _Fd, given: bool, pos: int | No
         raise _Err(EBADF)
     if given and not in_fd.traits.pread:
         raise _Err(ESPIPE)
-    _verify_area(count, pos)
+    _verify_area(state, in_fd, count, pos)
     count = min(count, MAX_RW_COUNT)
     if not out.traits.valid or not out.traits.write:
         raise _Err(EBADF)
@@ -333,7 +345,7 @@ def _splice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
             raise _Err(EINVAL)
         if out.traits.append:
             raise _Err(EINVAL)
-        _verify_area(length, off_out)
+        _verify_area(state, out, length, off_out)
         if not out.traits.splice_write:
             raise _Err(EINVAL)
         _pipe_data(state, in_fd, nonblock or in_fd.nonblock)
@@ -344,7 +356,7 @@ def _splice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
     elif out_pipe:
         if off_in_given and not in_fd.traits.pread:
             raise _Err(EINVAL)
-        _verify_area(length, off_in)
+        _verify_area(state, in_fd, length, off_in)
         _pipe_space(state, out, nonblock or out.nonblock)
         if not in_fd.traits.splice_read:
             raise _Err(EINVAL)

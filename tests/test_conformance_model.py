@@ -51,6 +51,21 @@ CASES = (  # condition, fds, op, kernel, expected errnos
 )
 
 
+HUGE = (1 << 63) - 1
+SPLICE_HUGE = {"op": "splice", "in": "src", "off_in": None, "out": "p.w", "off_out": None, "len": HUGE, "flags": 0}
+MOVE_POSITION = {"op": "sendfile64", "out": "p.w", "in": "src", "offset": None, "count": 1}
+
+
+@pytest.mark.parametrize("ops, expected", [
+    ([SPLICE_HUGE], frozenset({0})),  # position 0: 0 + LOFF_MAX does not wrap
+    ([MOVE_POSITION, SPLICE_HUGE], None),  # an unknown position: it may wrap (EINVAL) or not
+    ([MOVE_POSITION, dict(SPLICE_HUGE, len=4096)], frozenset({0})),  # too small a count to wrap
+], ids=["unmoved", "moved", "moved-small"])
+def test_a_call_without_offset_checks_the_file_position_with_its_count(ops, expected):
+    program = {"fds": [SRC, {"name": "p", "kind": "pipe"}], "ops": ops}
+    assert expected_errno(program, len(ops) - 1, KERNELS["unpatched"]) == expected
+
+
 @pytest.mark.parametrize("condition, fds, op, kernel, expected", CASES, ids=[c[0] for c in CASES])
 def test_model_on_single_calls(condition, fds, op, kernel, expected):
     info = KERNELS[kernel]
