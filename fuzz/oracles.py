@@ -288,17 +288,23 @@ PARITY_FIELDS = ("ret", "errno", "timed_out", "offset_after", "in_pos_after", "o
 def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
            replaced: dict[int, str]) -> list[Violation]:
     """The first place where the program and its sendfile64 twin part ways, if any."""
+    filled = False  # a call other than the compared ones met a full buffer
     for i, op in enumerate(program.ops):
         if op.op == "drain":
             continue
         ours, theirs = result.ops[i], twin_result.ops[i]
         if ours.get("timed_out") and theirs.get("timed_out"):
             return []  # both interrupted by the op timeout: how far each got is timing, not ABI
+        if i not in replaced and (met_full_buffer(program, op, ours) or met_full_buffer(program, op, theirs)):
+            filled = True
+            continue  # how much a full socket took is timing, not ABI
         for name in PARITY_FIELDS:
             if ours.get(name) != theirs.get(name):
                 cause = max((j for j in replaced if j <= i), default=min(replaced))
                 return [Violation("parity", replaced[cause], i, f"ops[{i}] {op.op}: {name} {ours.get(name)} "
                                   f"where the sendfile64 twin gives {theirs.get(name)}")]
+    if filled:
+        return []  # the peers' byte counts carry the timing of the full buffers
     sources = {dict(op.args).get("in") for op in program.ops}
     if any(dict(op.args).get("out") in sources and op.op != "drain" for op in program.ops):
         # A file sent and then written: pages sent by reference may show the new bytes until
@@ -417,6 +423,14 @@ def errno_clause(op: str, accepted: frozenset[int]) -> str:
     """`sendfile2.errno.EINVAL`: the op and what the model accepts, as a stable clause id."""
     names = sorted(errno_name(e) for e in accepted)
     return f"{op}.errno.{'|'.join(names)}"
+
+
+def met_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
+    """A non-blocking call that met a full buffer: EAGAIN, or a send that took less than given."""
+    if not must_not_block(program, op):
+        return False
+    short_send = op.op == "sendmsg" and 0 <= op_result.get("ret", -1) < op["len"]
+    return op_result.get("errno") == errno_module.EAGAIN or short_send
 
 
 def must_not_block(program: Program, op: Op) -> bool:

@@ -7,7 +7,7 @@ from errno import EAGAIN, EINVAL, EINTR
 import pytest
 
 from fuzz import oracles
-from fuzz.abi import MSG_ZEROCOPY, Abi
+from fuzz.abi import MSG_DONTWAIT, MSG_ZEROCOPY, Abi
 from vm.program import Program, ProgramResult, digest, pattern
 
 ABI = Abi(nr_sendfile2=467, sendfile_default=1, sendfile_zc=2, splice_zc=0x10, revision="v2")
@@ -131,6 +131,17 @@ def test_parity_leaves_calls_with_their_own_rules_alone(flags, sock):
     prog = Program.from_json({**program(sendfile2(flags=flags)).to_json(),
                               "fds": [{"name": "src", "kind": "file"}, {"name": "sock", "kind": sock}]})
     assert oracles.parity_twin(prog, ABI) is None
+
+
+def test_parity_leaves_out_how_much_a_full_socket_took():
+    fill = {"op": "sendmsg", "fd": "sock", "len": 4 << 20, "flags": MSG_DONTWAIT}
+    prog = program(fill, fill, sendfile2(flags=0), nonblock=True)
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    ours = result(done(2672640), done(-1, EAGAIN), done(-1, EAGAIN))
+    theirs = result(done(2673024), done(-1, EAGAIN), done(-1, EAGAIN))
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+    blocked = result(done(2672640), done(-1, EAGAIN), done(-1, EINTR, timed_out=True))
+    assert [v.clause_id for v in oracles.parity(prog, blocked, theirs, replaced)] == ["sendfile2.parity.flags0"]
 
 
 def test_parity_needs_sendfile2():
