@@ -1,9 +1,10 @@
 """Fuzzing campaigns: N workers, each with its own target, sharing findings and examples.
 
 A worker runs Hypothesis in rounds over `programs(abi)` and judges each program with every
-oracle. A violation with a new key (crash title, or oracle and clause) is confirmed by a second
-run, written at once, then raised so that Hypothesis shrinks it; each smaller failing program
-replaces the recorded one, so the folder always holds the smallest seen. Keys recorded before a
+oracle. A violation with a new key (crash title, or oracle and clause) is confirmed by more
+runs, written at once, then raised so that Hypothesis shrinks it; each smaller program that
+fails again on confirmation replaces the recorded one, so the folder always holds the smallest
+reproducer seen. Keys recorded before a
 round do not fail it: the campaign keeps generating after a finding. The example database
 keeps failing examples and target scores, so a campaign stopped mid-shrink resumes there.
 """
@@ -35,6 +36,7 @@ from vm.program import ExecutorError, Program
 from vm.target import Target, open_target
 
 CONFIRM_SETTLE_MS = 1000  # a confirmation waits this long for late completions
+CONFIRM_RUNS = 2
 PROGRESS_INTERVAL_S = 1.0
 _BUDGET = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)\Z")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -148,8 +150,7 @@ class Fuzzer:
                     raise BudgetSpent
                 verdict = self.judge(candidate)
                 same = [v for v in verdict.violations if v.key == key] if verdict else []
-                if same:
-                    self.store.record(same[0], candidate, self.console(verdict))
+                if same and self.keep_if_smaller(same[0], candidate, verdict):
                     program, improved = candidate, True
                     break
 
@@ -162,15 +163,24 @@ class Fuzzer:
         hypothesis_target(float(len(verdict.reached)), label="clauses reached")
         for violation in verdict.violations:
             if violation.key in self.settled:
-                self.store.record(violation, program, self.console(verdict))  # keep the smallest
+                self.keep_if_smaller(violation, program, verdict)
                 continue
             if violation.key not in self.found:
                 if not self.confirmed(program, violation):
                     self.stats.unconfirmed += 1
                     continue
                 self.found.add(violation.key)
-            self.store.record(violation, program, self.console(verdict))
+                self.store.record(violation, program, self.console(verdict))
+            else:
+                self.keep_if_smaller(violation, program, verdict)
             raise finding_error(violation.key)(violation.message)
+
+    def keep_if_smaller(self, violation: Violation, program: Program, verdict: Verdict) -> bool:
+        """Record `program` for the violation's key if it is smaller than the recorded one and
+        fails again: a smaller program that fails only now and then is no reproducer."""
+        if not self.store.is_smaller(violation.key, program) or not self.confirmed(program, violation):
+            return False
+        return self.store.record(violation, program, self.console(verdict))
 
     def judge(self, program: Program) -> Verdict | None:
         try:
@@ -185,9 +195,13 @@ class Fuzzer:
         return verdict
 
     def confirmed(self, program: Program, violation: Violation) -> bool:
-        """The violation comes back on a second run that waits longer for completions."""
-        again = self.judge(confirmation_program(program))
-        return again is not None and any(v.key == violation.key for v in again.violations)
+        """The violation comes back on each of CONFIRM_RUNS more runs that wait longer for
+        completions: a slow kernel is not a lossy one, and a race won once is no reproducer."""
+        for _ in range(CONFIRM_RUNS):
+            again = self.judge(confirmation_program(program))
+            if again is None or not any(v.key == violation.key for v in again.violations):
+                return False
+        return True
 
     @staticmethod
     def console(verdict: Verdict) -> str:

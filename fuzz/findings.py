@@ -79,15 +79,18 @@ class FindingStore:
     def keys(self) -> list[str]:
         return [doc["key"] for doc in self.findings() if "key" in doc]
 
+    def is_smaller(self, key: str, program: Program) -> bool:
+        """No finding has this key yet, or `program` is smaller than the one on disk."""
+        recorded = self.recorded_size(key)
+        return recorded is None or program_size(program) < recorded
+
     def record(self, violation: Violation, program: Program, console: str = "") -> bool:
         """Write the finding if it is new or `program` is smaller than the one on disk."""
-        size = program_size(program)
-        recorded = self.recorded_size(violation.key)
-        if recorded is not None and recorded <= size:
+        if not self.is_smaller(violation.key, program):
             return False
-        first = (self.recorded(violation.key) or {}) if recorded is not None else {}
+        first = self.recorded(violation.key) or {}
         files = self.files(violation, program, console, first)
-        if recorded is None and self._create(violation.key, files):
+        if not first and self._create(violation.key, files):
             return True
         folder = self.folder(violation.key)
         for name, text in files.items():
