@@ -436,8 +436,10 @@ def _zc_sock(zerocopy: bool = True, kind: str = "tcp4") -> dict:
     return fd("sock", kind, zerocopy=zerocopy)
 
 
-def _sf2_zc(abi: Abi, offset: int | None, count: int, out: str = "sock") -> dict:
-    return {"op": "sendfile2", "out": out, "in": "src", "offset": offset, "count": count, "flags": abi.sendfile_zc}
+def _sf2_zc(abi: Abi, offset: int | None, count: int, out: str = "sock", flags: int | None = None) -> dict:
+    """sendfile2 with SENDFILE_ZC, or with `flags` (another set that selects the notification)."""
+    return {"op": "sendfile2", "out": out, "in": "src", "offset": offset, "count": count,
+            "flags": abi.sendfile_zc if flags is None else flags}
 
 
 def _sendmsg_zc(length: int = 512) -> dict:
@@ -463,9 +465,12 @@ def _zc_rows(clause: str, abi: Abi) -> list[Row]:
                     all_of(expect_errnos(*[(i, frozenset({0})) for i in range(4)]), max_id_is("sock", 3, (3,))))]
     if clause == "ZC-NOTIFY-ONCE":
         rows = []
-        for kind, count in (("tcp4", 16384), ("udp4", 1024)):
-            calls = tuple(_sf2_zc(abi, n * count, count) for n in range(2))
-            rows.append(Row(f"two sendfile2(SENDFILE_ZC) on {kind}, the peer reads everything",
+        cases = [("tcp4", 16384, "SENDFILE_ZC", abi.sendfile_zc), ("udp4", 1024, "SENDFILE_ZC", abi.sendfile_zc)]
+        if abi.sendfile_default:  # the other flag set that selects the notification
+            cases.append(("tcp4", 16384, "SENDFILE_DEFAULT|SENDFILE_ZC", abi.sendfile_default | abi.sendfile_zc))
+        for kind, count, label, flags in cases:
+            calls = tuple(_sf2_zc(abi, n * count, count, flags=flags) for n in range(2))
+            rows.append(Row(f"two sendfile2({label}) on {kind}, the peer reads everything",
                             "ids 0 and 1, each notified once", (SRC, _zc_sock(kind=kind)),
                             calls + (PEER_READ, DRAIN), all_of(expect_errnos((0, frozenset({0})), (1, frozenset({0}))),
                                                                 accounting_holds("sock", 1))))
