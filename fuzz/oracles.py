@@ -242,8 +242,9 @@ def corked(program: Program, result: ProgramResult, sock: str) -> bool:
     """The last call that sent to `sock` asked for MSG_MORE: its data may wait for more, forever."""
     for i in reversed(range(len(program.ops))):
         op = program.ops[i]
-        if result.ops[i].get("ret", -1) < 0:
-            continue
+        ret = result.ops[i].get("ret", -1)
+        if ret < 0 or (ret == 0 and op.op != "sendmsg"):
+            continue  # failed, or moved nothing (a splice at EOF): never reached the send path
         if op.op == "sendmsg" and op["fd"] == sock:
             return bool(op["flags"] & MSG_MORE)
         if op.op == "splice" and op["out"] == sock:
@@ -283,6 +284,7 @@ def parity_twin(program: Program, abi: Abi) -> tuple[Program, dict[int, str]] | 
 
 
 PARITY_FIELDS = ("ret", "errno", "timed_out", "offset_after", "in_pos_after", "out_pos_after")
+PARITY_TIMING_FREE_FIELDS = ("errno", "timed_out")  # what still compares once a buffer was full
 
 
 def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
@@ -297,8 +299,9 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
             return []  # both interrupted by the op timeout: how far each got is timing, not ABI
         if i not in replaced and (met_full_buffer(program, op, ours) or met_full_buffer(program, op, theirs)):
             filled = True
-            continue  # how much a full socket took is timing, not ABI
-        for name in PARITY_FIELDS:
+        if filled and i not in replaced:
+            continue  # how much a full socket took, and every amount after it, is timing
+        for name in PARITY_TIMING_FREE_FIELDS if filled else PARITY_FIELDS:
             if ours.get(name) != theirs.get(name):
                 cause = max((j for j in replaced if j <= i), default=min(replaced))
                 return [Violation("parity", replaced[cause], i, f"ops[{i}] {op.op}: {name} {ours.get(name)} "

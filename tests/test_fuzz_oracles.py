@@ -7,7 +7,7 @@ from errno import EAGAIN, EINVAL, EINTR
 import pytest
 
 from fuzz import oracles
-from fuzz.abi import MSG_DONTWAIT, MSG_ZEROCOPY, Abi
+from fuzz.abi import MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, Abi
 from vm.program import Program, ProgramResult, digest, pattern
 
 ABI = Abi(nr_sendfile2=467, sendfile_default=1, sendfile_zc=2, splice_zc=0x10, revision="v2")
@@ -88,6 +88,12 @@ ACCOUNTING_CASES = {
                                   [("zerocopy.notification.copied", None)]),
     "clean through dummy0": (program(sendfile2(), sock="udp_dummy"),
                              result(done(512), notes=[note(0, 0, copied=False)]), []),
+    "corked datagram, then a splice at EOF that sends nothing": (
+        program(dict(sendmsg_zc(), flags=MSG_ZEROCOPY | MSG_MORE), splice_zc(), sock="udp_dummy"),
+        result(done(100), done(0)), []),
+    "corked datagram, then an empty datagram that pushes it": (
+        program(dict(sendmsg_zc(), flags=MSG_ZEROCOPY | MSG_MORE), sendmsg_zc(0), sock="udp_dummy"),
+        result(done(100), done(0)), [("msg_zerocopy.notifies", 0)]),
     "malformed range": (program(sendfile2()), result(done(512), notes=[note(0, 0), note(3, 1)]),
                         [("zerocopy.notification.format", None)]),
 }
@@ -135,12 +141,13 @@ def test_parity_leaves_calls_with_their_own_rules_alone(flags, sock):
 
 def test_parity_leaves_out_how_much_a_full_socket_took():
     fill = {"op": "sendmsg", "fd": "sock", "len": 4 << 20, "flags": MSG_DONTWAIT}
-    prog = program(fill, fill, sendfile2(flags=0), nonblock=True)
+    read = {"op": "peer_read", "fd": "sock", "max": 1 << 24}
+    prog = program(fill, fill, sendfile2(flags=0), read, nonblock=True)
     twin, replaced = oracles.parity_twin(prog, ABI)
-    ours = result(done(2672640), done(-1, EAGAIN), done(-1, EAGAIN))
-    theirs = result(done(2673024), done(-1, EAGAIN), done(-1, EAGAIN))
+    ours = result(done(2672640), done(-1, EAGAIN), done(-1, EAGAIN), done(2673864))
+    theirs = result(done(2673024), done(-1, EAGAIN), done(-1, EAGAIN), done(2697309))
     assert oracles.parity(prog, ours, theirs, replaced) == []
-    blocked = result(done(2672640), done(-1, EAGAIN), done(-1, EINTR, timed_out=True))
+    blocked = result(done(2672640), done(-1, EAGAIN), done(-1, EINTR, timed_out=True), done(2673864))
     assert [v.clause_id for v in oracles.parity(prog, blocked, theirs, replaced)] == ["sendfile2.parity.flags0"]
 
 
