@@ -17,7 +17,7 @@ from errno import (EAGAIN, EBADF, ECONNREFUSED, ECONNRESET, EFAULT, EINVAL, ENOS
                    ESPIPE)
 from typing import Any
 
-from fuzz.abi import MAX_RW_COUNT, SPLICE_F_BASE, ZEROCOPY_KINDS
+from fuzz.abi import MAX_RW_COUNT, MSG_MORE, SPLICE_F_BASE, ZEROCOPY_KINDS
 from vm.program import BAD_POINTERS, Program
 
 SSIZE_MAX = (1 << 63) - 1
@@ -106,6 +106,7 @@ class _State:
         self.pos_moved: set[str] = set()  # fds whose file position an earlier op may have moved
         self.sent: dict[str, int] = {}  # socket -> upper bound of bytes queued for the peer
         self.sends: dict[str, int] = {}  # socket -> calls that sent to it
+        self.maybe_corked: set[str] = set()  # datagram sockets a send with MSG_MORE may have corked
         for op in program.ops[:op_index]:
             self._apply(op.op, op.to_json())
 
@@ -137,6 +138,9 @@ class _State:
             else:
                 self.sent[out] = self.sent.get(out, 0) + min(length, MAX_RW_COUNT)
                 self.sends[out] = self.sends.get(out, 0) + 1
+                more = MSG_MORE if op == "sendmsg" else SPLICE_F_BASE["SPLICE_F_MORE"] if op == "splice" else 0
+                if args.get("flags", 0) & more:
+                    self.maybe_corked.add(out)
             source = args.get("in")
             if source is not None and self.program.fixture(source).kind == "pipe" and op != "tee":
                 self.pipe_drained.add(self.pipe_of(source))
@@ -274,6 +278,7 @@ def _do_sendfile(state: _State, in_fd: _Fd, out: _Fd, given: bool, pos: int | No
         raise _Err(EBADF)
     if zc and out.kind not in INET_SOCKETS:
         raise _Err(EOPNOTSUPP)
+    _corked_datagram(state, out, zc)
     # EOVERFLOW needs a position at s_maxbytes; tmpfs and the pseudo filesystems (sockfs, pipefs)
     # all have MAX_LFS_FILESIZE, which rw_verify_area's EINVAL for wrapping positions covers.
     if out.kind == "pipe.w":
@@ -333,6 +338,7 @@ def _splice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
         raise _Err(EOPNOTSUPP)  # v2: after the fd, offset and mode checks, before the pipe ones
     if zc and not in_pipe:
         raise _Unknown  # the ABI fixes SPLICE_F_ZC only for pipe -> INET socket
+    _corked_datagram(state, out, zc)
     nonblock = bool(flags & SPLICE_F_NONBLOCK)
     if in_pipe and out_pipe:
         if state.pipe_of(in_fd.name) == state.pipe_of(out.name):
@@ -366,6 +372,14 @@ def _splice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
     else:
         raise _Err(EINVAL)
     return frozenset({EFAULT}) if readonly else result
+
+
+def _corked_datagram(state: _State, out: _Fd, zc: bool) -> None:
+    """A zerocopy call that may meet a UDP datagram corked by MSG_MORE: if that datagram already
+    carries MSG_ZEROCOPY data, ip_append_data refuses a second notification for it (EINVAL, as
+    for io_uring's IORING_OP_SEND_ZC); whether it does is more than the model tracks."""
+    if zc and out.kind.startswith("udp") and out.name in state.maybe_corked:
+        raise _Unknown
 
 
 def _pipe_data(state: _State, in_fd: _Fd, nonblock: bool) -> None:

@@ -75,6 +75,7 @@ def zerocopy_calls(program: Program, result: ProgramResult, abi: Abi, sock: str)
     """The calls on `sock` that the counter model cares about, in order."""
     zerocopy_on = program.fixture(sock).zerocopy
     datagram = program.fixture(sock).kind.startswith("udp")
+    corked = False  # a datagram held by MSG_MORE waits for more
     calls = []
     for i, op in enumerate(program.ops):
         ret, failed = result.ops[i].get("ret", -1), result.ops[i].get("errno", 0) != 0
@@ -85,9 +86,28 @@ def zerocopy_calls(program: Program, result: ProgramResult, abi: Abi, sock: str)
         elif op.op == "splice" and op["out"] == sock and abi.is_splice_zc(op["flags"]):
             calls.append(ZerocopyCall(i, "splice", ret > 0))
         elif op.op == "sendmsg" and op["fd"] == sock and op["flags"] & MSG_ZEROCOPY and zerocopy_on:
-            # An empty UDP datagram still sends its header, and takes an id for it.
-            calls.append(ZerocopyCall(i, "sendmsg", ret > 0 or (datagram and not failed)))
+            # An empty UDP datagram still sends its header, and takes an id for it; an empty
+            # append to a corked one adds no header, so it takes none.
+            calls.append(ZerocopyCall(i, "sendmsg", ret > 0 or (datagram and not failed and not corked)))
+        if datagram and reached_send_path(op, result.ops[i], sock):
+            corked = asks_for_more(op)
     return calls
+
+
+def reached_send_path(op: Op, op_result: dict, sock: str) -> bool:
+    """The op sent to `sock`: an empty sendmsg does, a splice or sendfile that moved nothing not."""
+    if op_result.get("errno", 0) != 0 or op_result.get("ret", -1) < 0:
+        return False
+    if op.op in ("sendmsg", "write") and op["fd"] == sock:
+        return op.op == "sendmsg" or op_result["ret"] > 0
+    return op.op in ("sendfile2", "sendfile64", "splice") and op["out"] == sock and op_result["ret"] > 0
+
+
+def asks_for_more(op: Op) -> bool:
+    """MSG_MORE (sendmsg) or SPLICE_F_MORE (splice): the data may wait for more, forever."""
+    if op.op == "sendmsg":
+        return bool(op["flags"] & MSG_MORE)
+    return op.op == "splice" and bool(op["flags"] & SPLICE_F_BASE["SPLICE_F_MORE"])
 
 
 @dataclass(frozen=True)
@@ -239,19 +259,9 @@ def _ranges(ids: set[int]) -> str:
 
 
 def corked(program: Program, result: ProgramResult, sock: str) -> bool:
-    """The last call that sent to `sock` asked for MSG_MORE: its data may wait for more, forever."""
-    for i in reversed(range(len(program.ops))):
-        op = program.ops[i]
-        ret = result.ops[i].get("ret", -1)
-        if ret < 0 or (ret == 0 and op.op != "sendmsg"):
-            continue  # failed, or moved nothing (a splice at EOF): never reached the send path
-        if op.op == "sendmsg" and op["fd"] == sock:
-            return bool(op["flags"] & MSG_MORE)
-        if op.op == "splice" and op["out"] == sock:
-            return bool(op["flags"] & SPLICE_F_BASE["SPLICE_F_MORE"])
-        if op.op in ("sendfile2", "sendfile64", "write") and sock in (dict(op.args).get("out"), dict(op.args).get("fd")):
-            return False
-    return False
+    """The last call that sent to `sock` asked for more: its data may wait for more, forever."""
+    last = [op for op, op_result in zip(program.ops, result.ops) if reached_send_path(op, op_result, sock)]
+    return bool(last) and asks_for_more(last[-1])
 
 
 # --- parity --------------------------------------------------------------------------------
@@ -274,6 +284,10 @@ def parity_twin(program: Program, abi: Abi) -> tuple[Program, dict[int, str]] | 
         if abi.is_sendfile_zc(op["flags"]):
             if program.fixture(op["out"]).kind not in ZEROCOPY_KINDS:
                 continue
+            if program.fixture(op["out"]).kind.startswith("udp") and any(
+                    asks_for_more(e) and op["out"] in (dict(e.args).get("fd"), dict(e.args).get("out"))
+                    for e in program.ops[:i]):
+                continue  # a corked datagram carrying MSG_ZEROCOPY data takes no second notification
             replaced[i] = PARITY_ZC
         else:
             replaced[i] = PARITY_FLAGS0

@@ -8,7 +8,7 @@ import pytest
 
 from conformance.cases import rows_of
 from conformance.model import expected_errno
-from fuzz.abi import Abi
+from fuzz.abi import MSG_MORE, MSG_ZEROCOPY, Abi
 from tests.test_conformance_spec import KERNELS, applicable
 from vm.program import Program
 
@@ -64,6 +64,15 @@ MOVE_POSITION = {"op": "sendfile64", "out": "p.w", "in": "src", "offset": None, 
 def test_a_call_without_offset_checks_the_file_position_with_its_count(ops, expected):
     program = {"fds": [SRC, {"name": "p", "kind": "pipe"}], "ops": ops}
     assert expected_errno(program, len(ops) - 1, KERNELS["unpatched"]) == expected
+
+
+@pytest.mark.parametrize("kind, expected", [("udp4", None), ("tcp4", frozenset({0}))])
+def test_a_zerocopy_call_after_a_corking_send_on_udp_is_not_predicted(kind, expected):
+    cork = {"op": "sendmsg", "fd": "o", "len": 0, "flags": MSG_ZEROCOPY | MSG_MORE}
+    send = {"op": "sendfile2", "out": "o", "in": "src", "offset": 0, "count": 1, "flags": 2}
+    program = {"sysno": {"sendfile2": 467}, "fds": [SRC, {"name": "o", "kind": kind, "zerocopy": True}],
+               "ops": [cork, send]}
+    assert expected_errno(program, 1, KERNELS["patched"]) == expected
 
 
 @pytest.mark.parametrize("condition, fds, op, kernel, expected", CASES, ids=[c[0] for c in CASES])

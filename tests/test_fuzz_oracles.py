@@ -94,6 +94,9 @@ ACCOUNTING_CASES = {
     "corked datagram, then an empty datagram that pushes it": (
         program(dict(sendmsg_zc(), flags=MSG_ZEROCOPY | MSG_MORE), sendmsg_zc(0), sock="udp_dummy"),
         result(done(100), done(0)), [("msg_zerocopy.notifies", 0)]),
+    "an empty append to a corked datagram takes no id": (
+        program(dict(sendmsg_zc(0), flags=MSG_ZEROCOPY | MSG_MORE), sendmsg_zc(0), splice_zc(4095), sock="udp4"),
+        result(done(0), done(0), done(4095), notes=[note(0, 1)]), []),
     "malformed range": (program(sendfile2()), result(done(512), notes=[note(0, 0), note(3, 1)]),
                         [("zerocopy.notification.format", None)]),
 }
