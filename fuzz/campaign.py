@@ -196,8 +196,11 @@ class Fuzzer:
 
     def confirmed(self, program: Program, violation: Violation) -> bool:
         """The violation comes back on each of CONFIRM_RUNS more runs that wait longer for
-        completions: a slow kernel is not a lossy one, and a race won once is no reproducer."""
+        completions, each on a kernel that has printed no report since it booted: a slow kernel
+        is not a lossy one, and neither a race won once nor a leaky kernel's state reproduces."""
         for _ in range(CONFIRM_RUNS):
+            if self.target.tainted:
+                self.target.restart()  # what a leak left behind must not be what fails
             again = self.judge(confirmation_program(program))
             if again is None or not any(v.key == violation.key for v in again.violations):
                 return False

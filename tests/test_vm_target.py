@@ -133,6 +133,20 @@ def test_a_warning_is_titled_every_time_and_the_guest_goes_on(base_target, crash
     assert len(base_target.boots) == boots
 
 
+def test_a_warning_taints_the_guest_until_a_restart(base_target):
+    warning = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "WARNING"}]})
+    base_target.restart()
+    base_target.run(Program.from_json(SENDFILE_TO_TCP))
+    assert not base_target.tainted
+    with pytest.raises(KernelCrash):
+        base_target.run(warning)
+    assert base_target.tainted
+    warned = base_target.guest
+    base_target.restart()
+    assert base_target.run(Program.from_json(SENDFILE_TO_TCP)).ret(0) == 512
+    assert base_target.guest is not warned and not base_target.tainted
+
+
 def test_boot_is_timed_and_accelerator_chosen_by_probe(base_target):
     assert base_target.accel in ("kvm", "tcg")
     assert base_target.boots and all(0 < seconds < qemu.BOOT_TIMEOUT_S for seconds in base_target.boots)

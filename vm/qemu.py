@@ -339,6 +339,7 @@ class VmTarget(Target):
         self.guest: Guest | None = None
         self.spare: SpareGuest | None = None
         self.boots: list[float] = []
+        self.warned = False  # the running guest printed a WARNING and went on
 
     def kernel_info(self) -> dict:
         return dict(self.info, target=self.name, accel=self.accel)
@@ -347,6 +348,8 @@ class VmTarget(Target):
         """A guest ready for programs. A boot that fails before any program ran is tried again
         once: under a loaded TCG host early boot occasionally trips over itself, and that is no
         program's finding."""
+        if self.guest is None:
+            self.warned = False
         if self.guest is None and self.spare is not None:
             self.guest = self.spare.take()
             self.spare = SpareGuest(self._new_guest(wait=False))
@@ -366,6 +369,18 @@ class VmTarget(Target):
                     raise KernelCrash(report.title, report.report, None, err.console)
                 raise UserError(f"guest on {self.name} did not boot: {err}; run 'zcfuzz vm shell --rev {self.rev}'")
         return self.guest
+
+    @property
+    def tainted(self) -> bool:
+        return self.guest is not None and self.warned
+
+    def restart(self) -> None:
+        """Drop the running guest; the next program takes the spare (booting one if none is)."""
+        if self.guest is not None:
+            self.guest.close()
+            self.guest = None
+        if self.spare is None:
+            self.spare = SpareGuest(self._new_guest(wait=False))
 
     def _new_guest(self, wait: bool = True) -> Guest:
         return Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=BOOT_TIMEOUT_S if wait else None)
@@ -397,6 +412,7 @@ class VmTarget(Target):
         while WARNING_REPORT_END not in printed and time.monotonic() < deadline:
             time.sleep(0.01)
             printed = guest.console_text(console_mark)
+        self.warned = True
         report = triage.parse(printed)
         title = report.title if report is not None else "WARNING: report unreadable on the console"
         text = report.report if report is not None else printed[-4000:]

@@ -49,6 +49,15 @@ class Target(abc.ABC):
     def run(self, program: "Program") -> "ProgramResult":
         """Run one program; raise KernelCrash if the kernel crashed or hung under it."""
 
+    @property
+    def tainted(self) -> bool:
+        """The kernel printed a report since it booted and went on: its state may differ from a
+        fresh boot's (a leak, for one), so a result worth keeping is checked on a fresh one."""
+        return False
+
+    def restart(self) -> None:
+        """Run the next program on a freshly booted kernel, where the target can."""
+
     def close(self) -> None:
         """Release what the target holds (processes, temporary files)."""
 
