@@ -113,6 +113,9 @@ class Fuzzer:
         self.stats = Stats()
         self.settled: set[str] = set()  # keys recorded before this round: they no longer fail
         self.found: set[str] = set()  # keys this worker confirmed
+        # Findings whose program a smaller one replaced this round, as they were before it: the
+        # replacement is checked on a fresh kernel when the round ends, and put back if it fails.
+        self.replaced: dict[str, dict[str, str]] = {}
 
     def run_round(self, round_seed: int) -> None:
         """One Hypothesis run; a finding ends it after shrinking."""
@@ -127,14 +130,26 @@ class Fuzzer:
             self.check(program)
 
         try:
-            explore()
-        except FindingError:
-            pass
-        except BaseExceptionGroup as group:  # several findings shrunk in one round
-            if group.subgroup(lambda e: not isinstance(e, (FindingError, BaseExceptionGroup))):
-                raise
-        for key in sorted(self.found - self.settled):
-            self.minimise(key)
+            try:
+                explore()
+            except FindingError:
+                pass
+            except BaseExceptionGroup as group:  # several findings shrunk in one round
+                if group.subgroup(lambda e: not isinstance(e, (FindingError, BaseExceptionGroup))):
+                    raise
+            for key in sorted(self.found - self.settled):
+                self.minimise(key)
+        finally:
+            self.check_replacements()
+
+    def check_replacements(self) -> None:
+        """Each program that replaced a smaller finding's this round must fail on a fresh kernel
+        too (a leaky guest's state can be what made it fail); otherwise the finding goes back."""
+        for key, before in sorted(self.replaced.items()):
+            program = Program.from_json(json.loads((self.store.folder(key) / "program.json").read_text()))
+            if not self.confirmed(program, key, fresh=True):
+                self.store.restore(key, before)
+        self.replaced.clear()
 
     def minimise(self, key: str) -> None:
         """Drop ops and unused fixtures one at a time while the same violation comes back.
@@ -166,7 +181,7 @@ class Fuzzer:
                 self.keep_if_smaller(violation, program, verdict)
                 continue
             if violation.key not in self.found:
-                if not self.confirmed(program, violation):
+                if not self.confirmed(program, violation.key, fresh=True):
                     self.stats.unconfirmed += 1
                     continue
                 self.found.add(violation.key)
@@ -178,8 +193,11 @@ class Fuzzer:
     def keep_if_smaller(self, violation: Violation, program: Program, verdict: Verdict) -> bool:
         """Record `program` for the violation's key if it is smaller than the recorded one and
         fails again: a smaller program that fails only now and then is no reproducer."""
-        if not self.store.is_smaller(violation.key, program) or not self.confirmed(program, violation):
+        key = violation.key
+        if not self.store.is_smaller(key, program) or not self.confirmed(program, key, fresh=False):
             return False
+        if key not in self.replaced and self.store.known(key):
+            self.replaced[key] = self.store.snapshot(key)
         return self.store.record(violation, program, self.console(verdict))
 
     def judge(self, program: Program) -> Verdict | None:
@@ -194,15 +212,17 @@ class Fuzzer:
         self.stats.reached |= verdict.reached
         return verdict
 
-    def confirmed(self, program: Program, violation: Violation) -> bool:
+    def confirmed(self, program: Program, key: str, fresh: bool) -> bool:
         """The violation comes back on each of CONFIRM_RUNS more runs that wait longer for
-        completions, each on a kernel that has printed no report since it booted: a slow kernel
-        is not a lossy one, and neither a race won once nor a leaky kernel's state reproduces."""
+        completions (a slow kernel is not a lossy one, a race won once is no reproducer); with
+        `fresh`, each on a kernel that has printed no report since it booted, so that what a
+        leaky kernel left behind is not what fails. A fresh kernel costs a switch to the spare
+        guest, so smaller programs found while shrinking are checked that way once per round."""
         for _ in range(CONFIRM_RUNS):
-            if self.target.tainted:
-                self.target.restart()  # what a leak left behind must not be what fails
+            if fresh and self.target.tainted:
+                self.target.restart()
             again = self.judge(confirmation_program(program))
-            if again is None or not any(v.key == violation.key for v in again.violations):
+            if again is None or not any(v.key == key for v in again.violations):
                 return False
         return True
 

@@ -97,6 +97,21 @@ class FindingStore:
             write_atomic(folder / name, text)
         return True
 
+    def snapshot(self, key: str) -> dict[str, str]:
+        """The finding's files as they are now, to put back with `restore`."""
+        folder = self.folder(key)
+        return {path.name: path.read_text(encoding="utf-8") for path in folder.iterdir()
+                if path.is_file() and not path.name.startswith(".")}
+
+    def restore(self, key: str, files: dict[str, str]) -> None:
+        """Put a snapshot back, file by file, `finding.json` last."""
+        folder = self.folder(key)
+        for name in sorted(files, key=lambda n: n == "finding.json"):
+            write_atomic(folder / name, files[name])
+        for path in folder.iterdir():
+            if path.is_file() and not path.name.startswith(".") and path.name not in files:
+                path.unlink()
+
     def _create(self, key: str, files: dict[str, str]) -> bool:
         """Build the folder aside and rename it into place; False if another worker won."""
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))

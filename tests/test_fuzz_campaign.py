@@ -57,6 +57,41 @@ def test_a_finding_is_shrunk_recorded_once_and_resumed(tmp_path):
     assert len(list((tmp_path / "findings").glob("*/finding.json"))) == 1
 
 
+class LeakyKernel(SpliceWarns):
+    """Splicing WARNs and leaks: on a kernel that has WARNed, a lone splice WARNs again; on a
+    freshly booted one it takes a splice and a sendmsg, as a leak-free reproducer would."""
+
+    def __init__(self):
+        super().__init__()
+        self.warned = False
+        self.restarts = 0
+
+    @property
+    def tainted(self) -> bool:
+        return self.warned
+
+    def restart(self) -> None:
+        self.warned, self.restarts = False, self.restarts + 1
+
+    def run(self, program):
+        ops = {op.op for op in program.ops}
+        if "splice" in ops and ("sendmsg" in ops or self.warned):
+            self.warned = True
+            return super().run(program)
+        self.runs.append(program)
+        skipped = {"ret": -1, "errno": 38, "timed_out": False, "skipped": "fake"}
+        return ProgramResult.from_json({"ops": [skipped] * len(program.ops), "final": {"peers": {}, "notifications": {}}})
+
+
+def test_a_reproducer_that_fails_only_on_a_tainted_kernel_is_not_kept(tmp_path):
+    kernel = LeakyKernel()
+    fuzzer(tmp_path, kernel).run_round(1)
+    (folder,) = [p.parent for p in (tmp_path / "findings").glob("*/finding.json")]
+    ops = {op["op"] for op in json.loads((folder / "finding.json").read_text())["program"]["ops"]}
+    assert {"splice", "sendmsg"} <= ops  # the lone splice failed only after a WARNING
+    assert kernel.restarts > 0
+
+
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("30s", 30), ("10m", 600), ("2h", 7200), ("1.5m", 90)])
 def test_budgets(text, seconds):
     assert parse_budget(text) == seconds

@@ -54,6 +54,16 @@ def test_dedup_keeps_the_smallest_program(tmp_path):
     assert (store.folder(CRASH.key) / "console.log").read_text().startswith("BUG:")
 
 
+def test_a_snapshot_puts_a_replaced_finding_back(tmp_path):
+    store = FindingStore(tmp_path, INFO)
+    store.record(CRASH, program(3), console="BUG: kernel NULL pointer dereference\n")
+    before = store.snapshot(CRASH.key)
+    store.record(CRASH, program(1))
+    assert len(finding(store, CRASH)["program"]["ops"]) == 1
+    store.restore(CRASH.key, before)
+    assert store.snapshot(CRASH.key) == before and len(finding(store, CRASH)["program"]["ops"]) == 3
+
+
 def test_an_update_killed_midway_leaves_a_readable_finding(tmp_path, monkeypatch):
     store = FindingStore(tmp_path, INFO)
     store.record(LOST, program(3))
