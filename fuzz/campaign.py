@@ -363,7 +363,8 @@ def replay(folder: Path, target_spec: str, **target_options) -> tuple[bool, str]
 
 
 def replay_each(folders: list[Path], target_spec: str, **target_options):
-    """(folder, still fails, what was seen) for each finding, all on one target."""
+    """(folder, still fails, what was seen) for each finding, all on one target, each on a
+    kernel that has printed no report since it booted."""
     loaded = []
     for folder in folders:
         try:
@@ -377,6 +378,8 @@ def replay_each(folders: list[Path], target_spec: str, **target_options):
     with open_target(target_spec, **target_options) as tgt:
         info = tgt.kernel_info()
         for folder, finding, program in loaded:
+            if tgt.tainted:
+                tgt.restart()  # each finding on a kernel that no earlier one left a report on
             program = confirmation_program(with_target_sysno(program, info))
             verdict = judge(tgt, program, Abi.from_kernel_info(info), info)
             same = [v for v in verdict.violations if v.key == finding["key"]]
