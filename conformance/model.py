@@ -23,6 +23,7 @@ from vm.program import BAD_POINTERS, Program
 SSIZE_MAX = (1 << 63) - 1
 LOFF_MAX = (1 << 63) - 1
 MOVED_POSITION_MAX = 1 << 40  # further than any program of ours moves a file position
+UDP_SAFE_BYTES = 1024  # a datagram this small fits every MTU the fixtures have
 PIPE_SLOTS = 16
 PAGE_SIZE = 4096
 UINT_MASK = 0xFFFFFFFF
@@ -106,7 +107,7 @@ class _State:
         self.pos_moved: set[str] = set()  # fds whose file position an earlier op may have moved
         self.sent: dict[str, int] = {}  # socket -> upper bound of bytes queued for the peer
         self.sends: dict[str, int] = {}  # socket -> calls that sent to it
-        self.maybe_corked: set[str] = set()  # datagram sockets a send with MSG_MORE may have corked
+        self.maybe_corked: set[str] = set()  # sockets a send with MSG_MORE (or a sendfile) may have corked
         for op in program.ops[:op_index]:
             self._apply(op.op, op.to_json())
 
@@ -139,7 +140,8 @@ class _State:
                 self.sent[out] = self.sent.get(out, 0) + min(length, MAX_RW_COUNT)
                 self.sends[out] = self.sends.get(out, 0) + 1
                 more = MSG_MORE if op == "sendmsg" else SPLICE_F_BASE["SPLICE_F_MORE"] if op == "splice" else 0
-                if args.get("flags", 0) & more:
+                # sendfile sends its last chunk with MSG_MORE when it moved less than asked
+                if args.get("flags", 0) & more or op in ("sendfile64", "sendfile2"):
                     self.maybe_corked.add(out)
             source = args.get("in")
             if source is not None and self.program.fixture(source).kind == "pipe" and op != "tee":
@@ -215,6 +217,8 @@ def _pipe_space(state: _State, out: _Fd, nonblock: bool) -> None:
 
 def _socket_send(state: _State, out: _Fd, length: int) -> frozenset[int]:
     """What sending `length` bytes to a socket gives, as far as the model can tell."""
+    if out.kind.startswith("udp") and length > UDP_SAFE_BYTES:
+        raise _Unknown  # a datagram's size limit (EMSGSIZE) and corking are more than the model tracks
     if out.name in state.peer_closed:
         if out.kind in UNIX_SOCKETS:
             return frozenset({EPIPE})
@@ -225,7 +229,7 @@ def _socket_send(state: _State, out: _Fd, length: int) -> frozenset[int]:
     if out.kind == "unix_dgram":
         fits = state.sends.get(out.name, 0) < UNIX_DGRAM_SAFE_SENDS and length <= PAGE_SIZE
     elif out.kind.startswith("udp"):
-        fits = length <= 1024
+        fits = True
     else:
         fits = state.sent.get(out.name, 0) + length <= SOCKET_SAFE_BYTES
     if fits:

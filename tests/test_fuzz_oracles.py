@@ -97,6 +97,9 @@ ACCOUNTING_CASES = {
     "an empty append to a corked datagram takes no id": (
         program(dict(sendmsg_zc(0), flags=MSG_ZEROCOPY | MSG_MORE), sendmsg_zc(0), splice_zc(4095), sock="udp4"),
         result(done(0), done(0), done(4095), notes=[note(0, 1)]), []),
+    "a sendfile that ran out of file corks its datagram; an empty append takes no id": (
+        program(sendfile2(count=4095), sendmsg_zc(0), sock="udp6"),
+        result(done(1), done(0), notes=[note(0, 0)]), []),
     "malformed range": (program(sendfile2()), result(done(512), notes=[note(0, 0), note(3, 1)]),
                         [("zerocopy.notification.format", None)]),
 }
@@ -152,6 +155,14 @@ def test_parity_leaves_out_how_much_a_full_socket_took():
     assert oracles.parity(prog, ours, theirs, replaced) == []
     blocked = result(done(2672640), done(-1, EAGAIN), done(-1, EINTR, timed_out=True), done(2673864))
     assert [v.clause_id for v in oracles.parity(prog, blocked, theirs, replaced)] == ["sendfile2.parity.flags0"]
+
+
+def test_parity_leaves_out_what_is_appended_to_a_corked_datagram():
+    prog = program(sendfile2(count=65536), sendmsg_zc(100), sock="udp6")
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    ours, theirs = result(done(65200), done(100)), result(done(65200), done(-1, 90))
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+    assert [v.op_index for v in oracles.parity(prog, result(done(65000), done(100)), theirs, replaced)] == [0]
 
 
 def test_parity_needs_sendfile2():
