@@ -205,7 +205,10 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     # A datagram larger than the device MTU is fragmented, and fragments are built by copying.
     fits_one_frame = all((dict(op.args).get("count") or dict(op.args).get("len") or 0) <= DUMMY_UDP_PAYLOAD_MAX
                          for op in sending)
-    true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS and fits_one_frame
+    # A datagram corked by MSG_MORE (or by a sendfile that ran out of file) is finished by
+    # whatever pushes it, which may copy.
+    corking = any(asks_for_more(op, r) for op, r in zip(program.ops, result.ops) if reached_send_path(op, r, sock))
+    true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS and fits_one_frame and not corking
     copied = []
     for record in records:
         lo, hi = record.get("lo", 0), record.get("hi", 0)

@@ -100,6 +100,9 @@ ACCOUNTING_CASES = {
     "a sendfile that ran out of file corks its datagram; an empty append takes no id": (
         program(sendfile2(count=4095), sendmsg_zc(0), sock="udp6"),
         result(done(1), done(0), notes=[note(0, 0)]), []),
+    "copied set through dummy0 on a datagram a short sendfile corked": (
+        program(sendfile2(count=5, offset=65535), sock="udp_dummy"),
+        result(done(1), notes=[note(0, 0, copied=True)]), []),
     "malformed range": (program(sendfile2()), result(done(512), notes=[note(0, 0), note(3, 1)]),
                         [("zerocopy.notification.format", None)]),
 }
