@@ -20,8 +20,8 @@ import errno as errno_module
 import itertools
 from dataclasses import dataclass, field, replace
 
-from fuzz.abi import (MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SPLICE_F_BASE, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY,
-                      STREAM_SOCKET_KINDS, TRUE_ZEROCOPY_KINDS, ZEROCOPY_KINDS, Abi)
+from fuzz.abi import (MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY,
+                      SPLICE_F_BASE, STREAM_SOCKET_KINDS, TRUE_ZEROCOPY_KINDS, ZEROCOPY_KINDS, Abi)
 from vm.program import CONTENT_KINDS, Op, Program, ProgramResult, digest, pattern
 from vm.target import KernelCrash, Target
 
@@ -321,6 +321,8 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
             return []  # both interrupted by the op timeout: how far each got is timing, not ABI
         if i not in replaced and (met_full_buffer(program, op, ours) or met_full_buffer(program, op, theirs)):
             filled = True
+        if i in replaced and all(stopped_at_full_buffer(program, op, r) for r in (ours, theirs)):
+            filled = True  # both sent what the buffer took: zerocopy and copied pages fill it differently
         if filled and i not in replaced:
             continue  # how much a full socket took, and every amount after it, is timing
         # Appending to a datagram a compared call left corked: the zerocopy and the copying
@@ -462,6 +464,18 @@ def met_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
         return False
     short_send = op.op == "sendmsg" and 0 <= op_result.get("ret", -1) < op["len"]
     return op_result.get("errno") == errno_module.EAGAIN or short_send
+
+
+def stopped_at_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
+    """A non-blocking sendfile that sent some bytes but fewer than its file had to give."""
+    if op.op not in ("sendfile2", "sendfile64") or not must_not_block(program, op):
+        return False
+    start = op_result.get("offset_before") if isinstance(op["offset"], int) else op_result.get("in_pos_before")
+    source = program.fixture(op["in"])
+    if start is None or source.kind not in CONTENT_KINDS:
+        return False
+    available = min(op["count"], max(source.size - start, 0))
+    return 0 < op_result.get("ret", -1) < available
 
 
 def must_not_block(program: Program, op: Op) -> bool:

@@ -168,6 +168,14 @@ def test_parity_leaves_out_what_is_appended_to_a_corked_datagram():
     assert [v.op_index for v in oracles.parity(prog, result(done(65000), done(100)), theirs, replaced)] == [0]
 
 
+def test_parity_leaves_out_how_much_a_full_socket_took_from_a_compared_call():
+    prog = program(sendfile2(count=65536), nonblock=True)
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    assert oracles.parity(prog, result(done(40000)), result(done(40192)), replaced) == []
+    assert [v.op_index for v in oracles.parity(prog, result(done(-1, EINTR, timed_out=True)),
+                                               result(done(40192)), replaced)] == [0]
+
+
 def test_parity_needs_sendfile2():
     assert oracles.parity_twin(program(sendfile2(flags=0)), Abi()) is None
 

@@ -5,10 +5,10 @@ and results travel over a virtio-serial port named `zcfuzz`; the kernel console 
 live into a log. The guest panics on any oops, KASAN report, hung task or soft lockup, so a crash
 ends the QEMU process; the console then names it (vm.triage) and the next program gets a fresh
 boot; from a target's first crash on, a spare guest boots in the background, so a crash costs
-the time to notice it rather than a boot. A WARNING does not panic it: the executor counts the WARNINGs each program printed, the
-program is reported with the WARNING's title and its result, and the guest serves the next one,
-so a known WARNING hit by most programs does not cost a reboot each. QEMU runs with
-PR_SET_PDEATHSIG so it never outlives zcfuzz.
+the time to notice it rather than a boot. A WARNING does not panic it: the executor counts the
+WARNINGs each program printed, the program is reported with the WARNING's title and its result,
+and the guest serves the next one, so a known WARNING hit by most programs does not cost a
+reboot each. QEMU runs with PR_SET_PDEATHSIG so it never outlives zcfuzz.
 """
 
 from __future__ import annotations
