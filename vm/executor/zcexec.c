@@ -1192,14 +1192,20 @@ static void set_memlock(uint64_t bytes)
 }
 
 /* Pinned pages are charged to the calling user's locked_vm, one count per uid. A kernel that
- * leaks the charge (a lost zerocopy completion) would make every later program see a fuller
- * RLIMIT_MEMLOCK than a fresh boot does; so, where the executor may, each program runs with a
- * real uid of its own (the effective uid stays root and keeps every capability but IPC_LOCK). */
+ * leaks the charge (the RFC's lost zerocopy completions, which WARN) would make every later
+ * program see a fuller RLIMIT_MEMLOCK than a fresh boot does; so, where the executor may, the
+ * program after one that WARNed runs with a real uid never used before (the effective uid stays
+ * root and keeps every capability but IPC_LOCK). Changing credentials costs, so only then. */
+static int accounting_dirty;
+
 static void fresh_accounting_user(void)
 {
 	static uid_t next = 100000;
 
-	if (geteuid() == 0 && setresuid(next, 0, 0) == 0)
+	if (!accounting_dirty || geteuid() != 0)
+		return;
+	accounting_dirty = 0;
+	if (setresuid(next, 0, 0) == 0)
 		next = next < 1000000000 ? next + 1 : 100000;
 }
 
@@ -1667,17 +1673,19 @@ static void handle_request(char *line, struct out *o)
 	out_error_reply(o, "unknown request: expected 'program ...', 'c-loop N [WORKLOAD]' or 'ping'");
 }
 
-/* The kernel's count of WARNINGs printed since boot, or -1 where sysfs does not say. */
+/* The kernel's count of WARNINGs printed since boot, or -1 where sysfs does not say. The file
+ * stays open: one pread per look, since every syscall counts under TCG. */
 static long warn_count(void)
 {
+	static int fd = -2;
 	char buf[32];
-	int fd = open("/sys/kernel/warn_count", O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 
+	if (fd == -2)
+		fd = open("/sys/kernel/warn_count", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
@@ -1694,6 +1702,7 @@ static void note_warnings(long before, struct out *o)
 
 	if (before < 0 || after <= before || o->len < 2 || o->buf[o->len - 2] != '}')
 		return;
+	accounting_dirty = 1;
 	o->len -= 2;
 	out_printf(o, ", \"warnings\": %ld}\n", after - before);
 	fd = open("/sys/kernel/debug/clear_warn_once", O_WRONLY | O_CLOEXEC);
@@ -1715,7 +1724,7 @@ static void serve(int in_fd, int out_fd, int retry_eof)
 			out_error_reply(&o, "request longer than %d bytes", MAX_LINE);
 			lr.oversized = 0;
 		} else {
-			long warnings = in_flight ? warn_count() : -1;
+			long warnings = in_flight && !strncmp(line, "program ", 8) ? warn_count() : -1;
 
 			if (in_flight)
 				*in_flight = 1;
