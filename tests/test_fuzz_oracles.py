@@ -103,6 +103,9 @@ ACCOUNTING_CASES = {
     "copied set through dummy0 on a datagram a short sendfile corked": (
         program(sendfile2(count=5, offset=65535), sock="udp_dummy"),
         result(done(1), notes=[note(0, 0, copied=True)]), []),
+    "copied clear on loopback when the peer closed before reading": (
+        program(sendfile2(), {"op": "peer_close", "fd": "sock"}),
+        result(done(512), done(0), notes=[note(0, 0, copied=False)]), []),
     "malformed range": (program(sendfile2()), result(done(512), notes=[note(0, 0), note(3, 1)]),
                         [("zerocopy.notification.format", None)]),
 }
