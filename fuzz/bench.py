@@ -273,6 +273,8 @@ def reboot_after_crash(target, program: Program) -> dict:
     """From the start of a program that panics the guest (LKDTM BUG) to the next program's result:
     the first crash waits for a boot, later ones take the spare guest booted meanwhile. Then the
     same after an LKDTM WARNING, which leaves the guest running."""
+    figures: dict = {}
+
     def crash_then_run(crash: Program, detected_key: str) -> float:
         started = time.monotonic()
         try:
@@ -284,7 +286,6 @@ def reboot_after_crash(target, program: Program) -> dict:
         target.run(program)
         return round(time.monotonic() - started, 2)
 
-    figures: dict = {}
     target.close()
     target.boot()
     figures["reboot_after_first_crash_s"] = crash_then_run(CRASH_PROGRAM, "crash_detected_s")

@@ -146,8 +146,7 @@ class Fuzzer:
         """Each program that replaced a smaller finding's this round must fail on a fresh kernel
         too (a leaky guest's state can be what made it fail); otherwise the finding goes back."""
         for key, before in sorted(self.replaced.items()):
-            program = Program.from_json(json.loads((self.store.folder(key) / "program.json").read_text()))
-            if not self.confirmed(program, key, fresh=True):
+            if not self.confirmed(self.store.program(key), key, fresh=True):
                 self.store.restore(key, before)
         self.replaced.clear()
 
@@ -156,7 +155,7 @@ class Fuzzer:
 
         Hypothesis shrinks what it drew; this also takes apart the multi-op steps it drew whole.
         """
-        program = Program.from_json(json.loads((self.store.folder(key) / "program.json").read_text()))
+        program = self.store.program(key)
         improved = True
         while improved:
             improved = False

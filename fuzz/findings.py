@@ -26,6 +26,11 @@ def program_size(program: Program) -> tuple[int, int, int]:
     return len(program.ops), len(program.fds), len(program.dumps())
 
 
+def smaller_than_recorded(program: Program, recorded: dict | None) -> bool:
+    """`program` is smaller than a recorded finding's (any program is, where there is none)."""
+    return not recorded or "size" not in recorded or program_size(program) < tuple(recorded["size"])
+
+
 def folder_name(key: str) -> str:
     """A readable, filesystem-safe, collision-free name for a finding key."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip("-")[:80]
@@ -59,10 +64,6 @@ class FindingStore:
     def recorded(self, key: str) -> dict | None:
         return self.read(self.folder(key) / "finding.json")
 
-    def recorded_size(self, key: str) -> tuple[int, int, int] | None:
-        document = self.recorded(key)
-        return tuple(document["size"]) if document and "size" in document else None
-
     def findings(self) -> list[dict]:
         """Every finding's document, in the order they were found."""
         docs = [doc for doc in map(self.read, self.root.glob("*/finding.json")) if doc]
@@ -81,14 +82,16 @@ class FindingStore:
 
     def is_smaller(self, key: str, program: Program) -> bool:
         """No finding has this key yet, or `program` is smaller than the one on disk."""
-        recorded = self.recorded_size(key)
-        return recorded is None or program_size(program) < recorded
+        return smaller_than_recorded(program, self.recorded(key))
+
+    def program(self, key: str) -> Program:
+        return Program.from_json(json.loads((self.folder(key) / "program.json").read_text()))
 
     def record(self, violation: Violation, program: Program, console: str = "") -> bool:
         """Write the finding if it is new or `program` is smaller than the one on disk."""
-        if not self.is_smaller(violation.key, program):
-            return False
         first = self.recorded(violation.key) or {}
+        if not smaller_than_recorded(program, first):
+            return False
         files = self.files(violation, program, console, first)
         if not first and self._create(violation.key, files):
             return True

@@ -176,6 +176,7 @@ class Guest:
         self.reader.start()
         self.channel: socket.socket | None = None
         self.buffer = b""
+        self.warned = False  # printed a WARNING and went on: its state may differ from a fresh boot's
         if boot_timeout is not None:
             self.wait_ready(boot_timeout)
 
@@ -339,7 +340,6 @@ class VmTarget(Target):
         self.guest: Guest | None = None
         self.spare: SpareGuest | None = None
         self.boots: list[float] = []
-        self.warned = False  # the running guest printed a WARNING and went on
 
     def kernel_info(self) -> dict:
         return dict(self.info, target=self.name, accel=self.accel)
@@ -348,18 +348,16 @@ class VmTarget(Target):
         """A guest ready for programs. A boot that fails before any program ran is tried again
         once: under a loaded TCG host early boot occasionally trips over itself, and that is no
         program's finding."""
-        if self.guest is None:
-            self.warned = False
         if self.guest is None and self.spare is not None:
             self.guest = self.spare.take()
-            self.spare = SpareGuest(self._new_guest(wait=False))
+            self.spare = self._spare()
             if self.guest is not None:
                 self.boots.append(self.guest.boot_seconds)
         for attempt in range(BOOT_ATTEMPTS):
             if self.guest is not None:
                 break
             try:
-                self.guest = self._new_guest()
+                self.guest = Guest(self.bzimage, self.initramfs, self.accel)
                 self.boots.append(self.guest.boot_seconds)
             except GuestError as err:
                 if attempt + 1 < BOOT_ATTEMPTS:
@@ -372,18 +370,18 @@ class VmTarget(Target):
 
     @property
     def tainted(self) -> bool:
-        return self.guest is not None and self.warned
+        return self.guest is not None and self.guest.warned
 
     def restart(self) -> None:
         """Drop the running guest; the next program takes the spare (booting one if none is)."""
         if self.guest is not None:
             self.guest.close()
             self.guest = None
-        if self.spare is None:
-            self.spare = SpareGuest(self._new_guest(wait=False))
+        self.spare = self.spare or self._spare()
 
-    def _new_guest(self, wait: bool = True) -> Guest:
-        return Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=BOOT_TIMEOUT_S if wait else None)
+    def _spare(self) -> SpareGuest:
+        """A guest started here, in the thread that runs programs, and waited for in another."""
+        return SpareGuest(Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=None))
 
     def run(self, program: Program) -> ProgramResult:
         guest = self.boot()
@@ -412,7 +410,7 @@ class VmTarget(Target):
         while WARNING_REPORT_END not in printed and time.monotonic() < deadline:
             time.sleep(0.01)
             printed = guest.console_text(console_mark)
-        self.warned = True
+        guest.warned = True
         report = triage.parse(printed)
         title = report.title if report is not None else "WARNING: report unreadable on the console"
         text = report.report if report is not None else printed[-4000:]
@@ -429,8 +427,7 @@ class VmTarget(Target):
         alive = guest.process.poll() is None
         guest.close()
         self.guest = None
-        if self.spare is None:
-            self.spare = SpareGuest(self._new_guest(wait=False))  # a target that crashed once will again
+        self.spare = self.spare or self._spare()  # a target that crashed once will again
         console = guest.console_text()
         report = triage.parse(guest.console_text(console_mark)) or triage.parse(console)
         if report is not None:

@@ -1,8 +1,9 @@
 """The one small interface every place that runs programs goes through.
 
 A target runs a `Program` and returns a `ProgramResult`, or raises `KernelCrash` when the kernel
-under it crashed, hung or printed a bug report while the program ran. `host` runs the executor as a local subprocess on
-the running kernel; `vm:REV` boots a QEMU guest on a built revision (vm.qemu).
+under it crashed, hung or printed a bug report while the program ran. `host` runs the executor
+as a local subprocess on the running kernel; `vm:REV` boots a QEMU guest on a built revision
+(vm.qemu).
 """
 
 from __future__ import annotations
