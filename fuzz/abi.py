@@ -23,6 +23,9 @@ ZEROCOPY_KINDS = ("tcp4", "tcp6", "udp4", "udp6", "udp_dummy")
 TRUE_ZEROCOPY_KINDS = ("udp_dummy",)
 # Byte streams: what a peer reads is the concatenation of what was sent.
 STREAM_SOCKET_KINDS = ("tcp4", "tcp6", "unix_stream")
+# Datagram sockets whose socket ops have splice_eof, so a sendfile that runs out of input pushes
+# the datagram it corked; 6.12's inet6_dgram_ops has none, so UDP over IPv6 keeps it corked.
+EOF_PUSHES_KINDS = ("udp4", "udp_dummy")
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ import errno as errno_module
 import itertools
 from dataclasses import dataclass, field, replace
 
-from fuzz.abi import (MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY,
-                      SPLICE_F_BASE, STREAM_SOCKET_KINDS, TRUE_ZEROCOPY_KINDS, ZEROCOPY_KINDS, Abi)
+from fuzz.abi import (EOF_PUSHES_KINDS, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED,
+                      SO_EE_ORIGIN_ZEROCOPY, SPLICE_F_BASE, STREAM_SOCKET_KINDS, TRUE_ZEROCOPY_KINDS,
+                      ZEROCOPY_KINDS, Abi)
 from vm.program import CONTENT_KINDS, Op, Program, ProgramResult, digest, pattern
 from vm.target import KernelCrash, Target
 
@@ -90,7 +91,7 @@ def zerocopy_calls(program: Program, result: ProgramResult, abi: Abi, sock: str)
             # append to a corked one adds no header, so it takes none.
             calls.append(ZerocopyCall(i, "sendmsg", ret > 0 or (datagram and not failed and not corked)))
         if datagram and reached_send_path(op, result.ops[i], sock):
-            corked = asks_for_more(op, result.ops[i])
+            corked = asks_for_more(program, op, result.ops[i])
     return calls
 
 
@@ -103,15 +104,25 @@ def reached_send_path(op: Op, op_result: dict, sock: str) -> bool:
     return op.op in ("sendfile2", "sendfile64", "splice") and op["out"] == sock and op_result["ret"] > 0
 
 
-def asks_for_more(op: Op, op_result: dict) -> bool:
-    """The call's last send carried MSG_MORE, so a datagram waits for more, forever: asked for
-    (MSG_MORE, SPLICE_F_MORE), or a sendfile that moved less than its count (its direct splice
-    sends the last chunk with MSG_MORE when the input ran dry first)."""
+def asks_for_more(program: Program, op: Op, op_result: dict) -> bool:
+    """The call's last send carried MSG_MORE and the call did not push it: a datagram waits for
+    more, forever. Asked for (MSG_MORE, SPLICE_F_MORE), or a sendfile that moved less than its
+    count: its direct splice sends each chunk short of count with MSG_MORE, and only running out
+    of input pushes the datagram, where the socket has splice_eof."""
     if op.op == "sendmsg":
         return bool(op["flags"] & MSG_MORE)
     if op.op == "splice":
         return bool(op["flags"] & SPLICE_F_BASE["SPLICE_F_MORE"])
-    return op.op in ("sendfile2", "sendfile64") and 0 < op_result.get("ret", -1) < op["count"]
+    if op.op not in ("sendfile2", "sendfile64") or not 0 < op_result.get("ret", -1) < op["count"]:
+        return False
+    return not (ran_out_of_input(op, op_result) and program.fixture(op["out"]).kind in EOF_PUSHES_KINDS)
+
+
+def ran_out_of_input(op: Op, op_result: dict) -> bool:
+    """The sendfile stopped at the end of a regular file (its read returned 0)."""
+    end = op_result.get("offset_after") if isinstance(op["offset"], int) else op_result.get("in_pos_after")
+    size = op_result.get("in_size_after")
+    return end is not None and size is not None and end >= size
 
 
 @dataclass(frozen=True)
@@ -205,9 +216,10 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     # A datagram larger than the device MTU is fragmented, and fragments are built by copying.
     fits_one_frame = all((dict(op.args).get("count") or dict(op.args).get("len") or 0) <= DUMMY_UDP_PAYLOAD_MAX
                          for op in sending)
-    # A datagram corked by MSG_MORE (or by a sendfile that ran out of file) is finished by
+    # A datagram corked by MSG_MORE (or by a sendfile short of its count) is finished by
     # whatever pushes it, which may copy.
-    corking = any(asks_for_more(op, r) for op, r in zip(program.ops, result.ops) if reached_send_path(op, r, sock))
+    corking = any(asks_for_more(program, op, r) for op, r in zip(program.ops, result.ops)
+                  if reached_send_path(op, r, sock))
     true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS and fits_one_frame and not corking
     copied = []
     for record in records:
@@ -271,7 +283,7 @@ def _ranges(ids: set[int]) -> str:
 def corked(program: Program, result: ProgramResult, sock: str) -> bool:
     """The last call that sent to `sock` asked for more: its data may wait for more, forever."""
     last = [(op, r) for op, r in zip(program.ops, result.ops) if reached_send_path(op, r, sock)]
-    return bool(last) and asks_for_more(*last[-1])
+    return bool(last) and asks_for_more(program, *last[-1])
 
 
 # --- parity --------------------------------------------------------------------------------
@@ -337,7 +349,7 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
                 cause = max((j for j in replaced if j <= i), default=min(replaced))
                 return [Violation("parity", replaced[cause], i, f"ops[{i}] {op.op}: {name} {ours.get(name)} "
                                   f"where the sendfile64 twin gives {theirs.get(name)}")]
-        if i in replaced and program.fixture(op["out"]).kind.startswith("udp") and asks_for_more(op, ours):
+        if i in replaced and program.fixture(op["out"]).kind.startswith("udp") and asks_for_more(program, op, ours):
             corked.add(op["out"])
     if filled or corked:
         return []  # the peers' byte counts carry the timing of the full buffers, or the cork
@@ -553,35 +565,49 @@ class Verdict:
     reached: set[str] = field(default_factory=set)  # clause ids some check applied to
 
 
+# How much longer calls may run when parity is judged again after the timer cut one short.
+PATIENT_TIMEOUT_FACTOR = 10
+
+
 def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verdict:
     """Run `program` (and its sendfile64 twin) on `target` and apply every oracle."""
     verdict = Verdict()
-    try:
-        verdict.result = target.run(program)
-    except KernelCrash as crash:
-        verdict.crash = crash
-        verdict.violations = health(crash)
-        if crash.result is None:
-            return verdict
-        verdict.result = crash.result  # a WARNING: the kernel went on, so its answers still count
-    result = verdict.result
+    result = verdict.result = run_into(verdict, target, program)
+    if result is None:
+        return verdict
     verdict.violations += errno_violations(program, result, kernel_info, verdict.reached)
     verdict.violations += accounting(program, result, abi)
     verdict.violations += data(program, result)
     verdict.reached |= {ZC_NOTIFIES[call.op] for f in program.fds if f.kind in ZEROCOPY_KINDS
                         for call in zerocopy_calls(program, result, abi, f.name) if call.sent}
     twin = parity_twin(program, abi)
-    if twin is not None:
-        twin_program, replaced = twin
-        try:
-            verdict.twin_result = target.run(twin_program)
-        except KernelCrash as crash:
-            verdict.crash = verdict.crash or crash
-            verdict.violations += [v for v in health(crash) if v not in verdict.violations]
-            if crash.result is None:
-                return verdict
-            verdict.twin_result = crash.result
-        verdict.violations += parity(program, result, verdict.twin_result, replaced)
-        verdict.reached |= {f"parity.{clause}" for clause in replaced.values()}
+    if twin is None:
+        return verdict
+    twin_program, replaced = twin
+    twin_result = verdict.twin_result = run_into(verdict, target, twin_program)
+    if twin_result is None:
+        return verdict
+    verdict.reached |= {f"parity.{clause}" for clause in replaced.values()}
+    found = parity(program, result, twin_result, replaced)
+    if found and any(op.get("timed_out") for r in (result, twin_result) for op in r.ops):
+        # The timer cut a call short, so what it moved was timing (a blocking send that a slower
+        # path did not finish in time): judge parity again on both, given time to finish.
+        patient, patient_twin = (replace(p, timeout_ms=min(p.timeout_ms * PATIENT_TIMEOUT_FACTOR, 600_000))
+                                 for p in (program, twin_program))
+        ours, theirs = run_into(verdict, target, patient), run_into(verdict, target, patient_twin)
+        if ours is None or theirs is None:
+            return verdict
+        found = parity(patient, ours, theirs, replaced)
+    verdict.violations += found
     return verdict
 
+
+def run_into(verdict: Verdict, target: Target, program: Program) -> ProgramResult | None:
+    """Run a program for `verdict`: a crash becomes its health findings; after a WARNING the
+    kernel went on, so the result still counts. None when there is no result to judge."""
+    try:
+        return target.run(program)
+    except KernelCrash as crash:
+        verdict.crash = verdict.crash or crash
+        verdict.violations += [v for v in health(crash) if v not in verdict.violations]
+        return crash.result

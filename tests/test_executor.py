@@ -50,6 +50,7 @@ def test_sendfile64_moves_the_file_slice(host, sock, size, offset, count, moved)
     assert (op["offset_before"], op["offset_after"]) == (offset, offset + moved)
     assert (op["in_pos_before"], op["in_pos_after"]) == (0, 0)  # an offset pointer leaves the position alone
     assert op["out_pos_before"] is None  # sockets have no position
+    assert op["in_size_after"] == size
     assert result.peer_bytes("s") == moved
     assert result.peer_digest("s") == digest(pattern(3, offset, moved))
 
@@ -59,6 +60,12 @@ def test_sendfile64_without_offset_advances_the_file_position(host):
                  [{"op": "sendfile64", "out": "s", "in": "f", "offset": None, "count": 700}] * 2)
     assert [(op["in_pos_before"], op["in_pos_after"]) for op in result.ops] == [(0, 700), (700, 1400)]
     assert result.peer_digest("s") == digest(pattern(0, 0, 1400))
+
+
+def test_sendfile_from_a_non_file_reports_no_size(host):
+    result = run(host, [{"name": "p", "kind": "pipe"}, {"name": "s", "kind": "tcp4"}],
+                 [{"op": "sendfile64", "out": "s", "in": "p.r", "offset": None, "count": 10}])
+    assert result.ops[0]["in_size_after"] is None
 
 
 ERRNOS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from errno import EAGAIN, EINVAL, EINTR
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from fuzz import oracles
 from fuzz.abi import MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, Abi
 from vm.program import Program, ProgramResult, digest, pattern
+from vm.target import Target
 
 ABI = Abi(nr_sendfile2=467, sendfile_default=1, sendfile_zc=2, splice_zc=0x10, revision="v2")
 KERNEL_INFO = {"nr_sendfile2": 467, "sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2},
@@ -44,10 +46,12 @@ def sendmsg_zc(length: int = 100) -> dict:
     return {"op": "sendmsg", "fd": "sock", "len": length, "flags": MSG_ZEROCOPY}
 
 
-def done(ret: int, errno: int = 0, timed_out: bool = False, offset: int | None = 0) -> dict:
+def done(ret: int, errno: int = 0, timed_out: bool = False, offset: int | None = 0,
+         in_size: int | None = None) -> dict:
     after = None if offset is None else offset + max(ret, 0)
     return {"ret": ret, "errno": errno, "timed_out": timed_out, "offset_before": offset, "offset_after": after,
-            "in_pos_before": 0, "in_pos_after": 0, "out_pos_before": None, "out_pos_after": None}
+            "in_pos_before": 0, "in_pos_after": 0, "out_pos_before": None, "out_pos_after": None,
+            "in_size_after": in_size}
 
 
 def note(lo: int, hi: int, copied: bool = True) -> dict:
@@ -97,9 +101,18 @@ ACCOUNTING_CASES = {
     "an empty append to a corked datagram takes no id": (
         program(dict(sendmsg_zc(0), flags=MSG_ZEROCOPY | MSG_MORE), sendmsg_zc(0), splice_zc(4095), sock="udp4"),
         result(done(0), done(0), done(4095), notes=[note(0, 1)]), []),
-    "a sendfile that ran out of file corks its datagram; an empty append takes no id": (
-        program(sendfile2(count=4095), sendmsg_zc(0), sock="udp6"),
-        result(done(1), done(0), notes=[note(0, 0)]), []),
+    "a sendfile stopped short of the file's end corks its datagram; an empty append takes no id": (
+        program(sendfile2(count=4095), sendmsg_zc(0), sock="udp4"),
+        result(done(1, in_size=65536), done(0), notes=[note(0, 0)]), []),
+    "a sendfile that ran out of file pushes its IPv4 datagram; an empty datagram takes an id": (
+        program(sendfile2(count=4095, offset=65535), sendmsg_zc(0), sock="udp4"),
+        result(done(1, offset=65535, in_size=65536), done(0), notes=[note(0, 1)]), []),
+    "one id for a sendfile that ran out of file and the empty IPv4 datagram after it": (
+        program(sendfile2(count=4095, offset=65535), sendmsg_zc(0), sock="udp4"),
+        result(done(1, offset=65535, in_size=65536), done(0), notes=[note(0, 0)]), [("sendfile2.zc.notifies", 0)]),
+    "a sendfile that ran out of file leaves its IPv6 datagram corked (no splice_eof)": (
+        program(sendfile2(count=4095, offset=65535), sendmsg_zc(0), sock="udp6"),
+        result(done(1, offset=65535, in_size=65536), done(0), notes=[note(0, 0)]), []),
     "copied set through dummy0 on a datagram a short sendfile corked": (
         program(sendfile2(count=5, offset=65535), sock="udp_dummy"),
         result(done(1), notes=[note(0, 0, copied=True)]), []),
@@ -142,6 +155,33 @@ def test_parity(case):
     assert twin.ops[0].op == "sendfile64" and twin.ops[0]["count"] == prog.ops[0]["count"]
     found = oracles.parity(prog, result(ours), result(theirs), replaced)
     assert [(v.clause_id, v.op_index) for v in found] == expected
+
+
+class SlowZerocopy(Target):
+    """A kernel whose ZC sendfile2 needs `zc_ms` to send 262144 bytes and sendfile64 250 ms."""
+
+    name = "fake"
+
+    def __init__(self, zc_ms: int):
+        self.zc_ms, self.timeouts = zc_ms, []
+
+    def kernel_info(self) -> dict:
+        return KERNEL_INFO
+
+    def run(self, prog):
+        self.timeouts.append(prog.timeout_ms)
+        need_ms = self.zc_ms if prog.ops[0].op == "sendfile2" else 250
+        cut = need_ms > prog.timeout_ms
+        moved = 262144 * min(prog.timeout_ms, need_ms) // need_ms
+        return result(done(moved, timed_out=cut, offset=None))
+
+
+@pytest.mark.parametrize("zc_ms, expected", [(310, []), (10_000, [("sendfile2.parity.zc", 0)])])
+def test_parity_gives_calls_the_timer_cut_short_time_to_finish(zc_ms, expected):
+    target, prog = SlowZerocopy(zc_ms), program(sendfile2(count=1 << 20, offset=None))
+    verdict = oracles.judge(target, replace(prog, timeout_ms=300), ABI, KERNEL_INFO)
+    assert [(v.clause_id, v.op_index) for v in verdict.violations] == expected
+    assert target.timeouts == [300, 300, 3000, 3000]
 
 
 @pytest.mark.parametrize("flags, sock", [(0x80, "tcp4"), (ZC, "unix_stream"), (-1, "tcp4")])

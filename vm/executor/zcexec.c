@@ -337,6 +337,14 @@ static long long position(int fd)
 	return fd < 0 ? -1 : (long long)lseek(fd, 0, SEEK_CUR);
 }
 
+/* A regular file's size: where a sendfile from it reads end of file. */
+static long long file_size(int fd)
+{
+	struct stat st;
+
+	return fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) ? -1 : (long long)st.st_size;
+}
+
 /* Run one syscall-like call under the timer; fills ret/errno/timing. */
 #define TIMED_CALL(r, expr)                                                                       \
 	do {                                                                                       \
@@ -397,6 +405,7 @@ static void run_sendfile(struct op *op, int is_sendfile2)
 	out_pos("in_pos_after", position(in_fd));
 	out_pos("out_pos_before", out_before);
 	out_pos("out_pos_after", position(out_fd));
+	out_pos("in_size_after", file_size(in_fd));
 	out_printf(prog.out, "}");
 }
 
