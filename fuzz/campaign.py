@@ -205,7 +205,7 @@ class Fuzzer:
         except ExecutorError as err:
             self.stats.executor_errors += 1
             with open(self.store.root / "executor-errors.log", "a", encoding="utf-8") as log:
-                log.write(f"{err}\n")
+                log.write(f"{err}\n  program: {json.dumps(program.to_json())}\n")
             return None
         self.stats.programs += 1 + (verdict.twin_result is not None)
         self.stats.reached |= verdict.reached

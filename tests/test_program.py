@@ -195,6 +195,7 @@ def test_result_accessors():
     ('{"error": "unknown op x"}', "executor: unknown op x"),
     ("Kernel panic", "not JSON"),
     ("[1]", "executor sent"),
+    ('{"ops": [' + '{"ret": 1}, ' * 100 + '{"ret": 2 "broken": 3}]}', 'column 1219.*"ret": 2 "broken"'),
 ])
 def test_error_replies_raise(line, message):
     with pytest.raises(ExecutorError, match=message):

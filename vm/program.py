@@ -495,7 +495,8 @@ def decode_reply(line: str) -> ProgramResult:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ExecutorError(f"executor sent a line that is not JSON ({err.msg}): {line[:200]!r}") from None
+        raise ExecutorError(f"executor sent a line that is not JSON ({err.msg} at column {err.pos}): "
+                            f"{line[max(err.pos - 160, 0):err.pos + 80]!r}") from None
     if not isinstance(obj, dict):
         raise ExecutorError(f"executor sent {line[:200]!r}")
     if "error" in obj:
