@@ -150,3 +150,22 @@ def test_a_warning_taints_the_guest_until_a_restart(base_target):
 def test_boot_is_timed_and_accelerator_chosen_by_probe(base_target):
     assert base_target.accel in ("kvm", "tcg")
     assert base_target.boots and all(0 < seconds < qemu.BOOT_TIMEOUT_S for seconds in base_target.boots)
+
+
+def test_later_guests_restore_the_first_booted_one(base_target):
+    base_target.run(Program.from_json(SENDFILE_TO_TCP))
+    assert base_target.snapshot.exists()
+    booted = base_target.run(Program.from_json(SENDFILE_TO_TCP))
+    base_target.restart()
+    restored = base_target.run(Program.from_json(SENDFILE_TO_TCP))
+    assert base_target.guest.restored
+    assert comparable(restored) == comparable(booted) and restored.peers == booted.peers
+
+
+def test_a_saved_guest_that_does_not_restore_gives_way_to_a_boot(base_target):
+    base_target.run(Program.from_json(SENDFILE_TO_TCP))
+    base_target.snapshot.write_bytes(b"not a migration stream")
+    base_target.restart()
+    assert base_target.run(Program.from_json(SENDFILE_TO_TCP)).ret(0) == 512
+    assert not base_target.guest.restored
+    assert base_target.snapshot.stat().st_size > 1 << 20  # saved again from the booted guest

@@ -5,7 +5,10 @@ and results travel over a virtio-serial port named `zcfuzz`; the kernel console 
 live into a log. The guest panics on any oops, KASAN report, hung task or soft lockup, so a crash
 ends the QEMU process; the console then names it (vm.triage) and the next program gets a fresh
 boot; from a target's first crash on, a spare guest boots in the background, so a crash costs
-the time to notice it rather than a boot. A WARNING does not panic it: the executor counts the
+the time to notice it rather than a boot. A boot is a cold boot only once per kernel, executor
+and QEMU: the first guest, once ready, is saved (a migration to a file) and later guests restore
+that state with `-incoming`, which under TCG takes well under a second where a boot takes
+several. A WARNING does not panic it: the executor counts the
 WARNINGs each program printed, the program is reported with the WARNING's title and its result,
 and the guest serves the next one, so a known WARNING hit by most programs does not cost a
 reboot each. QEMU runs with PR_SET_PDEATHSIG so it never outlives zcfuzz.
@@ -14,8 +17,10 @@ reboot each. QEMU runs with PR_SET_PDEATHSIG so it never outlives zcfuzz.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -55,6 +60,8 @@ WARNING_REPORT_WAIT_S = 5.0
 PROBE_TIMEOUT_S = 15.0
 BOOT_ATTEMPTS = 2
 PR_SET_PDEATHSIG = 1
+SNAPSHOT_SAVE_TIMEOUT_S = 120.0
+SNAPSHOTS_KEPT = 6  # a snapshot is about 250 MiB; the least recently used beyond these go
 
 
 def qemu_binary() -> str:
@@ -62,6 +69,12 @@ def qemu_binary() -> str:
     if not path:
         raise UserError(f"{QEMU} not found: run 'apt-get install qemu-system-x86'")
     return path
+
+
+@functools.cache
+def qemu_version() -> str:
+    """A saved guest restores only into the QEMU that saved it."""
+    return subprocess.run([qemu_binary(), "--version"], capture_output=True, text=True).stdout.strip()
 
 
 def die_with_parent() -> None:
@@ -148,13 +161,16 @@ class Guest:
     """One QEMU process: boot, a connected channel to the executor, the console as it arrives."""
 
     def __init__(self, bzimage: Path, initramfs: Path, accel: str, boot_timeout: float | None = BOOT_TIMEOUT_S,
-                 cmdline_extra: str = ""):
+                 cmdline_extra: str = "", restore: Path | None = None):
         """Start QEMU and, unless `boot_timeout` is None, wait for the executor (`wait_ready`).
+        With `restore`, the guest resumes a state `save` wrote instead of booting.
 
         QEMU dies with the thread that started it (PR_SET_PDEATHSIG), so a guest booted in the
         background is started here by a long-lived thread and waited for by another."""
         self.workdir = Path(tempfile.mkdtemp(prefix="zcfuzz-vm-"))
         self.socket_path = self.workdir / "executor.sock"
+        self.qmp_path = self.workdir / "qmp.sock"
+        self.restored = restore is not None
         self.console_path = self.workdir / "console.log"
         self.console = bytearray()
         self.console_lock = threading.Lock()
@@ -168,7 +184,10 @@ class Guest:
             "-device", "virtio-serial-pci,max_ports=2",
             "-chardev", f"socket,id=zc,path={self.socket_path},server=on,wait=off",
             "-device", "virtserialport,chardev=zc,name=zcfuzz",
+            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
         ]
+        if restore is not None:
+            command += ["-incoming", f"exec:cat {shlex.quote(str(restore))}"]
         self.started = time.monotonic()
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
@@ -177,6 +196,7 @@ class Guest:
         self.channel: socket.socket | None = None
         self.buffer = b""
         self.warned = False  # printed a WARNING and went on: its state may differ from a fresh boot's
+        self.on_failure = lambda: None  # what the owner wants done when the guest does not come up
         if boot_timeout is not None:
             self.wait_ready(boot_timeout)
 
@@ -187,6 +207,7 @@ class Guest:
             self.boot_seconds = time.monotonic() - self.started
         except BaseException:
             self.close()
+            self.on_failure()
             raise
 
     def _read_console(self) -> None:
@@ -219,9 +240,46 @@ class Guest:
                 time.sleep(0.02)
         if self.channel is None:
             raise GuestError(self._death_reason("QEMU did not start"), self.console_text())
+        if self.restored:  # the saved guest had said ready already: ask it
+            self.send(b"ping\n")
         line = self.read_line(deadline)
-        if line is None or READY_LINE not in line:
+        if line is None or (b'"pong"' if self.restored else READY_LINE) not in line:
             raise GuestError(self._death_reason("the executor did not report ready"), self.console_text())
+
+    def save(self, dest: Path) -> None:
+        """Write this guest's whole state to `dest` (a migration to a file), then let it go on.
+        Call it on a guest no program has run on, so every restore starts where a boot ends."""
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as qmp:
+                qmp.settimeout(SNAPSHOT_SAVE_TIMEOUT_S)
+                qmp.connect(str(self.qmp_path))
+                replies = qmp.makefile("r")
+                replies.readline()  # the greeting
+
+                def execute(command: str, **arguments) -> dict:
+                    qmp.sendall(json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n")
+                    for line in replies:
+                        reply = json.loads(line)
+                        if "error" in reply:
+                            raise GuestError(f"QMP {command}: {reply['error'].get('desc')}", self.console_text())
+                        if "return" in reply:
+                            return reply["return"]
+                    raise GuestError(self._death_reason(f"QMP {command}: no answer"), self.console_text())
+
+                execute("qmp_capabilities")
+                execute("migrate", uri=f"exec:cat > {shlex.quote(str(partial))}")
+                deadline = time.monotonic() + SNAPSHOT_SAVE_TIMEOUT_S
+                while (status := execute("query-migrate").get("status")) not in ("completed", "failed", "cancelled"):
+                    if time.monotonic() > deadline:
+                        raise GuestError("saving the guest took too long", self.console_text())
+                    time.sleep(0.02)
+                execute("cont")  # a migrated guest stays paused
+            if status != "completed":
+                raise GuestError(f"saving the guest {status}", self.console_text())
+            partial.replace(dest)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def _death_reason(self, what: str) -> str:
         status = self.process.poll()
@@ -357,16 +415,52 @@ class VmTarget(Target):
             if self.guest is not None:
                 break
             try:
-                self.guest = Guest(self.bzimage, self.initramfs, self.accel)
+                self.guest = self._new_guest()
+                self.guest.wait_ready()
                 self.boots.append(self.guest.boot_seconds)
             except GuestError as err:
+                self.guest = None
                 if attempt + 1 < BOOT_ATTEMPTS:
                     continue
                 report = triage.parse(err.console)
                 if report is not None:
                     raise KernelCrash(report.title, report.report, None, err.console)
                 raise UserError(f"guest on {self.name} did not boot: {err}; run 'zcfuzz vm shell --rev {self.rev}'")
+        if not self.guest.restored and not self.snapshot.exists():
+            self._save(self.guest)
         return self.guest
+
+    @functools.cached_property
+    def snapshot(self) -> Path:
+        """Where this target's freshly booted guest is saved: keyed by everything a restore must
+        match (kernel, initramfs, QEMU, the code that builds QEMU's command line, accelerator)."""
+        kernel = self.bzimage.stat()
+        key = kbuild.sha256_bytes(json.dumps([str(self.bzimage), kernel.st_size, kernel.st_mtime_ns,
+                                              self.initramfs.name, qemu_version(), self.accel]).encode(),
+                                  Path(__file__).read_bytes())[:24]
+        return kbuild.cache_dir() / "snapshots" / f"{key}.vmstate"
+
+    def _new_guest(self) -> Guest:
+        """A guest on its way up, not waited for: restored where a saved one is, else booted.
+        A saved guest that fails to restore is dropped, so the next one boots (and saves)."""
+        if not self.snapshot.exists():
+            return Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=None)
+        os.utime(self.snapshot)  # recently used, so kept
+        guest = Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=None, restore=self.snapshot)
+        guest.on_failure = lambda: self.snapshot.unlink(missing_ok=True)
+        return guest
+
+    def _save(self, guest: Guest) -> None:
+        """Save a just-booted guest for later boots, keeping the most recently used few. Saving is
+        only a speed-up: if it fails, guests boot as before."""
+        self.snapshot.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            guest.save(self.snapshot)
+        except (GuestError, OSError, ValueError):
+            return
+        saved = sorted(self.snapshot.parent.glob("*.vmstate"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in saved[SNAPSHOTS_KEPT:]:
+            old.unlink(missing_ok=True)
 
     @property
     def tainted(self) -> bool:
@@ -381,7 +475,7 @@ class VmTarget(Target):
 
     def _spare(self) -> SpareGuest:
         """A guest started here, in the thread that runs programs, and waited for in another."""
-        return SpareGuest(Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=None))
+        return SpareGuest(self._new_guest())
 
     def run(self, program: Program) -> ProgramResult:
         guest = self.boot()
