@@ -104,18 +104,24 @@ def reached_send_path(op: Op, op_result: dict, sock: str) -> bool:
     return op.op in ("sendfile2", "sendfile64", "splice") and op["out"] == sock and op_result["ret"] > 0
 
 
-def asks_for_more(program: Program, op: Op, op_result: dict) -> bool:
-    """The call's last send carried MSG_MORE and the call did not push it: a datagram waits for
-    more, forever. Asked for (MSG_MORE, SPLICE_F_MORE), or a sendfile that moved less than its
-    count: its direct splice sends each chunk short of count with MSG_MORE, and only running out
-    of input pushes the datagram, where the socket has splice_eof."""
+def sent_with_more(op: Op, op_result: dict) -> bool:
+    """The call's last send carried MSG_MORE, so UDP built (and copied) a datagram to hold more:
+    asked for (MSG_MORE, SPLICE_F_MORE), or a sendfile that moved less than its count (its direct
+    splice sends each chunk short of count with MSG_MORE)."""
     if op.op == "sendmsg":
         return bool(op["flags"] & MSG_MORE)
     if op.op == "splice":
         return bool(op["flags"] & SPLICE_F_BASE["SPLICE_F_MORE"])
-    if op.op not in ("sendfile2", "sendfile64") or not 0 < op_result.get("ret", -1) < op["count"]:
+    return op.op in ("sendfile2", "sendfile64") and 0 < op_result.get("ret", -1) < op["count"]
+
+
+def asks_for_more(program: Program, op: Op, op_result: dict) -> bool:
+    """The call left a datagram waiting for more, forever: it sent with MORE and did not push it.
+    A sendfile that ran out of input pushes it, where the socket has splice_eof."""
+    if not sent_with_more(op, op_result):
         return False
-    return not (ran_out_of_input(op, op_result) and program.fixture(op["out"]).kind in EOF_PUSHES_KINDS)
+    return not (op.op in ("sendfile2", "sendfile64") and ran_out_of_input(op, op_result)
+                and program.fixture(op["out"]).kind in EOF_PUSHES_KINDS)
 
 
 def ran_out_of_input(op: Op, op_result: dict) -> bool:
@@ -216,10 +222,9 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     # A datagram larger than the device MTU is fragmented, and fragments are built by copying.
     fits_one_frame = all((dict(op.args).get("count") or dict(op.args).get("len") or 0) <= DUMMY_UDP_PAYLOAD_MAX
                          for op in sending)
-    # A datagram corked by MSG_MORE (or by a sendfile short of its count) is finished by
-    # whatever pushes it, which may copy.
-    corking = any(asks_for_more(program, op, r) for op, r in zip(program.ops, result.ops)
-                  if reached_send_path(op, r, sock))
+    # A datagram sent with MSG_MORE (or by a sendfile short of its count) is built by copying,
+    # to hold what comes next, and finished by whatever pushes it.
+    corking = any(sent_with_more(op, r) for op, r in zip(program.ops, result.ops) if reached_send_path(op, r, sock))
     true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS and fits_one_frame and not corking
     copied = []
     for record in records:
