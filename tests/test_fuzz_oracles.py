@@ -158,7 +158,7 @@ def test_parity(case):
 
 
 class SlowZerocopy(Target):
-    """A kernel whose ZC sendfile2 needs `zc_ms` to send 262144 bytes and sendfile64 250 ms."""
+    """A kernel whose ZC sendfile2 needs `zc_ms` before it sends anything and sendfile64 250 ms."""
 
     name = "fake"
 
@@ -171,9 +171,19 @@ class SlowZerocopy(Target):
     def run(self, prog):
         self.timeouts.append(prog.timeout_ms)
         need_ms = self.zc_ms if prog.ops[0].op == "sendfile2" else 250
-        cut = need_ms > prog.timeout_ms
-        moved = 262144 * min(prog.timeout_ms, need_ms) // need_ms
-        return result(done(moved, timed_out=cut, offset=None))
+        if need_ms > prog.timeout_ms:
+            return result(done(-1, EINTR, timed_out=True, offset=None))
+        return result(done(262144, offset=None))
+
+
+def test_parity_leaves_out_where_a_blocking_send_met_a_peer_that_does_not_read():
+    prog = program(sendfile2(count=1 << 20, offset=None))
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    blocked, completed = done(255232, timed_out=True, offset=None), done(262144, offset=None)
+    assert oracles.parity(prog, result(blocked), result(completed), replaced) == []
+    blocked_before_sending = done(-1, EINTR, timed_out=True, offset=None)
+    assert [v.clause_id for v in oracles.parity(prog, result(blocked_before_sending), result(completed),
+                                                 replaced)] == ["sendfile2.parity.zc"]
 
 
 @pytest.mark.parametrize("zc_ms, expected", [(310, []), (10_000, [("sendfile2.parity.zc", 0)])])
