@@ -36,8 +36,8 @@ PATCHES_DIR = PROJECT_ROOT / "kernel-patches"
 DEFAULT_CONFIG_FRAGMENT = PATCHES_DIR / "config" / "zcfuzz.config"
 DEBIAN_SOURCE_PACKAGE = "linux-source-6.12"
 DEBIAN_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
-BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "cpio")
-BUILD_PACKAGES = "build-essential flex bison bc cpio libelf-dev libssl-dev"
+BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "cpio", "rsync")
+BUILD_PACKAGES = "build-essential flex bison bc cpio rsync libelf-dev libssl-dev"
 
 # Names the suite takes from the kernel it tests, never from constants of its own.
 ABI_DEFINE = re.compile(r"^#\s*define\s+(__NR_sendfile2|SENDFILE_\w+|SPLICE_F_\w+)\s+(.+?)\s*(?:/\*.*)?$")
