@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vm.errors import UserError
 from vm.program import (
@@ -148,11 +150,16 @@ def test_pattern_byte(index, seed, expected):
     assert pattern(seed, index, 1) == bytes([expected])
 
 
+@given(st.integers(0, 255), st.integers(0, 1 << 25), st.integers(0, 3000))
+def test_pattern_is_the_formula_byte_by_byte_across_block_boundaries(seed, start, length):
+    assert pattern(seed, start, length) == bytes(pattern_byte(i, seed) for i in range(start, start + length))
+
+
 DIGESTS = [
-    # FNV-1a 64 published test vectors
-    (b"", "cbf29ce484222325"),
-    (b"a", "af63dc4c8601ec8c"),
-    (b"foobar", "85944171f73967e8"),
+    # CRC-32 check values (the "123456789" one is the catalogue's)
+    (b"", "00000000"),
+    (b"a", "e8b7be43"),
+    (b"123456789", "cbf43926"),
 ]
 
 
@@ -176,7 +183,7 @@ RESULT = {
         {"op": "drain", "fd": "s", "ret": 1, "errno": 0, "timed_out": False, "ns": 10,
          "notifications": [{"errno": 0, "origin": 5, "type": 0, "code": 1, "lo": 0, "hi": 0}]},
     ],
-    "final": {"peers": {"s": {"bytes": 3, "digest": "00000000000000ff"}},
+    "final": {"peers": {"s": {"bytes": 3, "digest": "000000ff"}},
               "notifications": {"s": [{"errno": 0, "origin": 5, "type": 0, "code": 1, "lo": 1, "hi": 1}]}},
 }
 
@@ -184,7 +191,7 @@ RESULT = {
 def test_result_accessors():
     result = decode_reply(json.dumps(RESULT))
     assert (result.ret(0), result.errno(0), result.errno_name(0), result.errno_name(1)) == (-1, 9, "EBADF", "")
-    assert result.peer_bytes("s") == 3 and result.peer_digest("s") == "00000000000000ff"
+    assert result.peer_bytes("s") == 3 and result.peer_digest("s") == "000000ff"
     assert [n["lo"] for n in result.notifications("s")] == [0, 1]
     assert [n["lo"] for n in result.final_notifications("s")] == [1]
     assert result.fixture_error("d") == 19 and result.fixture_error("s") is None
