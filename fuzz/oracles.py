@@ -607,9 +607,9 @@ def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verd
         return verdict
     verdict.reached |= {f"parity.{clause}" for clause in replaced.values()}
     found = parity(program, result, twin_result, replaced)
-    if found and any(op.get("timed_out") for r in (result, twin_result) for op in r.ops):
-        # The timer cut a call short, so whether it got anywhere may be timing (a slower path
-        # under TCG): judge parity again on both, given time to finish.
+    if found and waited_for_the_timer(program, result, twin_program, twin_result):
+        # The timer cut a blocking call short, so whether it got anywhere may be timing (a
+        # slower path under TCG): judge parity again on both, given time to finish.
         patient, patient_twin = (replace(p, timeout_ms=min(p.timeout_ms * PATIENT_TIMEOUT_FACTOR, 600_000))
                                  for p in (program, twin_program))
         ours, theirs = run_into(verdict, target, patient), run_into(verdict, target, patient_twin)
@@ -618,6 +618,15 @@ def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verd
         found = parity(patient, ours, theirs, replaced)
     verdict.violations += found
     return verdict
+
+
+def waited_for_the_timer(program: Program, result: ProgramResult, twin_program: Program,
+                         twin_result: ProgramResult) -> bool:
+    """Some call that may block ran into the op timer. A non-blocking one that did is wrong
+    whatever more time would give it (the errno oracle says so), so it asks for no rerun."""
+    return any(op_result.get("timed_out") and not must_not_block(p, op)
+               for p, r in ((program, result), (twin_program, twin_result))
+               for op, op_result in zip(p.ops, r.ops))
 
 
 def run_into(verdict: Verdict, target: Target, program: Program) -> ProgramResult | None:

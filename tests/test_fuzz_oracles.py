@@ -194,6 +194,17 @@ def test_parity_gives_calls_the_timer_cut_short_time_to_finish(zc_ms, expected):
     assert target.timeouts == [300, 300, 3000, 3000]
 
 
+def test_a_non_blocking_call_that_ran_into_the_timer_gets_no_rerun():
+    """It is wrong however long it is given (the errno oracle's never-blocks), so no 3 s rerun."""
+    prog = program(sendfile2(count=1 << 20, offset=None))
+    prog = Program.from_json({**prog.to_json(), "timeout_ms": 300,
+                              "fds": [{"name": "src", "kind": "file"}, {"name": "sock", "kind": "tcp4", "nonblock": True}]})
+    target = SlowZerocopy(10_000)
+    verdict = oracles.judge(target, prog, ABI, KERNEL_INFO)
+    assert target.timeouts == [300, 300]
+    assert ("sendfile2.parity.zc", 0) in [(v.clause_id, v.op_index) for v in verdict.violations]
+
+
 @pytest.mark.parametrize("flags, sock", [(0x80, "tcp4"), (ZC, "unix_stream"), (-1, "tcp4")])
 def test_parity_leaves_calls_with_their_own_rules_alone(flags, sock):
     prog = Program.from_json({**program(sendfile2(flags=flags)).to_json(),
