@@ -157,3 +157,10 @@ def test_every_shipped_series_applies_in_order_on_the_debian_base(tmp_path, rev)
     for patch in revision.patches:
         for rel in kbuild.patched_files(patch):
             assert (staging / rel).exists() or "deleted file" in patch.read_text()
+
+
+def test_a_missing_tool_the_build_runs_is_named(tmp_path):
+    log = tmp_path / "build.log"
+    log.write_text("\n$ make -C src O=build headers_install\n  INSTALL ./usr/include\n/bin/sh: 1: rsync: not found\n"
+                   "make[2]: *** [src/Makefile:1358: headers_install] Error 127\n")
+    assert kbuild.first_build_error(log) == "/bin/sh: 1: rsync: not found"

@@ -358,10 +358,13 @@ def run_make(slot: Slot, *targets: str, jobs: int | None = None, log: Path | Non
 
 
 def first_build_error(log: Path) -> str:
+    """The line of the last make's output that says what went wrong: a compiler error, a link
+    error, or a tool the build ran that is not installed."""
     text = log.read_text(errors="replace")
     tail = text[text.rfind("\n$ make") :]
     for line in tail.splitlines():
-        if ": error:" in line or "undefined reference" in line or "Error " in line and "make" not in line:
+        if (": error:" in line or "undefined reference" in line or line.endswith(": not found")
+                or "Error " in line and "make" not in line):
             return line.strip()[:200]
     return "see the log"
 
