@@ -444,11 +444,13 @@ class ProgramResult:
     fixture_errors: list[dict]
     reused: list[str] = field(default_factory=list)  # fixtures kept from an earlier program
     warnings: int = 0  # kernel WARNINGs printed while the program ran (guests only)
+    phases_ns: dict = field(default_factory=dict)  # the executor's time: build, ops, final, teardown
 
     @classmethod
     def from_json(cls, obj: dict) -> "ProgramResult":
         return cls(ops=obj["ops"], final=obj["final"], fixture_errors=obj.get("fixture_errors", []),
-                   reused=obj.get("reused", []), warnings=obj.get("warnings", 0))
+                   reused=obj.get("reused", []), warnings=obj.get("warnings", 0),
+                   phases_ns=obj.get("phases_ns", {}))
 
     def to_json(self) -> dict:
         out = {"ops": self.ops, "final": self.final, "fixture_errors": self.fixture_errors, "reused": self.reused}
