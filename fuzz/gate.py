@@ -254,9 +254,12 @@ def write_report(path: str | None, text: str) -> None:
 
 
 def build_all(revs: list[str], source: str | None) -> None:
-    """Build every revision first: one that does not apply stops the command before any guest boots."""
+    """Build every revision first: one that does not apply stops the command before any guest boots,
+    and one that does not exist stops it before anything is built."""
     from vm import kbuild
 
+    for rev in revs:
+        kbuild.resolve_revision(rev)
     for rev in dict.fromkeys(revs):
         kbuild.build_kernel(rev, source, progress=lambda line: print(line, file=sys.stderr))
 
