@@ -9,6 +9,7 @@ SENDFILE_ZC where the output is a TCP/UDP socket.
 from __future__ import annotations
 
 import errno as errno_module
+import itertools
 from dataclasses import dataclass
 from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, EOPNOTSUPP, EPIPE, ESPIPE)
 from typing import Callable
@@ -18,7 +19,7 @@ from fuzz.oracles import PARITY_FIELDS, data, notification_records, socket_accou
 from vm.program import OPS, Program, ProgramResult
 
 from conformance.model import expected_errno, splice_flags_mask
-from conformance.spec import CLAUSE_BY_ID
+from conformance.spec import CLAUSE_BY_ID, CLAUSES
 
 SSIZE_MAX = (1 << 63) - 1
 MAX_NON_LFS = (1 << 31) - 1
@@ -670,6 +671,20 @@ def rows_of(clause_id: str, abi: Abi, kernel_info: dict) -> list[Row]:
                           {"op": "vmsplice", "fd": "p.w", "len": 512, "flags": flags}, EINVAL)
                 for label, flags in (("SPLICE_F_ZC", szc), ("SPLICE_F_ZC|SPLICE_F_NONBLOCK", szc | 2))]
     raise KeyError(f"clause {clause_id} has no rows")
+
+
+def spec_programs(abi: Abi, kernel_info: dict) -> list[Program]:
+    """Every row of every clause this kernel's ABI has, one program each, the clauses taken in
+    turn (the first row of each, then the second, ...): the spec's own edge cases, which a
+    campaign runs before it generates any, as syzkaller starts from its seed corpus."""
+    has = {"": True, "sendfile2": abi.has_sendfile2, "splice_zc": abi.splice_zc is not None}
+    per_clause = [rows_of(c.id, abi, kernel_info) for c in CLAUSES if has[c.requires]]
+    programs: dict[str, Program] = {}
+    for row in itertools.chain.from_iterable(itertools.zip_longest(*per_clause)):
+        if row is not None:
+            program = Program.from_json(row.program(abi))
+            programs.setdefault(program.dumps(), program)
+    return list(programs.values())
 
 
 def _splice_zc_error_row(row: Row, abi: Abi, kernel_info: dict) -> Row:

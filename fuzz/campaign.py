@@ -1,12 +1,13 @@
 """Fuzzing campaigns: N workers, each with its own target, sharing findings and examples.
 
-A worker runs Hypothesis in rounds over `programs(abi)` and judges each program with every
-oracle. A violation with a new key (crash title, or oracle and clause) is confirmed by more
-runs, written at once, then raised so that Hypothesis shrinks it; each smaller program that
-fails again on confirmation replaces the recorded one, so the folder always holds the smallest
-reproducer seen. Keys recorded before a
-round do not fail it: the campaign keeps generating after a finding. The example database
-keeps failing examples and target scores, so a campaign stopped mid-shrink resumes there.
+A worker first runs the spec's own programs (one per conformance row, its share of them), then
+Hypothesis in rounds over `programs(abi)`, and judges each program with every oracle. A
+violation with a new key (crash title, or oracle and clause) is confirmed by more runs, written
+at once, then raised so that Hypothesis shrinks it; each smaller program that fails again on
+confirmation replaces the recorded one, so the folder always holds the smallest reproducer
+seen. Keys recorded before a round do not fail it: the campaign keeps generating after a
+finding. The example database keeps failing examples and target scores, so a campaign stopped
+mid-shrink resumes there.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from pathlib import Path
 from hypothesis import core as hypothesis_core
 from hypothesis import given, settings
 from hypothesis import target as hypothesis_target
+from hypothesis.control import currently_in_test_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from conformance.cases import spec_programs
 from fuzz.abi import Abi
 from fuzz.findings import FindingStore
 from fuzz.oracles import Verdict, Violation, judge
@@ -142,6 +145,20 @@ class Fuzzer:
         finally:
             self.check_replacements()
 
+    def run_spec_programs(self, programs: list[Program]) -> None:
+        """Judge each of the spec's programs as a generated one, then minimise what they found."""
+        self.settled = set(self.store.keys())
+        try:
+            for program in programs:
+                try:
+                    self.check(program)
+                except FindingError:
+                    pass
+            for key in sorted(self.found - self.settled):
+                self.minimise(key)
+        finally:
+            self.check_replacements()
+
     def check_replacements(self) -> None:
         """Each program that replaced a smaller finding's this round must fail on a fresh kernel
         too (a leaky guest's state can be what made it fail); otherwise the finding goes back."""
@@ -174,7 +191,9 @@ class Fuzzer:
         verdict = self.judge(program)
         if verdict is None:
             return
-        hypothesis_target(float(len(verdict.reached)), label="clauses reached")
+        if currently_in_test_context():  # not for the spec's programs, which run before Hypothesis
+            hypothesis_target(float(len(verdict.reached)), label="clauses reached")
+        failing = None
         for violation in verdict.violations:
             if violation.key in self.settled:
                 self.keep_if_smaller(violation, program, verdict)
@@ -187,7 +206,9 @@ class Fuzzer:
                 self.store.record(violation, program, self.console(verdict))
             else:
                 self.keep_if_smaller(violation, program, verdict)
-            raise finding_error(violation.key)(violation.message)
+            failing = failing or violation
+        if failing is not None:
+            raise finding_error(failing.key)(failing.message)
 
     def keep_if_smaller(self, violation: Violation, program: Program, verdict: Verdict) -> bool:
         """Record `program` for the violation's key if it is smaller than the recorded one and
@@ -251,6 +272,8 @@ class CampaignConfig:
     workers: int = 1
     seed: int = 0
     findings: Path | None = None
+    spec_programs: bool = True  # run the spec's programs (conformance.cases) before generating
+    until_first_finding: bool = False  # stop once a finding is on disk (time to a mutant's kill)
     target_options: dict = field(default_factory=dict)  # open_target's options: source, build
 
     @property
@@ -276,6 +299,8 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started:
         last = time.monotonic()
         round_number = 0
         try:
+            if config.spec_programs:
+                fuzzer.run_spec_programs(spec_programs(fuzzer.abi, fuzzer.info)[worker::config.workers])
             while not stop.is_set() and time.monotonic() < deadline:
                 fuzzer.run_round(hash((config.seed, worker, round_number)) & 0xFFFFFFFF)
                 round_number += 1
@@ -305,6 +330,8 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
     try:
         while any(p.is_alive() for p in procs) or not reports.empty():
             drain_reports(reports, latest)
+            if config.until_first_finding and any(config.findings_dir.glob("*/finding.json")):
+                stop.set()
             print_progress(out, time.monotonic() - start, latest, config.findings_dir, final=False)
             time.sleep(PROGRESS_INTERVAL_S if any(p.is_alive() for p in procs) else 0)
     except KeyboardInterrupt:

@@ -11,7 +11,8 @@ def cmd_fuzz(args) -> int:
     from fuzz.findings import FindingStore
 
     config = CampaignConfig(target=args.target, budget_s=parse_budget(args.budget), workers=args.workers,
-                            seed=args.seed, findings=Path(args.findings) if args.findings else None)
+                            seed=args.seed, findings=Path(args.findings) if args.findings else None,
+                            spec_programs=args.spec_programs)
     totals = run_campaign(config)
     print(f"findings in {config.findings_dir}: {totals['findings']}", file=sys.stderr)
     for doc in FindingStore(config.findings_dir, {}).findings():
@@ -43,6 +44,9 @@ def register(sub) -> None:
     fuzz.add_argument("--workers", type=int, default=1, help="parallel targets (default 1)")
     fuzz.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     fuzz.add_argument("--findings", help="findings folder (default: under the zcfuzz cache)")
+    fuzz.add_argument("--no-spec-programs", dest="spec_programs", action="store_false",
+                      help="generate from the start: skip the spec's own programs (one per conformance row) "
+                           "that a campaign runs first")
     fuzz.set_defaults(func=cmd_fuzz)
 
     repro = sub.add_parser("repro", help="replay findings; exit 1 if any still fails, 0 if all are fixed")
