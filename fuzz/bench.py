@@ -6,7 +6,8 @@ reboot after a crash, programs per second for a fixed set
 of representative programs next to the executor's plain C loop doing the same calls (the C loop
 is the ceiling: a program can only lose to it by the executor's and the host's overhead).
 Host figures: Hypothesis generation per example, time to each finding from an empty example
-database, kernel build cache hit and one-file rebuild, peak memory.
+database (as campaigns run, the spec's programs first, and by generation alone), time to each
+mutant's kill, kernel build cache hit and one-file rebuild, peak memory.
 """
 
 from __future__ import annotations
@@ -49,9 +50,12 @@ TARGETS = {
     "ratio_to_c_loop": (">=", 0.5),
     "time_to_find_max_s": ("<=", 600.0),
     "time_to_find_median_s": ("<=", 30.0),
+    "time_to_find_generated_max_s": ("<=", 600.0),
+    "time_to_find_generated_median_s": ("<=", 30.0),
 }
 GUEST_FIGURES = ("boot_s_median", "cold_boot_s_median", "reboot_after_first_crash_s", "reboot_after_crash_s",
-                 "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "round_trip_ms", "time_to_find_s")
+                 "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "time_split", "round_trip_ms", "time_to_find_s",
+                 "time_to_find_generated_s", "time_to_kill_s")
 
 
 # --- the representative programs and their C loops ---------------------------------------------
@@ -122,12 +126,13 @@ def slowest_initcalls(console: str, count: int = 8) -> list[tuple[str, float]]:
     return sorted(calls, key=lambda call: -call[1])[:count]
 
 
-def finding_times(first_seen: dict[str, float]) -> dict:
+def finding_times(first_seen: dict[str, float], suffix: str = "", reason: str = "no finding") -> dict:
     """Median and worst time to a finding, or a reason when there was none."""
     if not first_seen:
-        return {"time_to_find_median_s": "no finding", "time_to_find_max_s": "no finding"}
+        return {f"time_to_find{suffix}_median_s": reason, f"time_to_find{suffix}_max_s": reason}
     times = list(first_seen.values())
-    return {"time_to_find_median_s": round(statistics.median(times), 1), "time_to_find_max_s": round(max(times), 1)}
+    return {f"time_to_find{suffix}_median_s": round(statistics.median(times), 1),
+            f"time_to_find{suffix}_max_s": round(max(times), 1)}
 
 
 def target_verdict(figure: str, value) -> str:
@@ -204,19 +209,29 @@ def round_trip_ms(target: Target, pings: int = PINGS) -> float:
     return round(statistics.median(times) * 1000, 3)
 
 
-def program_rate(target: Target, program: Program, seconds: float) -> tuple[float, float]:
-    """Programs per second for `seconds`, and the share of that time the ops' calls took."""
+PHASES = ("build", "ops", "final", "teardown")
+
+
+def program_rate(target: Target, program: Program, seconds: float) -> tuple[float, dict]:
+    """Programs per second for `seconds`, and the share of that time each part took: the ops'
+    calls, the rest of the executor's ops phase, its other phases (vm/PROGRAM.md `phases_ns`),
+    and what is left: transport, parsing and the host."""
     first = target.run(program)
     failed = [op for op in first.ops if op["errno"]]
     if failed:
         raise UserError(f"bench program {program.dumps()} failed: {failed[0]}")
-    count, op_ns, started = 0, 0, time.perf_counter()
+    count, spent, started = 0, dict.fromkeys(("calls", *PHASES), 0), time.perf_counter()
     while time.perf_counter() - started < seconds:
         result = target.run(program)
-        op_ns += sum(op["ns"] for op in result.ops)
+        spent["calls"] += sum(op["ns"] for op in result.ops)
+        for phase in PHASES:
+            spent[phase] += result.phases_ns.get(phase, 0)
         count += 1
     elapsed = time.perf_counter() - started
-    return count / elapsed, op_ns / 1e9 / elapsed
+    share = {"calls": spent["calls"], "ops_other": spent["ops"] - spent["calls"],
+             **{phase: spent[phase] for phase in PHASES if phase != "ops"}}
+    share["transport_and_host"] = elapsed * 1e9 - sum(share.values())
+    return count / elapsed, {part: ns / 1e9 / elapsed for part, ns in share.items()}
 
 
 def c_loop_rate(target: Target, name: str, info: dict, seconds: float) -> float:
@@ -227,24 +242,24 @@ def c_loop_rate(target: Target, name: str, info: dict, seconds: float) -> float:
 
 
 def program_figures(target: Target, seconds: float) -> dict:
-    """programs_per_s, c_loop_per_s, ratio_to_c_loop and ops_share, one entry per program."""
+    """programs_per_s, c_loop_per_s, ratio_to_c_loop and time_split, one entry per program."""
     info = target.kernel_info()
-    programs_per_s, c_loop_per_s, ops_share = {}, {}, {}
+    programs_per_s, c_loop_per_s, time_split = {}, {}, {}
     for name, program in representative_programs(info).items():
         if isinstance(program, str):
-            programs_per_s[name] = c_loop_per_s[name] = ops_share[name] = program
+            programs_per_s[name] = c_loop_per_s[name] = time_split[name] = program
             continue
-        rates, loops, shares = [], [], []
+        rates, loops, splits = [], [], []
         for _ in range(ROUNDS):
-            rate, share = program_rate(target, program, seconds / ROUNDS)
+            rate, split = program_rate(target, program, seconds / ROUNDS)
             rates.append(rate)
-            shares.append(share)
+            splits.append(split)
             loops.append(c_loop_rate(target, name, info, seconds / ROUNDS))
         programs_per_s[name] = round(statistics.median(rates), 1)
         c_loop_per_s[name] = round(statistics.median(loops), 1)
-        ops_share[name] = round(statistics.median(shares), 3)
+        time_split[name] = {part: round(statistics.median(s[part] for s in splits), 3) for part in splits[0]}
     return {"programs_per_s": programs_per_s, "c_loop_per_s": c_loop_per_s,
-            "ratio_to_c_loop": ratios(programs_per_s, c_loop_per_s), "ops_share": ops_share}
+            "ratio_to_c_loop": ratios(programs_per_s, c_loop_per_s), "time_split": time_split}
 
 
 def boot_figures(target, boots: int) -> dict:
@@ -339,25 +354,63 @@ def watch_findings(folder: Path, started: float, first_seen: dict[str, float], s
             first_seen.setdefault(title, round(time.monotonic() - started, 1))
 
 
-def time_to_find(rev: str, budget_s: float, seed: int) -> dict:
-    """A campaign with a fixed seed from an empty database: seconds from its start to each finding."""
+def campaign_finding_times(target_spec: str, budget_s: float, seed: int, folder: Path,
+                           spec_programs: bool = True, until_first: bool = False) -> dict[str, float]:
+    """A campaign with a fixed seed from an empty database in `folder`: seconds from its start to
+    each finding, by title."""
     from fuzz.campaign import CampaignConfig, run_campaign
 
+    first_seen: dict[str, float] = {}
+    config = CampaignConfig(target=target_spec, budget_s=budget_s, seed=seed, findings=folder,
+                            spec_programs=spec_programs, until_first_finding=until_first,
+                            target_options={"build": False})
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_findings, args=(folder, time.monotonic(), first_seen, stop))
+    watcher.start()
+    try:
+        run_campaign(config, out=sys.stderr)
+    finally:
+        stop.set()
+        watcher.join()
+    return dict(sorted(first_seen.items(), key=lambda item: item[1]))
+
+
+def time_to_find(rev: str, budget_s: float, seed: int, spec_programs: bool = True) -> dict:
+    """Seconds to each finding of a campaign on REV from an empty database, as `zcfuzz fuzz`
+    runs it (the spec's programs first) or, without spec_programs, by generation alone (the
+    figures' names then end in _generated)."""
+    suffix = "" if spec_programs else "_generated"
     if kbuild.cached_build(rev) is None:
         reason = f"not measured: {rev} not built"
-        return {"time_to_find_s": reason, "time_to_find_median_s": reason, "time_to_find_max_s": reason}
-    first_seen: dict[str, float] = {}
+        return {f"time_to_find{suffix}_s": reason, **finding_times({}, suffix, reason)}
     with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-") as folder:
-        config = CampaignConfig(target=f"vm:{rev}", budget_s=budget_s, seed=seed, findings=Path(folder))
-        stop = threading.Event()
-        watcher = threading.Thread(target=watch_findings, args=(Path(folder), time.monotonic(), first_seen, stop))
-        watcher.start()
-        try:
-            run_campaign(config, out=sys.stderr)
-        finally:
-            stop.set()
-            watcher.join()
-    return {"time_to_find_s": dict(sorted(first_seen.items(), key=lambda item: item[1])), **finding_times(first_seen)}
+        first_seen = campaign_finding_times(f"vm:{rev}", budget_s, seed, Path(folder), spec_programs)
+    return {f"time_to_find{suffix}_s": first_seen, **finding_times(first_seen, suffix)}
+
+
+def mutant_kill_times(rev: str, mutants: Path, budget_s: float, seed: int) -> dict:
+    """Seconds from an empty database to each mutant's kill: a campaign on REV plus the mutant,
+    stopped at its first finding, whose program must then not fail on REV itself."""
+    from fuzz.gate import fails_on, read_findings
+    from fuzz.mutants import load_mutants, materialise
+
+    if kbuild.cached_build(rev) is None:
+        return {"time_to_kill_s": f"not measured: {rev} not built"}
+    revision = kbuild.resolve_revision(rev)
+    times: dict[str, float | str] = {}
+    with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-mutants-") as work:
+        for mutant in load_mutants(mutants):
+            kbuild.build_kernel(revision.with_patch(mutant.patch, slot=f"{revision.name}-mutants"))
+            folder = Path(work) / mutant.name
+            target_spec = f"vm:{materialise(revision, mutant, folder / 'revision')}"
+            found = campaign_finding_times(target_spec, budget_s, seed, folder / "findings", until_first=True)
+            findings = {doc["title"]: doc for doc in read_findings(folder / "findings").values()}
+            kills = [t for title, t in found.items() if not fails_on(findings[title], f"vm:{rev}", {})]
+            times[mutant.name] = min(kills) if kills else f"survived {budget_s:.0f} s"
+    killed = [t for t in times.values() if isinstance(t, float)]
+    return {"time_to_kill_s": times,
+            "time_to_kill_median_s": round(statistics.median(killed), 1) if killed else "no kill",
+            "time_to_kill_max_s": round(max(killed), 1) if killed else "no kill"}
 
 
 def build_cache_hit_s(rev: str) -> float:
@@ -454,7 +507,12 @@ def run_bench(args, progress=print) -> dict:
     progress(f"bench: time to find on {args.find_rev} ({args.find_budget})")
     from fuzz.campaign import parse_budget
 
-    figures.update(time_to_find(args.find_rev, parse_budget(args.find_budget), args.find_seed))
+    find_budget = parse_budget(args.find_budget)
+    figures.update(time_to_find(args.find_rev, find_budget, args.find_seed))
+    progress(f"bench: time to find on {args.find_rev} by generation alone ({args.find_budget})")
+    figures.update(time_to_find(args.find_rev, find_budget, args.find_seed, spec_programs=False))
+    progress(f"bench: time to kill each mutant of {args.mutant_rev} (at most {args.kill_budget} each)")
+    figures.update(mutant_kill_times(args.mutant_rev, args.mutants, parse_budget(args.kill_budget), args.find_seed))
     if args.target.startswith("vm:"):
         rev = args.target[3:]
         progress("bench: kernel build cache hit and one-file rebuild")
@@ -487,5 +545,9 @@ def register(sub) -> None:
     bench.add_argument("--find-rev", default="rfc-v1", help="revision for time to find (default rfc-v1)")
     bench.add_argument("--find-budget", default="5m", help="campaign budget for time to find (default 5m)")
     bench.add_argument("--find-seed", type=int, default=0, help="campaign seed (default 0)")
+    bench.add_argument("--mutant-rev", default="v2", help="revision the mutants apply to (default v2)")
+    bench.add_argument("--mutants", default=kbuild.PATCHES_DIR / "mutants", type=Path, metavar="DIR",
+                       help="folder of mutant patches (default kernel-patches/mutants)")
+    bench.add_argument("--kill-budget", default="1m", help="campaign budget per mutant (default 1m)")
     bench.add_argument("--touch", default=TOUCHED_FILE, help=f"file of the one-file rebuild (default {TOUCHED_FILE})")
     bench.set_defaults(func=cmd_bench)

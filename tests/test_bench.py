@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 
 import pytest
 
 from fuzz import bench
+from vm.kbuild import PATCHES_DIR
 
 V2_INFO = {"revision": "v2", "base_version": "6.12.0", "nr_sendfile2": 467,
            "sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2}, "splice_flags": {"SPLICE_F_ZC": 16}}
@@ -121,14 +123,17 @@ def test_program_figures_on_the_host(host):
         if isinstance(rate, str):
             assert rate.startswith("n/a")
         else:
-            assert rate > 0 and figures["c_loop_per_s"][name] > 0 and 0 < figures["ops_share"][name] < 1
+            split = figures["time_split"][name]
+            assert rate > 0 and figures["c_loop_per_s"][name] > 0 and 0 < split["calls"] < 1
+            assert set(split) == {"calls", "ops_other", "build", "final", "teardown", "transport_and_host"}
+            assert sum(split.values()) == pytest.approx(1, abs=0.01) and split["final"] > 0
 
 
 # --- a reduced bench on a real guest ---------------------------------------------------------------
 
 FIGURES = ("boot_s_median", "cold_boot_s_median", "reboot_after_first_crash_s", "reboot_after_crash_s",
            "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "round_trip_ms",
-           "hypothesis_ms_per_example", "time_to_find_s", "build_cache_hit_s", "build_one_file_s", "host_peak_rss_mb", "children_peak_rss_mb")
+           "hypothesis_ms_per_example", "time_to_find_s", "time_to_find_generated_s", "time_to_kill_s", "build_cache_hit_s", "build_one_file_s", "host_peak_rss_mb", "children_peak_rss_mb")
 
 
 def positive(value) -> bool:
@@ -142,11 +147,15 @@ def test_reduced_bench_on_a_guest(tmp_path):
     from vm.kbuild import build_kernel
 
     build_kernel("rfc-v1")  # time to find is measured on it (v2, the target, is built by the bench)
+    mutants = tmp_path / "mutants"
+    mutants.mkdir()
+    shutil.copy(PATCHES_DIR / "mutants" / "0001-sendfile2-signed-flags.patch", mutants)
     parser = argparse.ArgumentParser()
     bench.register(parser.add_subparsers())
     out = tmp_path / "bench.json"
     args = parser.parse_args(["bench", "--target", "vm:v2", "--json", str(out), "--boots", "2", "--seconds", "1.5",
-                              "--examples", "20", "--find-budget", "45s"])
+                              "--examples", "20", "--find-budget", "45s", "--mutants", str(mutants),
+                              "--kill-budget", "45s"])
     assert args.func(args) == 0
     figures = json.loads(out.read_text())
     assert figures["accel"] in ("tcg", "kvm") and figures["kernel"]["revision"] == "v2"
@@ -154,3 +163,4 @@ def test_reduced_bench_on_a_guest(tmp_path):
         assert positive(figures[figure]), (figure, figures[figure])
     assert figures["build_cold_s"].startswith("not measured")
     assert isinstance(figures["time_to_find_s"], dict)  # rfc-v1 was there to measure it on
+    assert set(figures["time_to_kill_s"]) == {"0001-sendfile2-signed-flags"}
