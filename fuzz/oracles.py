@@ -485,7 +485,7 @@ def met_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
     if not must_not_block(program, op):
         return False
     short_send = op.op == "sendmsg" and 0 <= op_result.get("ret", -1) < op["len"]
-    return op_result.get("errno") == errno_module.EAGAIN or short_send
+    return op_result.get("errno") == errno_module.EAGAIN or short_send or stopped_at_full_buffer(program, op, op_result)
 
 
 def stopped_at_full_buffer(program: Program, op: Op, op_result: dict) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from errno import EBADF, EINVAL, ENOSYS, EOPNOTSUPP, ESPIPE
+from errno import EAGAIN, EBADF, EINVAL, ENOSYS, EOPNOTSUPP, ESPIPE
 
 import pytest
 
@@ -73,6 +73,16 @@ def test_a_zerocopy_call_after_a_corking_send_on_udp_is_not_predicted(kind, expe
     program = {"sysno": {"sendfile2": 467}, "fds": [SRC, {"name": "o", "kind": kind, "zerocopy": True}],
                "ops": [cork, send]}
     assert expected_errno(program, 1, KERNELS["patched"]) == expected
+
+
+@pytest.mark.parametrize("sndbuf, expected", [(0, frozenset({0})), (4096, frozenset({0, EAGAIN}))])
+def test_a_small_send_buffer_may_be_full_after_a_few_sends(sndbuf, expected):
+    """Seen on v2: a non-blocking unix_dgram socket with SO_SNDBUF 4096 took four 1024-byte
+    sendfile64 calls; the fifth gave EAGAIN."""
+    send = {"op": "sendfile64", "out": "o", "in": "src", "offset": 0, "count": 1024}
+    program = {"fds": [SRC, {"name": "o", "kind": "unix_dgram", "nonblock": True, "sndbuf": sndbuf}],
+               "ops": [send] * 5}
+    assert expected_errno(program, 4, KERNELS["unpatched"]) == expected
 
 
 @pytest.mark.parametrize("condition, fds, op, kernel, expected", CASES, ids=[c[0] for c in CASES])

@@ -240,6 +240,20 @@ def test_parity_leaves_out_how_much_a_full_socket_took_from_a_compared_call():
                                                result(done(40192)), replaced)] == [0]
 
 
+def test_parity_leaves_out_how_much_a_full_socket_took_from_a_sendfile64_before():
+    """Seen on v2: a 1 MiB sendfile64 into a non-blocking TCP socket with SO_SNDBUF 4096 took
+    47424 bytes, its twin 80165; the SENDFILE_DEFAULT call after it compared the same."""
+    before = {"op": "sendfile64", "out": "sock", "in": "src", "offset": 0, "count": 1 << 20}
+    prog = Program.from_json({"sysno": {"sendfile2": 467}, "fds": [
+        {"name": "src", "kind": "file", "size": 1 << 20},
+        {"name": "sock", "kind": "tcp4", "nonblock": True, "sndbuf": 4096}],
+        "ops": [before, sendfile2(flags=1, count=1 << 20)]})
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    ours, theirs = result(done(47424), done(-1, EAGAIN)), result(done(80165), done(-1, EAGAIN))
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+    assert [v.op_index for v in oracles.parity(prog, ours, result(done(80165), done(512)), replaced)] == [1]
+
+
 def test_parity_needs_sendfile2():
     assert oracles.parity_twin(program(sendfile2(flags=0)), Abi()) is None
 
