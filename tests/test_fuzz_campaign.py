@@ -8,9 +8,12 @@ import time
 
 import pytest
 
+from conformance.cases import rows_of, spec_programs
+from conformance.spec import CLAUSES
+from fuzz.abi import Abi
 from fuzz.campaign import CampaignConfig, Fuzzer, parse_budget, run_campaign
 from fuzz.findings import FindingStore
-from vm.program import ProgramResult
+from vm.program import Program, ProgramResult
 from vm.target import KernelCrash, Target
 
 SPLICE_WARNING = "WARNING: refcount bug in splice_to_socket"
@@ -90,6 +93,31 @@ def test_a_reproducer_that_fails_only_on_a_tainted_kernel_is_not_kept(tmp_path):
     ops = {op["op"] for op in json.loads((folder / "finding.json").read_text())["program"]["ops"]}
     assert {"splice", "sendmsg"} <= ops  # the lone splice failed only after a WARNING
     assert kernel.restarts > 0
+
+
+def test_spec_programs_take_every_clause_in_turn():
+    info = SpliceWarns().kernel_info()
+    abi = Abi.from_kernel_info(info)
+    programs = spec_programs(abi, info)
+    rows = {c.id: rows_of(c.id, abi, info) for c in CLAUSES}
+    assert len(programs) == len({Program.from_json(r.program(abi)).dumps() for rs in rows.values() for r in rs})
+    firsts = list(dict.fromkeys(Program.from_json(rs[0].program(abi)).dumps() for rs in rows.values()))
+    assert [p.dumps() for p in programs[:len(firsts)]] == firsts
+    unpatched = {"revision": "base", "nr_sendfile2": None, "sendfile_flags": {}, "splice_flags": {}}
+    assert not any(op.op == "sendfile2" for p in spec_programs(Abi.from_kernel_info(unpatched), unpatched)
+                   for op in p.ops)
+
+
+def test_spec_programs_are_judged_and_their_findings_minimised(tmp_path):
+    kernel = SpliceWarns()
+    info = kernel.kernel_info()
+    programs = spec_programs(Abi.from_kernel_info(info), info)
+    fuzzer(tmp_path, kernel).run_spec_programs(programs)
+    assert [p.dumps() for p in kernel.runs[:3]] == [p.dumps() for p in programs[:3]]
+    (folder,) = [p.parent for p in (tmp_path / "findings").glob("*/finding.json")]
+    finding = json.loads((folder / "finding.json").read_text())
+    assert finding["title"] == SPLICE_WARNING and [op["op"] for op in finding["program"]["ops"]] == ["splice"]
+    assert len(kernel.runs) > len(programs)  # every one ran, and confirmations besides
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("30s", 30), ("10m", 600), ("2h", 7200), ("1.5m", 90)])
