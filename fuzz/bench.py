@@ -524,12 +524,19 @@ def run_bench(args, progress=print) -> dict:
 
 
 def cmd_bench(args) -> int:
+    from fuzz.campaign import parse_budget
+    from fuzz.gate import write_report
+    from fuzz.mutants import load_mutants
+
     if args.boots < 1 or args.seconds <= 0 or args.examples < 2:
         raise UserError("--boots must be at least 1, --seconds positive and --examples at least 2")
+    # What would stop the run late stops it now: a bad budget, no mutants, an unwritable report.
+    parse_budget(args.find_budget), parse_budget(args.kill_budget)
+    load_mutants(args.mutants)
+    write_report(args.json, "")
     figures = run_bench(args, progress=lambda line: print(line, file=sys.stderr))
     print(format_table(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    write_report(args.json, json.dumps(figures, indent=2) + "\n")
     return 0
 
 

@@ -164,3 +164,14 @@ def test_reduced_bench_on_a_guest(tmp_path):
     assert figures["build_cold_s"].startswith("not measured")
     assert isinstance(figures["time_to_find_s"], dict)  # rfc-v1 was there to measure it on
     assert set(figures["time_to_kill_s"]) == {"0001-sendfile2-signed-flags"}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mutants", "/nonexistent"], ["no *.patch", "/nonexistent"]),
+    (["--json", "/nonexistent/bench.json"], ["cannot write", "/nonexistent/bench.json"]),
+    (["--kill-budget", "soon"], ["bad budget", "soon"]),
+], ids=["no-mutants", "unwritable-json", "bad-budget"])
+def test_what_would_stop_a_bench_late_stops_it_at_once(args, words):
+    from tests.test_gate import assert_one_line_error, zcfuzz
+
+    assert_one_line_error(zcfuzz("bench", "--target", "host", *args, timeout=60), *words)
