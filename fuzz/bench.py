@@ -531,7 +531,8 @@ def cmd_bench(args) -> int:
     if args.boots < 1 or args.seconds <= 0 or args.examples < 2:
         raise UserError("--boots must be at least 1, --seconds positive and --examples at least 2")
     # What would stop the run late stops it now: a bad budget, no mutants, an unwritable report.
-    parse_budget(args.find_budget), parse_budget(args.kill_budget)
+    for budget in (args.find_budget, args.kill_budget):
+        parse_budget(budget)
     load_mutants(args.mutants)
     write_report(args.json, "")
     figures = run_bench(args, progress=lambda line: print(line, file=sys.stderr))

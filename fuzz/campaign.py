@@ -19,6 +19,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -122,7 +123,6 @@ class Fuzzer:
 
     def run_round(self, round_seed: int) -> None:
         """One Hypothesis run; a finding ends it after shrinking."""
-        self.settled = set(self.store.keys())
         profile = load_profile("campaign")
 
         seed_generation(round_seed)
@@ -132,7 +132,7 @@ class Fuzzer:
         def explore(program: Program) -> None:
             self.check(program)
 
-        try:
+        def run() -> None:
             try:
                 explore()
             except FindingError:
@@ -140,20 +140,26 @@ class Fuzzer:
             except BaseExceptionGroup as group:  # several findings shrunk in one round
                 if group.subgroup(lambda e: not isinstance(e, (FindingError, BaseExceptionGroup))):
                     raise
-            for key in sorted(self.found - self.settled):
-                self.minimise(key)
-        finally:
-            self.check_replacements()
+
+        self.in_round(run)
 
     def run_spec_programs(self, programs: list[Program]) -> None:
         """Judge each of the spec's programs as a generated one, then minimise what they found."""
-        self.settled = set(self.store.keys())
-        try:
+        def run() -> None:
             for program in programs:
                 try:
                     self.check(program)
                 except FindingError:
                     pass
+
+        self.in_round(run)
+
+    def in_round(self, run: Callable[[], None]) -> None:
+        """`run` as one round: keys recorded before it do not fail it, what it finds is minimised
+        after it, and the smaller programs it recorded are checked on a fresh kernel at the end."""
+        self.settled = set(self.store.keys())
+        try:
+            run()
             for key in sorted(self.found - self.settled):
                 self.minimise(key)
         finally:

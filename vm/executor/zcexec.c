@@ -235,6 +235,11 @@ static int kind_is_socket(enum fd_kind k)
 	return k >= K_TCP4 && k <= K_UNIX_DGRAM;
 }
 
+static int kind_is_tcp(enum fd_kind k)
+{
+	return k == K_TCP4 || k == K_TCP6;
+}
+
 struct fixture {
 	char name[40];
 	enum fd_kind kind;
@@ -537,7 +542,7 @@ static int peer_fd(struct fixture *f)
  * what came after (it reads until the peer says there is nothing). */
 static uint64_t read_peer(struct fixture *f, uint64_t max, int until_empty)
 {
-	int stream = f->kind == K_PIPE || f->kind == K_TCP4 || f->kind == K_TCP6 || f->kind == K_UNIX_STREAM;
+	int stream = f->kind == K_PIPE || kind_is_tcp(f->kind) || f->kind == K_UNIX_STREAM;
 	int fd = peer_fd(f);
 	uint64_t total = 0;
 
@@ -913,7 +918,7 @@ static int pool_give(struct fixture *f)
 	if (is_poolable_file(f))
 		keep = lseek(f->fd[0], 0, SEEK_SET) == 0;
 	else
-		keep = (f->kind == K_TCP4 || f->kind == K_TCP6) && !f->zerocopy && f->peer >= 0 && pair_is_clean(f);
+		keep = kind_is_tcp(f->kind) && !f->zerocopy && f->peer >= 0 && pair_is_clean(f);
 	for (int i = 0; keep && i < POOL_SIZE; i++) {
 		struct pooled *p = &pool[i];
 
@@ -1176,7 +1181,7 @@ static void run_final(void)
 			/* A TCP peer that read everything may still hold its ACK back (delayed ACK);
 			 * TCP_QUICKACK sends it now, so the sender frees its data (and completes
 			 * zerocopy sends) without the wait. */
-			if (queued > 0 && (f->kind == K_TCP4 || f->kind == K_TCP6) && f->peer >= 0)
+			if (queued > 0 && kind_is_tcp(f->kind) && f->peer >= 0)
 				setsockopt(f->peer, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
 		}
 		if (!busy || now_ns() >= deadline)
