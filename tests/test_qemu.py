@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vm import qemu
-from vm.errors import UserError
+from vm import kbuild, qemu
+from vm.errors import UserError, debian_package_of
 
 
 def test_missing_qemu_is_one_line_saying_what_to_install(monkeypatch):
@@ -33,3 +33,18 @@ def test_initramfs_holds_the_executor_as_init(tmp_path):
     archive = qemu.build_initramfs(executor, tmp_path / "initramfs.cpio").read_bytes()
     assert b"init\0" in archive and b"\x7fELF-executor" in archive
     assert b"dev/console\0" in archive and archive.rstrip(b"\0").endswith(b"TRAILER!!!")
+
+
+
+def test_missing_build_tools_name_just_their_packages(monkeypatch):
+    monkeypatch.setattr(kbuild.shutil, "which", lambda name: None if name in ("gcc", "bison") else "/bin/" + name)
+    with pytest.raises(UserError, match=r"^missing build tools \(gcc, bison\): run 'apt-get install build-essential bison'$"):
+        kbuild.check_build_tools()
+
+
+def test_everything_zcfuzz_checks_for_has_a_package_in_the_list_it_installs():
+    needed = [qemu.QEMU, "busybox", "gcc", "make", str(kbuild.DEBIAN_SOURCE_TARBALL),
+              *kbuild.BUILD_TOOLS, *kbuild.BUILD_HEADERS]
+    provides = debian_package_of()
+    assert [item for item in needed if item not in provides] == []
+    assert provides[str(kbuild.DEBIAN_SOURCE_TARBALL)] == "linux-source-6.12"

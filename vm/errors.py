@@ -1,7 +1,31 @@
 """Errors that zcfuzz reports to the user as one line, without a traceback."""
 
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+DEBIAN_PACKAGES = Path(__file__).resolve().parent / "debian-packages"
+
 
 class UserError(Exception):
     """Bad input or a missing tool: the message says what to do. Exit status 2."""
 
     exit_status = 2
+
+
+@functools.cache
+def debian_package_of() -> dict[str, str]:
+    """Command or file -> the Debian package that provides it, from the list ./zcfuzz installs."""
+    provides = {}
+    for line in DEBIAN_PACKAGES.read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        for needed in fields[1:]:
+            provides[needed] = fields[0]
+    return provides
+
+
+def missing(what: str, *needed: str) -> UserError:
+    """`what` cannot go on without the commands or files `needed`: say which packages to install."""
+    packages = " ".join(dict.fromkeys(debian_package_of()[item] for item in needed))
+    return UserError(f"{what}: run 'apt-get install {packages}'")

@@ -29,15 +29,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vm.errors import UserError
+from vm.errors import UserError, debian_package_of, missing
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PATCHES_DIR = PROJECT_ROOT / "kernel-patches"
 DEFAULT_CONFIG_FRAGMENT = PATCHES_DIR / "config" / "zcfuzz.config"
-DEBIAN_SOURCE_PACKAGE = "linux-source-6.12"
 DEBIAN_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "cpio", "rsync")
-BUILD_PACKAGES = "build-essential flex bison bc cpio rsync libelf-dev libssl-dev"
+BUILD_HEADERS = ("/usr/include/gelf.h", "/usr/include/openssl/opensslv.h")  # objtool, the certificate tools
 
 # Names the suite takes from the kernel it tests, never from constants of its own.
 ABI_DEFINE = re.compile(r"^#\s*define\s+(__NR_sendfile2|SENDFILE_\w+|SPLICE_F_\w+)\s+(.+?)\s*(?:/\*.*)?$")
@@ -177,7 +176,7 @@ def debian_source() -> BaseSource:
 
 
 def install_debian_source() -> None:
-    command = ["apt-get", "install", "-y", "-q", DEBIAN_SOURCE_PACKAGE]
+    command = ["apt-get", "install", "-y", "-q", debian_package_of()[str(DEBIAN_SOURCE_TARBALL)]]
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise UserError(f"kernel source missing: run 'sudo {' '.join(command)}' or pass --source TREE")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -333,9 +332,10 @@ def config_sha256(fragments: list[Path]) -> str:
 
 
 def check_build_tools() -> None:
-    missing = [tool for tool in BUILD_TOOLS if not shutil.which(tool)]
-    if missing:
-        raise UserError(f"missing build tools ({', '.join(missing)}): run 'apt-get install {BUILD_PACKAGES}'")
+    absent = [tool for tool in BUILD_TOOLS if not shutil.which(tool)]
+    absent += [header for header in BUILD_HEADERS if not Path(header).exists()]
+    if absent:
+        raise missing(f"missing build tools ({', '.join(absent)})", *absent)
 
 
 def make_command(slot: Slot, *targets: str, jobs: int | None = None) -> list[str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 
 from vm import kbuild, triage
-from vm.errors import UserError
+from vm.errors import UserError, missing
 from vm.executor import executor_binary
 from vm.program import ExecutorError, Program, ProgramResult, decode_reply
 from vm.target import KernelCrash, Target
@@ -67,7 +67,7 @@ SNAPSHOTS_KEPT = 6  # a snapshot is about 250 MiB; the least recently used beyon
 def qemu_binary() -> str:
     path = shutil.which(QEMU)
     if not path:
-        raise UserError(f"{QEMU} not found: run 'apt-get install qemu-system-x86'")
+        raise missing(f"{QEMU} not found", QEMU)
     return path
 
 
@@ -543,7 +543,7 @@ def shell(rev: str, source: str | None = None, config: list[str] | None = None, 
     kernel = kbuild.build_kernel(rev, source, config)
     busybox = shutil.which("busybox")
     if not busybox:
-        raise UserError("busybox not found: run 'apt-get install busybox-static'")
+        raise missing("busybox not found", "busybox")
     workdir = Path(tempfile.mkdtemp(prefix="zcfuzz-shell-"))
     try:
         init = workdir / "init"

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from vm.errors import UserError
+from vm.errors import UserError, missing
 
 SOURCE_DIR = Path(__file__).resolve().parent
 
@@ -16,7 +16,7 @@ SOURCE_DIR = Path(__file__).resolve().parent
 def executor_binary() -> Path:
     """The static `zcexec`, rebuilt by make when zcexec.c or the Makefile is newer than it."""
     if shutil.which("make") is None or shutil.which("gcc") is None:
-        raise UserError("building the executor needs gcc and make: run 'apt-get install build-essential'")
+        raise missing("building the executor needs gcc and make", "gcc", "make")
     build = subprocess.run(["make", "-s", "-C", str(SOURCE_DIR), "zcexec"], capture_output=True, text=True)
     if build.returncode != 0:
         errors = [line for line in build.stderr.splitlines() if "error" in line] or build.stderr.splitlines()
