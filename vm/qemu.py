@@ -351,33 +351,37 @@ class SpareGuest:
     """A guest booting in the background, taken when the running one dies."""
 
     def __init__(self, guest: Guest):
-        self.booting = guest
-        self.guest: Guest | None = guest
+        self.booting: Guest | None = guest
+        self.guest: Guest | None = None  # set once the boot succeeded
         self.thread = threading.Thread(target=self._wait, daemon=True)
         self.thread.start()
 
     def _wait(self) -> None:
         try:
-            self.guest.wait_ready()
-        except GuestError:
-            self.guest = None  # the caller boots one itself, with its own retry and message
+            self.booting.wait_ready()
+        except (GuestError, OSError):
+            return  # the caller boots one itself, with its own retry and message
+        self.guest = self.booting
 
     def ready(self) -> bool:
-        """Wait for the boot to end; True when the guest came up."""
-        self.thread.join(BOOT_TIMEOUT_S + 5)
+        """Wait for the boot to end (wait_ready has its own timeout); True when the guest came up."""
+        self.thread.join()
         return self.guest is not None
 
     def take(self) -> "Guest | None":
         """The booted guest (waiting for it if need be), or None when it did not come up."""
         self.ready()
-        guest, self.guest = self.guest, None
+        guest, self.guest, self.booting = self.guest, None, None
         return guest
 
     def close(self) -> None:
-        """Stop it, booted or not (a boot cut short ends its waiting thread at once)."""
-        self.booting.close()
-        self.thread.join(5)
-        self.guest = None
+        """Stop it, booted or not (a boot cut short ends its waiting thread at once). A restore
+        stopped here did not fail, so the saved guest it was reading stays."""
+        if self.booting is not None:
+            self.booting.on_failure = lambda: None
+            self.booting.close()
+            self.thread.join(5)
+        self.guest = self.booting = None
 
 
 class VmTarget(Target):
@@ -411,21 +415,23 @@ class VmTarget(Target):
             self.spare = self._spare()
             if self.guest is not None:
                 self.boots.append(self.guest.boot_seconds)
-        for attempt in range(BOOT_ATTEMPTS):
-            if self.guest is not None:
-                break
+        failed_boots = 0
+        while self.guest is None:
+            guest = self._new_guest()
             try:
-                self.guest = self._new_guest()
-                self.guest.wait_ready()
-                self.boots.append(self.guest.boot_seconds)
+                guest.wait_ready()
             except GuestError as err:
-                self.guest = None
-                if attempt + 1 < BOOT_ATTEMPTS:
+                if guest.restored and not self.snapshot.exists():
+                    continue  # the saved guest did not restore and is gone: boot, and save anew
+                failed_boots += 1
+                if failed_boots < BOOT_ATTEMPTS:
                     continue
                 report = triage.parse(err.console)
                 if report is not None:
                     raise KernelCrash(report.title, report.report, None, err.console)
                 raise UserError(f"guest on {self.name} did not boot: {err}; run 'zcfuzz vm shell --rev {self.rev}'")
+            self.guest = guest
+            self.boots.append(guest.boot_seconds)
         if not self.guest.restored and not self.snapshot.exists():
             self._save(self.guest)
         return self.guest
