@@ -200,6 +200,22 @@ def test_kept_fixtures_are_indistinguishable_from_new_ones(host, fds, ops, reuse
     assert first.peers == second.peers
 
 
+def test_a_full_pool_gives_up_its_oldest_fixture_and_keeps_no_more_fds(host):
+    def files(first_size: int) -> Program:  # seventeen files no later program asks for again
+        return Program.from_json({"fds": [{"name": f"f{i}", "kind": "file", "size": first_size + i}
+                                          for i in range(17)], "ops": []})
+
+    pair = Program.from_json({"fds": [{"name": "s", "kind": "tcp4", "sndbuf": 23456}],
+                              "ops": [{"op": "peer_read", "fd": "s", "max": 1}]})
+    host.run(files(1000))
+    host.run(files(2000))
+    full = open_fds(host.pid)
+    host.run(files(3000))
+    assert open_fds(host.pid) == full  # what the newer files pushed out was closed
+    host.run(pair)
+    assert host.run(pair).reused == ["s"]
+
+
 BAD_REQUESTS = [
     ("program 1 2", "program record needs 4 fields"),
     ("program 1 2 3 4 ; fd a nosuchkind 0 0 0 0 0", "unknown fixture kind"),

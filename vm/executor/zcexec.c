@@ -853,7 +853,8 @@ static void socket_options(struct fixture *f, int fd)
  * what a program costs; creating and filling a file costs more than a small sendfile from it.
  * A fixture is kept only if no op could have changed it (see taint_fixtures), SO_ZEROCOPY was
  * never on (its id counter cannot be reset) and it is checked clean at teardown, so a program
- * cannot tell a kept fixture from a new one. */
+ * cannot tell a kept fixture from a new one. A full pool gives up the fixture kept longest ago,
+ * so the odd file sizes of a long campaign cannot crowd out the pairs every program wants. */
 #define POOL_SIZE 16
 static struct pooled {
 	int used;
@@ -861,7 +862,9 @@ static struct pooled {
 	int nonblock, sndbuf, seed;
 	uint64_t size;
 	int fd, peer;
+	uint64_t kept_at;
 } pool[POOL_SIZE];
+static uint64_t pool_clock;
 
 static int is_poolable_file(const struct fixture *f)
 {
@@ -911,6 +914,7 @@ static int pair_is_clean(const struct fixture *f)
 /* Keep the fixture for a later program if it is as good as new; 1 if kept. */
 static int pool_give(struct fixture *f)
 {
+	struct pooled *slot = &pool[0];
 	int keep;
 
 	if (f->err || f->tainted || !f->owned[0])
@@ -919,15 +923,19 @@ static int pool_give(struct fixture *f)
 		keep = lseek(f->fd[0], 0, SEEK_SET) == 0;
 	else
 		keep = kind_is_tcp(f->kind) && !f->zerocopy && f->peer >= 0 && pair_is_clean(f);
-	for (int i = 0; keep && i < POOL_SIZE; i++) {
-		struct pooled *p = &pool[i];
-
-		if (!p->used) {
-			*p = (struct pooled){1, f->kind, f->nonblock, f->sndbuf, f->seed, f->size, f->fd[0], f->peer};
-			return 1;
-		}
+	if (!keep)
+		return 0;
+	for (int i = 0; i < POOL_SIZE && slot->used; i++)
+		if (!pool[i].used || pool[i].kept_at < slot->kept_at)
+			slot = &pool[i];
+	if (slot->used) {
+		close(slot->fd);
+		if (slot->peer >= 0)
+			close(slot->peer);
 	}
-	return 0;
+	*slot = (struct pooled){1, f->kind, f->nonblock, f->sndbuf, f->seed, f->size, f->fd[0], f->peer,
+				++pool_clock};
+	return 1;
 }
 
 static void build_tcp(struct fixture *f, int family)
