@@ -33,7 +33,7 @@ from conformance.cases import spec_programs
 from fuzz.abi import Abi
 from fuzz.findings import FindingStore
 from fuzz.oracles import Verdict, Violation, judge
-from fuzz.profiles import load_profile
+from fuzz.profiles import profile as hypothesis_profile
 from fuzz.strategies import programs
 from vm.errors import UserError
 from vm.program import ExecutorError, Program
@@ -123,11 +123,9 @@ class Fuzzer:
 
     def run_round(self, round_seed: int) -> None:
         """One Hypothesis run; a finding ends it after shrinking."""
-        profile = load_profile("campaign")
-
         seed_generation(round_seed)
 
-        @settings(profile, database=self.database)
+        @settings(hypothesis_profile("campaign"), database=self.database)
         @given(programs(self.abi))
         def explore(program: Program) -> None:
             self.check(program)

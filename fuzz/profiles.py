@@ -1,7 +1,8 @@
 """Hypothesis settings profiles, registered here only: `dev`, `ci` and `campaign`.
 
-Select one with ZCFUZZ_PROFILE (tests) or `zcfuzz fuzz --profile` (campaigns). Programs run
-real syscalls, so no profile has a deadline: a blocking call legitimately takes its timeout.
+Campaigns run under `campaign`; zcfuzz's own tests under the one ZCFUZZ_PROFILE names, else `ci`
+in CI, else `dev` (tests/conftest.py). Programs run real syscalls, so no profile has a deadline:
+a blocking call legitimately takes its timeout.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ settings.register_profile("campaign", max_examples=200, deadline=None, suppress_
                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
 
 
-def load_profile(name: str | None = None) -> settings:
-    """Load and return the named profile, else the one ZCFUZZ_PROFILE names, else `dev`."""
-    chosen = name or os.environ.get(PROFILE_ENV, "dev")
-    settings.load_profile(chosen)
-    return settings.get_profile(chosen)
+def profile(name: str) -> settings:
+    """The named profile, for a `@settings(...)` of its own: Hypothesis's default stays as it is."""
+    return settings.get_profile(name)
+
+
+def profile_for_tests() -> str:
+    """The profile zcfuzz's own tests run under."""
+    return os.environ.get(PROFILE_ENV) or ("ci" if os.environ.get("CI") else "dev")

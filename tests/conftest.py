@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
+from fuzz.profiles import profile_for_tests
 from vm.errors import UserError
+
+settings.load_profile(profile_for_tests())  # every test's default, whatever ran before it
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import settings
 
 from fuzz.machine import machine_for
-from fuzz.profiles import load_profile
+from fuzz.profiles import profile
 from vm.target import open_target
 
 
@@ -20,7 +20,7 @@ def test_interleavings_on_the_host_kernel():
             return original(program)
 
         target.run = counting_run
-        machine.TestCase.settings = settings(load_profile("ci"), max_examples=8, stateful_step_count=6)
+        machine.TestCase.settings = settings(profile("ci"), max_examples=8, stateful_step_count=6)
         machine.TestCase().runTest()
     assert runs, "no step ran a program"
     assert max(len(p.ops) for p in runs) > 1  # steps accumulate into one growing program

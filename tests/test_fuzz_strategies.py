@@ -6,7 +6,7 @@ import pytest
 from hypothesis import Phase, given, settings
 
 from fuzz.abi import MSG_ZEROCOPY, ZEROCOPY_KINDS, Abi
-from fuzz.profiles import load_profile
+from fuzz.profiles import profile
 from fuzz.strategies import programs
 from vm.program import Program
 
@@ -16,7 +16,7 @@ HOST = Abi()  # a kernel without the proposal: no sendfile2, no SPLICE_F_ZC
 
 @pytest.mark.parametrize("abi", [RFC, HOST], ids=["rfc", "host"])
 def test_programs_are_valid_and_round_trip(abi):
-    @settings(load_profile("ci"), max_examples=40)
+    @settings(profile("ci"), max_examples=40)
     @given(programs(abi))
     def check(program):
         assert Program.from_json(program.to_json()) == program
@@ -51,7 +51,7 @@ INTERESTING = {
 def test_generation_reaches_the_interesting_cases():
     reached = set()
 
-    @settings(load_profile("ci"), max_examples=200, phases=[Phase.generate])
+    @settings(profile("ci"), max_examples=200, phases=[Phase.generate])
     @given(programs(RFC))
     def collect(program):
         reached.update(name for name, predicate in INTERESTING.items() if predicate(program))
