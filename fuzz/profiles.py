@@ -17,10 +17,12 @@ SLOW_IS_NORMAL = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.
 settings.register_profile("dev", max_examples=50, deadline=None, suppress_health_check=SLOW_IS_NORMAL)
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, database=None,
                           suppress_health_check=SLOW_IS_NORMAL, print_blob=True)
-# A campaign runs rounds of this many examples until its budget is spent (campaign.py).
+# A campaign runs rounds of this many examples until its budget is spent (campaign.py). No
+# target phase: with hill climbing on clauses reached, rfc-v1's median time to find was longer
+# on three seeds of four (70-114 s against 26-48 s) and fewer findings came on three of four.
 settings.register_profile("campaign", max_examples=200, deadline=None, suppress_health_check=list(HealthCheck),
                           verbosity=Verbosity.quiet, report_multiple_bugs=False,
-                          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 
 
 def profile(name: str) -> settings:
