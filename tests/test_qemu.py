@@ -35,7 +35,6 @@ def test_initramfs_holds_the_executor_as_init(tmp_path):
     assert b"dev/console\0" in archive and archive.rstrip(b"\0").endswith(b"TRAILER!!!")
 
 
-
 def test_missing_build_tools_name_just_their_packages(monkeypatch):
     monkeypatch.setattr(kbuild.shutil, "which", lambda name: None if name in ("gcc", "bison") else "/bin/" + name)
     with pytest.raises(UserError, match=r"^missing build tools \(gcc, bison\): run 'apt-get install build-essential bison'$"):

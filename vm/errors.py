@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
 
 DEBIAN_PACKAGES = Path(__file__).resolve().parent / "debian-packages"
@@ -29,3 +30,10 @@ def missing(what: str, *needed: str) -> UserError:
     """`what` cannot go on without the commands or files `needed`: say which packages to install."""
     packages = " ".join(dict.fromkeys(debian_package_of()[item] for item in needed))
     return UserError(f"{what}: run 'apt-get install {packages}'")
+
+
+def require(what: str, *needed: str) -> None:
+    """Raise `missing` for those of `needed` (commands, or absolute paths of files) not here."""
+    absent = [item for item in needed if not (Path(item).exists() if item.startswith("/") else shutil.which(item))]
+    if absent:
+        raise missing(f"missing {what} ({', '.join(absent)})", *absent)

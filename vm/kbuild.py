@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vm.errors import UserError, debian_package_of, missing
+from vm.errors import UserError, debian_package_of, require
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PATCHES_DIR = PROJECT_ROOT / "kernel-patches"
@@ -332,10 +332,7 @@ def config_sha256(fragments: list[Path]) -> str:
 
 
 def check_build_tools() -> None:
-    absent = [tool for tool in BUILD_TOOLS if not shutil.which(tool)]
-    absent += [header for header in BUILD_HEADERS if not Path(header).exists()]
-    if absent:
-        raise missing(f"missing build tools ({', '.join(absent)})", *absent)
+    require("build tools", *BUILD_TOOLS, *BUILD_HEADERS)
 
 
 def make_command(slot: Slot, *targets: str, jobs: int | None = None) -> list[str]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import shutil
 import subprocess
 from pathlib import Path
 
-from vm.errors import UserError, missing
+from vm.errors import UserError, require
 
 SOURCE_DIR = Path(__file__).resolve().parent
 
@@ -15,8 +14,7 @@ SOURCE_DIR = Path(__file__).resolve().parent
 @functools.cache
 def executor_binary() -> Path:
     """The static `zcexec`, rebuilt by make when zcexec.c or the Makefile is newer than it."""
-    if shutil.which("make") is None or shutil.which("gcc") is None:
-        raise missing("building the executor needs gcc and make", "gcc", "make")
+    require("tools to build the executor", "gcc", "make")
     build = subprocess.run(["make", "-s", "-C", str(SOURCE_DIR), "zcexec"], capture_output=True, text=True)
     if build.returncode != 0:
         errors = [line for line in build.stderr.splitlines() if "error" in line] or build.stderr.splitlines()
