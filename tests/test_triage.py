@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -15,15 +16,18 @@ from vm.triage.command import register
 from vm.triage.frames import culprit_name, frame_of_line, instruction_pointer_frame, is_generic_frame
 from vm.triage.titles import normalize_title
 
-REPORTS = Path(__file__).parent / "data" / "syzkaller-reports"
+# The reference logs; ZCFUZZ_TRIAGE_REPORTS names another folder of logs in the same format, to
+# measure a set the rules were not written against (`pytest -s -k agreement` prints the misses).
+REPORTS = Path(os.environ.get("ZCFUZZ_TRIAGE_REPORTS") or Path(__file__).parent / "data" / "syzkaller-reports")
 
 # Share of the reference logs whose title we reproduce exactly (TITLE or an ALT line; no title
-# for a log without TITLE). Measured, then set a little below; only ever raised.
-AGREEMENT_FLOOR = 0.83
+# for a log without TITLE). Measured (100%), then set a little below; only ever raised. The
+# issue's floor is 90%.
+AGREEMENT_FLOOR = 0.97
 
 # Share of the reference logs with a crash whose `corrupted` flag matches the CORRUPTED line
-# (absent means not corrupted). Measured, then set a little below; only ever raised.
-CORRUPTED_AGREEMENT_FLOOR = 0.90
+# (absent means not corrupted). Measured (100%), then set a little below; only ever raised.
+CORRUPTED_AGREEMENT_FLOOR = 0.95
 
 
 def reference_logs() -> list[tuple[str, list[str], bool, str]]:
@@ -60,7 +64,7 @@ def test_agreement_with_syzkaller_titles():
     print("commonest misses: " + ", ".join(f"{kind} ({count})" for kind, count in kinds.most_common(8)))
     for name, want, got in misses:
         print(f"  {name}: want {want!r}, got {got!r}")
-    assert len(logs) >= 150
+    assert len(logs) >= 150 or "ZCFUZZ_TRIAGE_REPORTS" in os.environ
     assert agreement >= AGREEMENT_FLOOR
 
 
@@ -71,7 +75,7 @@ def test_corrupted_flag_agrees_with_syzkaller():
     print(f"\ncorrupted flag agrees with syzkaller: {agreement:.1%} of {len(crashes)} crashes")
     for name, want in misses:
         print(f"  {name}: syzkaller says {'corrupted' if want else 'intact'}")
-    assert len(crashes) >= 140
+    assert len(crashes) >= 140 or "ZCFUZZ_TRIAGE_REPORTS" in os.environ
     assert agreement >= CORRUPTED_AGREEMENT_FLOOR
 
 
@@ -82,7 +86,8 @@ def test_corrupted_flag_agrees_with_syzkaller():
         ("address 0xdffffc0000000000", "address ADDR"),
         ("in __list_add_valid_or_report+0x16a/0x1a0", "in __list_add_valid_or_report"),
         ("at fs/inode.c:336 drop_nlink", "at fs/inode.c:LINE drop_nlink"),
-        ("soft lockup - CPU#2 stuck for 136s!", "soft lockup - CPU#NUM stuck for NUMs!"),
+        # A number glued to a word stays (`136s`), as in syzkaller's titles.
+        ("soft lockup - CPU#2 stuck for 136s!", "soft lockup - CPU#NUM stuck for 136s!"),
         ("failed(-5) to start app 6", "failed(-NUM) to start app NUM"),
         ("mkdir ./syzkaller-testdir264563108", "mkdir ./syzkaller-testdirNUM"),
         ("unmount of ext4 loop4 on x86_64", "unmount of ext4 loop4 on x86_64"),
@@ -322,7 +327,8 @@ def test_damaged_report_still_gets_its_best_title():
     "message, title",
     [
         ("Couldn't open N_TTY ldisc for ptm1 --- error -12.", "kernel panic: Couldn't open N_TTY ldisc"),
-        ("Attempted to kill init! exitcode=0x00000009", "kernel panic: Attempted to kill init! exitcode=ADDR"),
+        # The exit code is of this run only; syzbot's title leaves it out.
+        ("Attempted to kill init! exitcode=0x00000009", "kernel panic: Attempted to kill init!"),
         ("VFS: Unable to mount root fs on unknown-block(0,0)",
          "kernel panic: VFS: Unable to mount root fs on unknown-block(NUM,NUM)"),
     ],

@@ -20,10 +20,14 @@ CAPTURED = [
     ("lkdtm-exception.log", "general protection fault in lkdtm_EXCEPTION", None),
     ("lkdtm-panic.log", "kernel panic: dumptest", None),
     ("lkdtm-read-after-free.log", "KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE", "MEMORY_SAFETY_BUG"),
-    ("lkdtm-slab-free-double.log", "KASAN: double-free in lkdtm_SLAB_FREE_DOUBLE", "MEMORY_SAFETY_BUG"),
+    # syzkaller files double frees with invalid frees: one title for both.
+    ("lkdtm-slab-free-double.log", "KASAN: invalid-free in lkdtm_SLAB_FREE_DOUBLE", "MEMORY_SAFETY_BUG"),
     ("lkdtm-hung-task.log", "INFO: task hung in lkdtm_HUNG_TASK", "HANG"),
-    ("lkdtm-soft-lockup.log", "BUG: soft lockup in direct_entry", "HANG"),
-    ("boot-kasan-wild-memory-access.log", "KASAN: wild-memory-access Write in identify_cpu", "MEMORY_SAFETY_BUG"),
+    # A lockup is named by the frame inside the file operation (vfs_write) that loops.
+    ("lkdtm-soft-lockup.log", "BUG: soft lockup in full_proxy_write", "HANG"),
+    # The access was the interrupt handler's (it took a lock at a wild address); identify_cpu
+    # is only the code it interrupted.
+    ("boot-kasan-wild-memory-access.log", "KASAN: wild-memory-access Write in handle_edge_irq", "MEMORY_SAFETY_BUG"),
 ]
 
 

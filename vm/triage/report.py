@@ -1,4 +1,12 @@
-"""Find the first kernel report in console output, cut it out and give it a title."""
+"""Find the first kernel report in console output, cut it out and give it a title.
+
+The console interleaves the output of every CPU and task. A kernel built with
+CONFIG_PRINTK_CALLER stamps each line with its origin (`[ T6734]` for a task, `[    C1]` for a
+CPU in interrupt context); the report is then read from the lines of the origin that printed
+its header only, plus, once the report asks every CPU for a backtrace ("Sending NMI from CPU"),
+the lines those CPUs print. Without caller stamps the report ends where the next one starts.
+Frames the unwinder marks unsure (`? func+0x..`) are never read.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +14,28 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from vm.triage.frames import (
-    STACK_END,
-    STACK_START,
-    culprit_name,
-    frame_of_line,
+    CORRUPTING_LINES,
+    ENTRY,
+    FRAME_LINES,
+    INSTRUCTION_POINTER,
+    RISCV_STACK_START,
+    SKIPPED,
+    STACK_STARTS,
+    WAITING,
+    HANG_ANCHORS,
+    frames_of_line,
     instruction_pointer_frame,
-    is_generic_frame,
+    strip_syscall_prefix,
 )
-from vm.triage.patterns import CRASH_PATTERNS, CrashPattern
+from vm.triage.patterns import (
+    CONTINUATION_HEADERS,
+    INFO_MESSAGES_WITH_STACK,
+    READ_STACK,
+    REPORT_KINDS,
+    ReportFormat,
+    ReportKind,
+    StackRule,
+)
 from vm.triage.titles import clean_function_name, normalize_title
 
 # Host-side titles: the guest died (the connection to it broke) or went silent.
@@ -22,52 +44,48 @@ NO_OUTPUT_TITLE = "no output from test machine"
 
 CORRUPTED_FRAME = "corrupted"
 
-# `[  65.9]`, `[  65.9][ T6734]`, `[ 444.4][    C0]`, `<4>`, a `2018/01/09 14:28:48 ` log date;
-# user-space output without a newline (`syzkaller login: `) may stand before the timestamp.
+# `[   65.899519] `, `[   65.899519][ T6734] `, `<4>[ 65.8] `, after user-space output that had no
+# newline (`syzkaller login: `) or a note that printk dropped messages.
 CONSOLE_PREFIX = re.compile(
-    r"^(?:[^\[\n]*?(?=\[\s*\d+\.\d+\]))?(?:<\d+>)?(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? |\[\s*\d+\.\d+\])?(?:\[\s*[TC]\d+\])? ?"
+    r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?(?:.* login: )?(?:<[0-9]+>)?"
+    r"\[ *[0-9]+\.[0-9]+\](\[ *[CT][0-9]+\])? "
 )
+# The origin of a line printed without CONFIG_PRINTK_CALLER, and of one with no timestamp.
+CONSOLE = "console"
+NO_PREFIX = ""
+CPU_ORIGIN = re.compile(r"\[ *C[0-9]+\]")
+TIMESTAMP = re.compile(r"\[ *[0-9]+\.[0-9]+\]")
 
-# Lines that close a report: the end-of-trace marker, the panic footer, the sanitizers' rule.
+# An unsure frame (x86 `? func`, powerpc `func (unreliable)`); `<EOI>` lines are never unsure.
+UNSURE_FRAME = re.compile(r"(?:\[<[0-9a-f]+>\])? \? ")
+UNRELIABLE_SUFFIX = " (unreliable)"
+
+# printk replays a message it had to drop; the header line before a replay is not a report.
+REPLAY = "** replaying previous printk message **"
+
+# After this many lines of a report, a panic (panic_on_warn, panic_on_oops) or a lockdep
+# report that the oops itself set off only repeats the stack; KMSAN reports are shorter.
+REPORT_MIN_LINES = 22
+KMSAN_REPORT_MIN_LINES = 16
+TRAILING_REPORTS = ("Kernel panic - not syncing", "WARNING: possible circular locking dependency detected")
+LOCK_DEBUGGING_OFF = "Disabling lock debugging due to kernel taint"
+ALL_CPU_BACKTRACE = "Sending NMI from CPU"
+
+# Lines that close a report for the `report` text: the end-of-trace marker, the panic footer,
+# the sanitizers' rule.
 END_OF_REPORT = re.compile(r"^\s*(?:---\[ end (?:trace|Kernel panic)|Kernel Offset:|={20,}\s*$)")
-
-# Lines that open the stack part of a stall report's CPU dump, and the end of an interrupt.
-IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
-
-# The timer interrupt a stall or lockup report is taken from.
-TIMER_INTERRUPT = re.compile(r"^(?:\w*apic_timer_interrupt|\w*sysvec_apic_timer_interrupt|el1_irq|gic_handle_irq)")
-# Frames that switch to and from the interrupt stack inside one interrupt's entry.
-INTERRUPT_STACK_SWITCH = re.compile(r"^(?:asm_call_\w+|call_on_\w*stack|run_on_irqstack\w*)$")
-
-# Frames that only dispatch to the code that looped: generic file and socket syscalls, netlink
-# and packet-receive dispatch, softirq and timer dispatch.
-DISPATCH_FRAME = re.compile(
-    r"^(?:__(?:x64|ia32|arm64)_)?(?:SyS|sys|ksys|__sys|__se_sys)_(?:read|write|ioctl|sendmsg|sendto|sendmmsg)$"
-    r"|^(?:netlink_\w+|\w*netlink_rcv\w*|rtnetlink_rcv\w*|genl_\w+|net_rx_action|process_backlog"
-    r"|__?netif_receive_skb\w*|netif_receive_\w+|do_softirq_own_stack|inet_sendmsg|\w+_sendmsg"
-    r"|gro_\w+|napi_\w+|compat_\w+|exit_to_usermode_loop|\w*ret_from_sys_call)$"
-)
-
-# A cross-CPU function call spins until the other CPUs answer: a CPU stuck in one is stalled
-# by the call, whoever made it.
-CROSS_CPU_CALL = re.compile(r"^smp_call_function\w*")
+CUT_HERE = re.compile(r"^\s*(?:-+\[ cut here \]-+|={20,})\s*$")
+# A report longer than this many lines is cut in the `report` text: what follows is other output.
+MAX_REPORT_LINES = 400
 
 # `CPU: 1 PID: 2 Comm: ...` and `WARNING: CPU: 1 PID: 2 at ...`: the task a report is about.
 TASK_HEADER = re.compile(r"\bCPU: (\d+) (?:UID: \d+ )?PID: (\d+)\b")
 
-# A report longer than this many lines is cut: what follows is other output.
-MAX_REPORT_LINES = 400
+# The timer interrupt a stall is reported from, as a 6.x trace lists it: unsure (`? `), with
+# the interrupted code's registers printed above the trace instead.
+UNSURE_TIMER_INTERRUPT = re.compile(r"^\s*\? \w*apic_timer_interrupt\+0x")
 
-
-def _without_group_names(pattern: str) -> str:
-    """Named groups may not repeat in one regex; the combined start pattern needs none."""
-    return re.sub(r"[(][?]P<\w+>", "(?:", pattern)
-
-
-_START_ANY = re.compile("|".join(f"(?:{_without_group_names(p.start.pattern)})" for p in CRASH_PATTERNS))
-_START_ANY_IN_TEXT = re.compile(
-    _without_group_names(CONSOLE_PREFIX.pattern) + f"(?:{_START_ANY.pattern})", re.M
-)
+_ANY_HEADER = re.compile("|".join(re.escape(kind.header) for kind in REPORT_KINDS))
 
 
 @dataclass
@@ -87,204 +105,379 @@ class CrashReport:
 @dataclass
 class ConsoleLine:
     offset: int
+    raw: str
     text: str  # without the console prefix
+    origin: str  # `[ T6734]`, `[    C1]`, CONSOLE or NO_PREFIX
+    unsure: bool  # an unsure stack frame
 
 
 def find_crash_start(text: str) -> int | None:
     """Offset of the first line in `text` that starts a kernel report, or None. Cheap enough to
     run on every chunk of console output while a guest runs."""
-    match = _START_ANY_IN_TEXT.search(text)
-    return match.start() if match else None
+    position = 0
+    while (match := _ANY_HEADER.search(text, position)) is not None:
+        start = text.rfind("\n", 0, match.start()) + 1
+        end = text.find("\n", match.start())
+        end = len(text) if end < 0 else end
+        if _report_kind(text[start:end]) is not None:
+            return start
+        position = end + 1
+    return None
 
 
 def parse(console_text: str) -> CrashReport | None:
     """The first kernel report in `console_text` with its title, or None when there is none."""
     lines = _split_lines(console_text)
     for index, line in enumerate(lines):
-        if not _START_ANY.match(line.text):
-            continue
-        for pattern in CRASH_PATTERNS:
-            match = pattern.start.match(line.text)
-            if match:
-                return _build_report(console_text, lines, index, pattern, match)
+        kind = _report_kind(line.raw)
+        if kind is not None and not _replayed(lines, index):
+            return _build_report(console_text, lines, index, kind)
     return None
+
+
+def _report_kind(line: str) -> ReportKind | None:
+    for kind in REPORT_KINDS:
+        if kind.starts(line):
+            return kind
+    return None
+
+
+def _replayed(lines: list[ConsoleLine], index: int) -> bool:
+    return index + 1 < len(lines) and REPLAY in lines[index + 1].raw
 
 
 def _split_lines(text: str) -> list[ConsoleLine]:
+    """Lines end at a newline only: a lone carriage return or form feed inside a line is
+    console noise, not a line break."""
     lines = []
     offset = 0
-    for raw in text.splitlines(keepends=True):
-        stripped = raw.rstrip("\r\n").lstrip("\x00")
-        prefix = CONSOLE_PREFIX.match(stripped)
-        lines.append(ConsoleLine(offset, stripped[prefix.end():]))
-        offset += len(raw)
+    for raw in text.split("\n"):
+        lines.append(_console_line(offset, raw.removesuffix("\r")))
+        offset += len(raw) + 1
+    if lines and not lines[-1].raw:
+        lines.pop()
     return lines
 
 
-@dataclass
-class _Stack:
-    """The frames of the crashing stack, as far as the report shows them."""
-
-    frames: list[str] = field(default_factory=list)
-    # Index in `frames` where the interrupted task's frames start (after `</IRQ>`), if any.
-    task_start: int | None = None
-    has_trace: bool = False
-    # Index in `frames` of the function an instruction-pointer line (`RIP: 0010:...`) named.
-    instruction_pointer: int | None = None
-    end: int = 0  # index of the line after the last line of the stack
+def _console_line(offset: int, raw: str) -> ConsoleLine:
+    prefix = CONSOLE_PREFIX.match(raw)
+    if not prefix:
+        return ConsoleLine(offset, raw, raw, NO_PREFIX, False)
+    text = raw[raw.index("] ") + 2:]
+    unsure = "<EOI>" not in text and (bool(UNSURE_FRAME.search(text)) or text.endswith(UNRELIABLE_SUFFIX))
+    return ConsoleLine(offset, raw, text, prefix[1] or CONSOLE, unsure)
 
 
-def _read_stack(lines: list[ConsoleLine], start: int, stop: int, pattern: CrashPattern) -> _Stack:
-    """Frames of the first stack in the report that shows more than generic frames (a stall
-    report dumps the RCU kthread's idle stack before the stalled CPU's). An instruction
-    pointer printed just before a `Call Trace:` belongs to that trace, not the one before."""
-    stack = _Stack(end=start + 1, has_trace=pattern.trace_after_header)
-    in_trace = pattern.trace_after_header
-    for index in range(start + 1, stop):
-        text = lines[index].text
-        if STACK_START.match(text) or (in_trace and STACK_END.match(text)):
-            if stack.has_trace:
-                frames = stack.frames
-                ahead = [frames.pop()] if frames and stack.instruction_pointer == len(frames) - 1 else []
-                if not all(map(is_generic_frame, frames)):
-                    stack.instruction_pointer = _index_if(stack.instruction_pointer, frames)
-                    break
-                stack.frames = ahead
-                stack.instruction_pointer = 0 if ahead else None
-                stack.task_start = None
-            in_trace = stack.has_trace = bool(STACK_START.match(text))
-            stack.end = index + 1
-            continue
-        if in_trace and IRQ_END.match(text):
-            stack.task_start = len(stack.frames)
-            stack.end = index + 1
-            continue
-        func = instruction_pointer_frame(text)
-        if func is not None:
-            stack.instruction_pointer = len(stack.frames)
-        elif in_trace:
-            func = frame_of_line(text)
-        if func is not None:
-            stack.frames.append(func)
-            stack.end = index + 1
-    return stack
-
-
-def _index_if(index: int | None, items: list) -> int | None:
-    """`index` if it still points into `items`, else None."""
-    return index if index is not None and index < len(items) else None
-
-
-def _report_end(lines: list[ConsoleLine], start: int) -> int:
-    """Index of the line after the report that starts at `start`."""
-    stop = min(len(lines), start + MAX_REPORT_LINES)
-    for index in range(start + 1, stop):
-        if END_OF_REPORT.match(lines[index].text):
-            return index + 1
-    return stop
-
-
-def _culprit(stack: _Stack, pattern: CrashPattern) -> str | None:
-    if pattern.culprit == "first":
-        return _first_non_generic(stack.frames)
-    frames = _interrupted_frames(stack, pattern)
-    if not frames:
-        return None
-    innermost = _first_non_generic(frames)
-    if innermost is not None and CROSS_CPU_CALL.match(innermost):
-        return "smp_call_function"
-    looping = [func for func in reversed(frames) if not DISPATCH_FRAME.match(clean_function_name(func))]
-    # A stack of nothing but dispatch and helpers: the interrupted function is all there is.
-    return _first_non_generic(looping) or culprit_name(frames[0])
-
-
-def _first_non_generic(frames: list[str]) -> str | None:
-    for func in frames:
-        if not is_generic_frame(func):
-            return culprit_name(func)
-    return None
-
-
-def _interrupted_frames(stack: _Stack, pattern: CrashPattern) -> list[str]:
-    """The frames of the code the watchdog found running, innermost first, up to the end of
-    the interrupted context (a softirq run on the way out of an interrupt ends where that
-    interrupt's entry is).
-
-    A stall is reported from the timer interrupt, so its code starts past the first run of
-    timer-interrupt frames; a lockup report prints the interrupted code's own stack. A stall
-    stack with neither a timer interrupt nor an instruction pointer is a dump of a task that
-    was not running (preempted while holding up the grace period): it shows no looping code.
-    """
-    frames = stack.frames
-    anchors = [i for i, func in enumerate(frames) if TIMER_INTERRUPT.match(func)]
-    first = 0
-    if pattern.culprit == "stall":
-        if not anchors and stack.task_start is None and stack.instruction_pointer is None:
-            return []
-        if anchors:
-            first = anchors[0]
-            while first < len(frames) and (
-                TIMER_INTERRUPT.match(frames[first]) or INTERRUPT_STACK_SWITCH.match(frames[first])
-            ):
-                first += 1
-        else:
-            first = stack.task_start or 0
-    ends = [i for i in anchors if i > first]
-    if stack.task_start is not None and stack.task_start > first:
-        ends.append(stack.task_start)
-    interrupted = frames[first:min(ends, default=len(frames))]
-    # 6.x prints the interrupted instruction above a trace whose interrupt part is all unsure.
-    if stack.instruction_pointer is not None and stack.instruction_pointer < first and not anchors:
-        interrupted.insert(0, frames[stack.instruction_pointer])
-    return interrupted
-
-
-def _build_report(
-    text: str, lines: list[ConsoleLine], start: int, pattern: CrashPattern, match: re.Match
-) -> CrashReport:
-    end = _report_end(lines, start)
-    stack = _read_stack(lines, start, end, pattern)
-    fields = {name: _field_value(name, value) for name, value in match.groupdict().items() if value}
-    if pattern.details:
-        for line in lines[start:end]:
-            details = pattern.details.search(line.text)
-            if details:
-                fields.update((k, v) for k, v in details.groupdict().items() if v)
-                break
-    corrupted = False
-    if "{frame}" in pattern.title or (pattern.alt_title and "{frame}" in pattern.alt_title):
-        culprit = _culprit(stack, pattern)
-        corrupted = culprit is None or not stack.has_trace
-        fields["frame"] = culprit or CORRUPTED_FRAME
-    corrupted = corrupted or _several_tasks(lines[start:stack.end])
-    title = _format_title(pattern.title, fields)
-    alt_titles = [_format_title(pattern.alt_title, fields)] if pattern.alt_title else []
-    report_end = end if END_OF_REPORT.match(lines[end - 1].text) else stack.end
-    first = start - 1 if start > 0 and re.match(r"^\s*(?:-+\[ cut here \]-+|={20,})\s*$", lines[start - 1].text) else start
-    last_offset = lines[report_end].offset if report_end < len(lines) else len(text)
-    return CrashReport(
-        title=title,
-        alt_titles=alt_titles,
-        type=pattern.type,
-        corrupted=corrupted,
-        report=text[lines[first].offset:last_offset],
+def _starts_another_report(lines: list[ConsoleLine], index: int) -> bool:
+    line = lines[index].raw
+    if any(message in line for message in INFO_MESSAGES_WITH_STACK):
+        return True
+    return (
+        _report_kind(line) is not None
+        and not _replayed(lines, index)
+        and not any(p.search(line) for p in CONTINUATION_HEADERS)
     )
 
 
-def _field_value(name: str, value: str) -> str:
-    if name == "func":
-        return clean_function_name(normalize_title(value))
-    return normalize_title(value)
+@dataclass
+class _ReportText:
+    """The lines of one report, as read from the console."""
+
+    lines: list[str]
+    # How many of `lines` the title is read from: up to the next report, unless caller
+    # stamps tell the report's own lines apart.
+    title_lines: int
+    # `lines` with the unsure frames left in, for the 6.x stall rule.
+    with_unsure: list[str]
+    # Index in the console of the line where the next report starts, if any.
+    next_report: int | None
 
 
-def _format_title(template: str, fields: dict[str, str]) -> str:
-    """Fill `template`; a field the report did not show is left out with its space."""
-    title = re.sub(r"\{(\w+)\}", lambda m: fields.get(m[1], ""), template)
-    return re.sub(r"\s+", " ", title).strip()
+def _read_report(lines: list[ConsoleLine], start: int) -> _ReportText:
+    origin = lines[start].origin
+    stamped_by_caller = origin not in (CONSOLE, NO_PREFIX)
+    min_lines = KMSAN_REPORT_MIN_LINES if "BUG: KMSAN:" in lines[start].raw else REPORT_MIN_LINES
+    report = _ReportText([], 0, [], None)
+    all_cpus = skip_rest = False
+    counted = 0
+    for index in range(start, len(lines)):
+        line = lines[index]
+        first = index == start
+        if not first and report.next_report is None and _starts_another_report(lines, index):
+            report.next_report = index
+        if not first and (line.origin != origin and not (all_cpus and CPU_ORIGIN.match(line.origin))):
+            continue
+        if not first and line.unsure:
+            report.with_unsure.append(line.text)
+            continue
+        counted += 1
+        skip = skip_rest
+        if LOCK_DEBUGGING_OFF in line.raw:
+            skip = True
+        elif ALL_CPU_BACKTRACE in line.raw:
+            all_cpus = True
+        elif any(message in line.raw for message in TRAILING_REPORTS) and counted > min_lines:
+            skip = skip_rest = True
+        if skip and not first:
+            continue
+        report.lines.append(line.text)
+        report.with_unsure.append(line.text)
+        if report.next_report is None or stamped_by_caller:
+            report.title_lines = len(report.lines)
+    return report
+
+
+def _joined(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+@dataclass
+class _Description:
+    title: str
+    format: ReportFormat | None
+    alt_titles: list[str]
+    corrupted: bool
+
+
+def _describe(text: str, kind: ReportKind, with_unsure: str) -> _Description:
+    """Title `text` by the format of `kind` that matches earliest in it."""
+    best: _Description | None = None
+    best_start = len(text) + 1
+    title_matched = False
+    for fmt in kind.formats:
+        match = fmt.title.search(text)
+        if match is None or match.start() > best_start or (match.start() == best_start and best is not None):
+            continue
+        if match.start() < best_start:
+            best, best_start = None, match.start()
+        title_matched = True
+        fields = {name: value for name, value in match.groupdict().items() if value}
+        if fmt.details is not None:
+            match = fmt.details.search(text)
+            if match is None:
+                continue
+            fields.update((name, value) for name, value in match.groupdict().items() if value)
+        corrupted = False
+        if fmt.stack is not None:
+            frames, found = _culprits(text[match.start():].split("\n"), fmt.stack)
+            if not found and fmt.stack.culprit == "stall":
+                frames, found = _stall_of_6x_trace(with_unsure, fmt.stack) or (frames, found)
+            corrupted = not found
+            fields.update(zip(("frame", "frame2"), frames))
+        best = _Description(
+            title=fmt.template.format_map(_Fields(fields)),
+            format=fmt,
+            alt_titles=[alt.format_map(_Fields(fields)) for alt in fmt.alt_titles],
+            corrupted=corrupted or fmt.corrupted,
+        )
+    if best is not None:
+        return best
+    # A header no format knows: its own line is the title.
+    position = text.find(kind.header)
+    line_end = text.find("\n", position)
+    return _Description(text[position:line_end if line_end >= 0 else len(text)], None, [], title_matched)
+
+
+class _Fields(dict):
+    """Template fields; a part the report did not show is left empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _culprits(lines: list[str], rule: StackRule) -> tuple[list[str], bool]:
+    """The culprit of each stack `rule` reads, and whether every one was found."""
+    culprits, found = _read_parts(lines, rule.parts, rule)
+    if not found and rule.fallback_parts:
+        return _read_parts(lines, rule.fallback_parts, rule)
+    return culprits, found
+
+
+def _read_parts(lines: list[str], parts: tuple, rule: StackRule) -> tuple[list[str], bool]:
+    """Walk `lines` through `parts` (see vm.triage.patterns); one culprit per stack read."""
+    skip = _skip_pattern(rule)
+    culprits: list[str] = []
+    candidates: list[str] = []
+    found = True
+    stacks_read = 0
+    position = 0
+    part = 0
+    while True:
+        if part == len(parts) or (parts[part] is READ_STACK and stacks_read > 0):
+            culprit = _choose(candidates, rule.culprit)
+            if culprit is None:
+                culprit, found = CORRUPTED_FRAME, False
+            culprits.append(culprit)
+            candidates = []
+        if part == len(parts):
+            return culprits, found
+        pattern = parts[part]
+        next_part = parts[part + 1] if part + 1 < len(parts) else None
+        if pattern is READ_STACK:
+            stacks_read += 1
+        while position < len(lines):
+            line = lines[position]
+            position += 1
+            if any(p.search(line) for p in CORRUPTING_LINES):
+                found = False
+                break
+            if pattern is not READ_STACK:
+                match = pattern.search(line)
+                if match:
+                    candidates += _unskipped(match.groups(), skip)
+                    break
+                continue
+            if any(p.search(line) for p in STACK_STARTS):
+                break
+            if next_part is not None and (match := next_part.search(line)):
+                candidates += _unskipped(match.groups(), skip)
+                part += 1
+                break
+            candidates += _unskipped(_frame_names(line), skip)
+        part += 1
+
+
+def _frame_names(line: str) -> tuple[str, ...]:
+    for pattern in FRAME_LINES:
+        match = pattern.match(line)
+        if match:
+            return match.groups()
+    return ()
+
+
+def _skip_pattern(rule: StackRule) -> re.Pattern:
+    if not rule.skip:
+        return SKIPPED
+    return re.compile(SKIPPED.pattern + "|" + "|".join(rule.skip))
+
+
+def _unskipped(names, skip: re.Pattern) -> list[str]:
+    """`names` without the frames `skip` passes over; a clone suffix is not part of a name."""
+    cleaned = (clean_function_name(name) for name in names if name)
+    return [name for name in cleaned if not skip.search(name)]
+
+
+def _choose(frames: list[str], culprit: str) -> str | None:
+    if not frames:
+        return None
+    names = [strip_syscall_prefix(frame) for frame in frames]
+    if culprit == "stall":
+        return _looping_code(names)
+    if culprit == "hang":
+        return _hung_in(names)
+    return names[0]
+
+
+def _looping_code(frames: list[str]) -> str | None:
+    """A stall or lockup strikes anywhere in the code that loops, so the culprit is where that
+    code was entered: the frame just inside the syscall entry, work dispatch, socket or file
+    operation (ENTRY_FRAMES); a CPU waiting in a cross-CPU call is stalled by the call itself."""
+    previous = frames[0]
+    for frame in frames:
+        if ENTRY.search(frame):
+            return "smp_call_function" if "smp_call_function" in frame else previous
+        previous = frame
+    return None
+
+
+def _hung_in(frames: list[str]) -> str | None:
+    """A hung task shows where it sleeps, not who holds it up; everything stuck on the RTNL
+    lock or on an RCU grace period is one bug each. Else the first frame not sleeping."""
+    for frame in frames:
+        for anchor, name in HANG_ANCHORS:
+            if anchor in frame:
+                return name or frame
+    return next((frame for frame in frames if not WAITING.search(frame)), None)
+
+
+def _stall_of_6x_trace(with_unsure: str, rule: StackRule) -> tuple[list[str], bool] | None:
+    """Since 6.x a stall dump prints the interrupted code's registers above a trace whose
+    interrupt part is all unsure; the interrupted task's frames follow its unsure timer
+    interrupt entry. The instruction pointer is the innermost of them."""
+    lines = with_unsure.split("\n")
+    timer = next((i for i, line in enumerate(lines) if UNSURE_TIMER_INTERRUPT.match(line)), None)
+    if timer is None:
+        return None
+    pointer = next((instruction_pointer_frame(line) for line in reversed(lines[:timer])
+                    if INSTRUCTION_POINTER.search(line)), None)
+    if pointer is None:
+        return None
+    skip = _skip_pattern(rule)
+    frames = [pointer]
+    for line in lines[timer + 1:]:
+        if any(p.search(line) for p in STACK_STARTS):
+            break
+        frames += frames_of_line(line)
+    culprit = _choose(_unskipped(frames, skip), rule.culprit)
+    return ([culprit], True) if culprit else None
+
+
+def _damaged(title: str, report: str, fmt: ReportFormat | None) -> bool:
+    """A report whose title (before normalisation) took in another line's timestamp, or that
+    promises a stack and shows none."""
+    if TIMESTAMP.search(title):
+        return True
+    if fmt is None or not fmt.has_stack_trace:
+        return False
+    has_stack = False
+    for start in STACK_STARTS:
+        match = start.search(report)
+        if match is None:
+            continue
+        following = report[match.start():].split("\n")
+        if len(following) < 4:
+            return True
+        listed = False
+        for line in following[1:16]:
+            if any(p.search(line) for p in STACK_STARTS):
+                break
+            if "(stack is not available)" in line or any(p.match(line) for p in FRAME_LINES):
+                listed = has_stack = True
+                break
+        if not listed and start is not RISCV_STACK_START:
+            return True
+    return not has_stack
 
 
 def _several_tasks(lines: list[ConsoleLine]) -> bool:
-    """Headers of two tasks before the crashing stack ends: another CPU's report got mixed in,
+    """Headers of two tasks before the crashing stack starts: another CPU's report got mixed in
     and the stack may be the other task's."""
-    tasks = {match.groups() for line in lines if (match := TASK_HEADER.search(line.text))}
+    tasks = set()
+    for line in lines[1:]:
+        if any(p.search(line.text) for p in STACK_STARTS):
+            break
+        if match := TASK_HEADER.search(line.text):
+            tasks.add(match.groups())
+    if match := TASK_HEADER.search(lines[0].text):
+        tasks.add(match.groups())
     return len(tasks) > 1
+
+
+def _build_report(text: str, lines: list[ConsoleLine], start: int, kind: ReportKind) -> CrashReport:
+    read = _read_report(lines, start)
+    description = _describe(_joined(read.lines[:read.title_lines]), kind, _joined(read.with_unsure))
+    title = normalize_title(description.title)
+    corrupted = (
+        description.corrupted
+        or _damaged(description.title, _joined(read.lines), description.format)
+        or _several_tasks(lines[start:start + MAX_REPORT_LINES])
+    )
+    alt_titles = [alt for alt in dict.fromkeys(map(normalize_title, description.alt_titles)) if alt != title]
+    fmt = description.format or kind.formats[-1]
+    return CrashReport(
+        title=title,
+        alt_titles=alt_titles,
+        type=fmt.type,
+        corrupted=corrupted,
+        report=_report_text(text, lines, start, read.next_report),
+    )
+
+
+def _report_text(text: str, lines: list[ConsoleLine], start: int, next_report: int | None) -> str:
+    """The console lines of the report: from its header (and the `cut here` line above it) to
+    the end-of-report marker, the next report, or MAX_REPORT_LINES."""
+    first = start - 1 if start > 0 and CUT_HERE.match(lines[start - 1].text) else start
+    stop = min(len(lines), start + MAX_REPORT_LINES, next_report if next_report is not None else len(lines))
+    end = next((index + 1 for index in range(start + 1, stop) if END_OF_REPORT.match(lines[index].text)), stop)
+    last_offset = lines[end].offset if end < len(lines) else len(text)
+    return text[lines[first].offset:last_offset]
