@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, EOPNOTSUPP, EPIPE, ESPIPE)
 from typing import Callable
 
-from fuzz.abi import MAX_RW_COUNT, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, Abi
+from fuzz.abi import MAX_RW_COUNT, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, SPLICE_F_BASE, Abi
 from fuzz.oracles import PARITY_FIELDS, data, notification_records, socket_accounting
 from vm.program import OPS, Program, ProgramResult
 
@@ -425,6 +425,24 @@ def _odd_splice_rows() -> list[Row]:
     return rows
 
 
+CLOSE_WRITER = {"op": "close", "fd": "p.w"}
+
+
+def _pipe_eof_rows() -> list[Row]:
+    """Each reader of a pipe whose only writer was closed before anything was written."""
+    rows = []
+    for label, nonblock, flags in (("blocking", False, 0), ("O_NONBLOCK", True, 0),
+                                   ("SPLICE_F_NONBLOCK", False, SPLICE_F_BASE["SPLICE_F_NONBLOCK"])):
+        pipe = fd("p", "pipe", nonblock=nonblock)
+        for out, call in ((fd("out", "tcp4"), _splice("p.r", "out", length=1, flags=flags)),
+                          (fd("out", "file_wo", size=0), _splice("p.r", "out", length=1, flags=flags)),
+                          (fd("q", "pipe"), {"op": "tee", "in": "p.r", "out": "q.w", "len": 1, "flags": flags})):
+            rows.append(Row(f"{call['op']} from an empty pipe with no writer ({label}) to {out['kind']}",
+                            "success (0)", (pipe, out), (CLOSE_WRITER, call),
+                            expect_errnos((1, frozenset({0})), ret={1: 0}), errnos=((1, frozenset({0})),)))
+    return rows
+
+
 def _unknown_bits(valid: int) -> list[int]:
     return [1 << b for b in range(32) if not (1 << b) & valid]
 
@@ -594,6 +612,8 @@ def rows_of(clause_id: str, abi: Abi, kernel_info: dict) -> list[Row]:
         return _splice_rows(clause_id)
     if clause_id == "SPLICE-ODD-FDS":
         return _odd_splice_rows()
+    if clause_id == "SPLICE-PIPE-EOF":
+        return _pipe_eof_rows()
     if clause_id == "TEE-FLAGS-UNKNOWN":
         tee = {"op": "tee", "in": "bad", "out": "bad", "len": 0}
         return ([errno_row(f"flag {bit:#x}, len 0", [BAD], {**tee, "flags": bit}, EINVAL)
@@ -659,6 +679,15 @@ def rows_of(clause_id: str, abi: Abi, kernel_info: dict) -> list[Row]:
     if clause_id == "SPLICE-ZC-ERRNO":
         return [_splice_zc_error_row(r, abi, kernel_info)
                 for c in ("SPLICE-EBADF", "SPLICE-EINVAL", "SPLICE-ESPIPE") for r in _splice_rows(c, szc)]
+    if clause_id == "SPLICE-ZC-PIPE-EOF":
+        return [Row(f"splice(SPLICE_F_ZC) from an empty pipe with no writer ({label}) to tcp4, then "
+                    "sendmsg(MSG_ZEROCOPY)", "success (0), then 512; the sendmsg is notified as id 0",
+                    (fd("p", "pipe", nonblock=nonblock), _zc_sock()),
+                    (CLOSE_WRITER, _splice("p.r", "sock", length=1, flags=szc), _sendmsg_zc(), PEER_READ, DRAIN),
+                    all_of(expect_errnos((1, frozenset({0})), (2, frozenset({0})), ret={1: 0, 2: 512}),
+                           max_id_is("sock", 0, (0,))),
+                    errnos=((1, frozenset({0})),))
+                for label, nonblock in (("blocking", False), ("O_NONBLOCK", True))]
     if clause_id == "TEE-ZC-REJECTED":
         fill = {"op": "write", "fd": "a.w", "len": 512}
         pipes = (fd("a", "pipe"), fd("b", "pipe"))

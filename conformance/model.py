@@ -363,9 +363,11 @@ def _splice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
         _verify_area(state, out, length, off_out)
         if not out.traits.splice_write:
             raise _Err(EINVAL)
-        _pipe_data(state, in_fd, nonblock or in_fd.nonblock)
+        may_be_eof, may_have_data = _pipe_data(state, in_fd, nonblock or in_fd.nonblock)
         if out.kind in INET_SOCKETS | UNIX_SOCKETS:
-            result = _socket_send(state, out, min(length, PIPE_SLOTS * PAGE_SIZE))
+            result = frozenset({0} if may_be_eof else ())  # end of file: 0, the socket untouched
+            if may_have_data:
+                result |= _socket_send(state, out, min(length, PIPE_SLOTS * PAGE_SIZE))
         else:
             result = frozenset({0})
     elif out_pipe:
@@ -391,16 +393,24 @@ def _corked_datagram(state: _State, out: _Fd, zc: bool) -> None:
         raise _Unknown
 
 
-def _pipe_data(state: _State, in_fd: _Fd, nonblock: bool) -> None:
-    """An empty pipe with writers blocks its reader, or gives EAGAIN when non-blocking."""
-    if state.pipe_of(in_fd.name) not in state.pipe_maybe_data:
+def _pipe_data(state: _State, in_fd: _Fd, nonblock: bool) -> tuple[bool, bool]:
+    """(the read end may be at end of file, it may hold data). At end of file (empty, no writer
+    left) a read returns 0 at once, before O_NONBLOCK or SPLICE_F_NONBLOCK is looked at (6.12
+    splice_to_socket, splice_from_pipe_next and ipipe_prep test pipe->writers first). An empty
+    pipe with writers blocks its reader, or gives EAGAIN when non-blocking."""
+    pipe = state.pipe_of(in_fd.name)
+    writers_gone = pipe + ".w" in state.closed
+    if pipe not in state.pipe_maybe_data:
+        if writers_gone:
+            return True, False
         if nonblock:
             raise _Err(EAGAIN)
         raise _Unknown
-    if state.pipe_of(in_fd.name) in state.pipe_drained:
-        raise _Unknown
-    if nonblock:
+    if writers_gone:
+        return True, True
+    if pipe in state.pipe_drained or nonblock:
         raise _Unknown  # earlier writes *may* have put data in it (an empty file moves none)
+    return False, True
 
 
 def _rejects_splice_zc(flags: int, kernel_info: dict) -> bool:

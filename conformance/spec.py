@@ -86,6 +86,10 @@ CLAUSES: tuple[Clause, ...] = (
     Clause("SPLICE-ESPIPE", "ESPIPE for an offset on a pipe end", "__do_splice", SPLICE_C, ltp="splice03"),
     Clause("SPLICE-ODD-FDS", "every odd kind of fd on either side gets EBADF or EINVAL, or works",
            "do_splice: FMODE bits, then ->splice_read / ->splice_write", SPLICE_C, ltp="splice07"),
+    Clause("SPLICE-PIPE-EOF", "splice and tee from an empty pipe with no writer left return 0 (end of "
+           "file), with or without O_NONBLOCK or SPLICE_F_NONBLOCK",
+           "splice_to_socket, splice_from_pipe_next and ipipe_prep return 0 when pipe->writers is 0, "
+           "before they look at the non-blocking flag", SPLICE_C),
     Clause("TEE-FLAGS-UNKNOWN", "tee: EINVAL for every flag bit outside SPLICE_F_ALL, even with len 0",
            "tee checks flags before len", SPLICE_C),
     Clause("VMSPLICE-FLAGS-UNKNOWN", "vmsplice: EINVAL for every flag bit outside SPLICE_F_ALL",
@@ -155,6 +159,10 @@ CLAUSES: tuple[Clause, ...] = (
            "offsets (EBADF, ESPIPE), and with EOPNOTSUPP where the output is not a TCP/UDP socket",
            "the flag changes how pages are sent, not how arguments are checked; a notification "
            "that can never come is refused, not accepted silently", V2, "splice_zc", ("D4",)),
+    Clause("SPLICE-ZC-PIPE-EOF", "splice(SPLICE_F_ZC) from an empty pipe with no writer left returns 0 "
+           "(end of file), with or without O_NONBLOCK, and takes no id",
+           "end of file is found before anything is sent, as without the flag; a call that sends "
+           "nothing takes no id", V2, "splice_zc", ("D5",)),
     Clause("TEE-ZC-REJECTED", "tee with SPLICE_F_ZC: EINVAL", "tee never reaches a socket, so a "
            "notification could never be sent", V2, "splice_zc", ("D4",)),
     Clause("VMSPLICE-ZC-REJECTED", "vmsplice with SPLICE_F_ZC: EINVAL", "vmsplice never reaches a "
