@@ -5,7 +5,8 @@ Each oracle takes a program and what a target returned for it and gives a list o
 every oracle that the kernel under it can answer (no sendfile2: no parity, no sendfile2 ids).
 
 - parity: sendfile2 with flags 0 (or SENDFILE_ZC on a TCP/UDP socket) moves the same bytes and
-  leaves the same offsets as sendfile64 on a fresh identical fixture.
+  leaves the same offsets as sendfile64 on a fresh identical fixture; compared is only what the
+  ABI fixes, by one rule (above `parity`), never what timing sets.
 - accounting: each socket's 32-bit zerocopy counter, shared by sendfile2 ZC, splice ZC and
   sendmsg(MSG_ZEROCOPY), takes one id per call that sent more than 0 bytes; the notified ranges
   cover exactly those ids, once each.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from fuzz.abi import (EOF_PUSHES_KINDS, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED,
                       SO_EE_ORIGIN_ZEROCOPY, SPLICE_F_BASE, STREAM_SOCKET_KINDS, TRUE_ZEROCOPY_KINDS,
                       ZEROCOPY_KINDS, Abi)
-from vm.program import CONTENT_KINDS, Op, Program, ProgramResult, digest, pattern
+from vm.program import CONTENT_KINDS, SOCKET_KINDS, Op, Program, ProgramResult, digest, pattern
 from vm.target import KernelCrash, Target
 
 # Clause ids of the rules these oracles check (conformance/ cites the same ids).
@@ -229,6 +230,8 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     copied = []
     for record in records:
         lo, hi = record.get("lo", 0), record.get("hi", 0)
+        # Cover letter: "The records are those of MSG_ZEROCOPY: ... ee_errno 0, ee_info..ee_data
+        # an inclusive range of ids" (ZC-RANGE-COALESCE).
         if record.get("errno", 0) != 0 or lo > hi:
             out.append(violation(ZC_RECORD_FORMAT, None, f"malformed notification {record}"))
             continue
@@ -236,6 +239,8 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
         twice |= ids & seen
         seen |= ids
         copied.append((lo, hi, bool(record.get("code", 0) & SO_EE_CODE_ZEROCOPY_COPIED)))
+    # COPIED: msg_zerocopy.rst and the cover letter, "COPIED is set on loopback and deferred copies
+    # as for MSG_ZEROCOPY" (ZC-COPIED-LOOPBACK, ZC-TRUE-ZEROCOPY-DUMMY).
     # Through dummy0 nothing is delivered, so nothing may be marked copied. Local delivery copies,
     # but a small send the stack copied at send time may complete without the flag (seen on
     # 6.18 loopback TCP): there, only "no range at all marked copied" is wrong.
@@ -249,8 +254,13 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
             and not any(f for _, _, f in copied):
         out.append(violation(ZC_COPIED, None, f"no range has COPIED set on {program.fixture(sock).kind}, "
                              "though local delivery copies"))
+    # Cover letter: each call that sent "queues exactly one notification" (ZC-NOTIFY-ONCE).
     if twice:
         out.append(violation(ZC_ID_ONCE, None, f"ids {_ranges(twice)} notified more than once"))
+    # The set of ids: cover letter, "A call that sent at least one byte takes exactly one id, from
+    # the same per-socket counter as sendmsg(MSG_ZEROCOPY)", "A call that fails or sends nothing
+    # takes no id" (ZC-ID-ONCE, ZC-ID-NOT-ON-FAILURE, ZC-COUNTER-SHARED; msg_zerocopy.rst).
+    # It is fixed once the final drain has settled, whatever drains saw in the middle.
     # Closed: its last completions were never read. Corked: its last bytes are still queued.
     closed = any(op.op == "close" and op["fd"] == sock for op in program.ops) or corked(program, result, sock)
     for model in candidate_models(calls):
@@ -324,53 +334,143 @@ def parity_twin(program: Program, abi: Abi) -> tuple[Program, dict[int, str]] | 
     return replace(program, ops=tuple(ops)), replaced
 
 
+# The one rule parity judges by: a field is compared only where the ABI fixes it, and only while
+# the state it depends on is the same in both runs. A value timing sets (how many bytes had
+# arrived at an instant, how much room a buffer had) is never compared, and the fixtures it moved
+# data through are left in a state the ABI does not fix, so later amounts through them are not
+# compared either; what the ABI fixes whatever the room (`outcome_whatever_the_room`) still is.
+# The bytes a peer finally receives are compared where every amount sent to it was.
+#
+# What the ABI fixes of each op's result, on fixtures in the same state:
+# - sendfile2 / sendfile64: the cover letter, "Flags 0 and SENDFILE_DEFAULT are sendfile64:
+#   identical return values, errors, *offset and file position updates" (SF2-PARITY-ERRNO,
+#   SF2-PARITY-TRANSFER); SENDFILE_ZC "fails exactly like sendfile64" and "moves the same bytes
+#   and offsets as sendfile64" (SF2-ZC-ERRNO, SF2-ZC-TRANSFER).
+# - splice, tee, vmsplice, write, sendmsg: 6.12 fs/splice.c, fs/read_write.c and net/ return
+#   what the call moved, or the errno of the first check that failed, from its arguments and
+#   the state of its fds; the same call on the same state gives the same.
+# - setsockopt_zerocopy, close, peer_close: msg_zerocopy.rst (SO_ZEROCOPY, MSGZC-SOCKOPT) and
+#   close(2) answer from the fd alone.
+# - peer_read: nothing. vm/PROGRAM.md: the peer reads what has arrived, non-blocking; how much
+#   has arrived at an instant is no part of any ABI (zerocopy and copied pages travel and are
+#   charged differently).
+# - drain: nothing here; which ids are notified is the accounting oracle's (sendfile64 has none).
 PARITY_FIELDS = ("ret", "errno", "timed_out", "offset_after", "in_pos_after", "out_pos_after")
-PARITY_TIMING_FREE_FIELDS = ("errno", "timed_out")  # what still compares once a buffer was full
+CALL_FIELDS = ("ret", "errno", "timed_out", "in_pos_after", "out_pos_after",
+               "off_in_after", "off_out_after")
+ANSWER_FIELDS = ("ret", "errno")
+DETERMINED_FIELDS = {
+    "sendfile2": PARITY_FIELDS, "sendfile64": PARITY_FIELDS,
+    "splice": CALL_FIELDS, "tee": CALL_FIELDS, "vmsplice": CALL_FIELDS, "write": CALL_FIELDS,
+    "sendmsg": CALL_FIELDS,
+    "setsockopt_zerocopy": ANSWER_FIELDS, "close": ANSWER_FIELDS, "peer_close": ANSWER_FIELDS,
+    "peer_read": (), "drain": (), "lkdtm": (),
+}
+# The ops that move bytes, and so change the state (bytes queued, room, position) of their fds.
+MOVING_OPS = ("sendfile2", "sendfile64", "splice", "tee", "vmsplice", "write", "sendmsg", "peer_read")
+
+
+def moved_through(program: Program, op: Op) -> set[str]:
+    """The fixtures whose state the op's amount changes. A file read at a given offset keeps
+    its position (SF64-OFFSET), so it is not one of them."""
+    if op.op not in MOVING_OPS:
+        return set()
+    given_offset = {"in": dict(op.args).get("offset", dict(op.args).get("off_in"))}
+    return {program.fixture(op[f]).name for f in op.spec.fd_fields
+            if not (program.fixture(op[f]).kind in CONTENT_KINDS and isinstance(given_offset.get(f), int))}
+
+
+def room_limited(program: Program, op: Op, op_result: dict) -> bool:
+    """The call's amount was set by how much room a buffer had at that instant: a non-blocking
+    call that met a full buffer, or a blocking one the op timer cut short."""
+    return bool(op_result.get("timed_out")) or met_full_buffer(program, op, op_result)
+
+
+def outcome_whatever_the_room(program: Program, op: Op, op_result: dict, first_bytes: bool) -> dict:
+    """What the ABI fixes of a call however much room its buffers had:
+    - `blocked`: a non-blocking call never waits (O_NONBLOCK, SPLICE_F_NONBLOCK, MSG_DONTWAIT;
+      SF2-NONBLOCK-EAGAIN, cover letter D3);
+    - `failure`: an errno other than "no room" (EAGAIN of a non-blocking call, EINTR of a call
+      the timer cut short) comes from the arguments and the fds, not the room (cover letter:
+      "fails exactly like sendfile64");
+    - `moved`, with `first_bytes`: whether the call moved anything, where its fds are in the
+      same state in both runs: the first bytes find room in both (how many more fit depends on
+      how the pages are charged, which is why only this much is compared)."""
+    nonblocking = must_not_block(program, op)
+    no_room = {0} | ({errno_module.EAGAIN} if nonblocking else set()) \
+        | ({errno_module.EINTR} if op_result.get("timed_out") else set())
+    outcome = {"blocked": bool(op_result.get("timed_out")) if nonblocking else None,
+               "failure": None if op_result.get("errno", 0) in no_room else op_result.get("errno")}
+    if first_bytes:
+        outcome["moved"] = op_result.get("ret", -1) > 0
+    return outcome
 
 
 def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
            replaced: dict[int, str]) -> list[Violation]:
-    """The first place where the program and its sendfile64 twin part ways, if any."""
-    filled = False  # a call other than the compared ones met a full buffer
-    corked: set[str] = set()  # datagram sockets a compared call left corked
+    """The first place where the program and its sendfile64 twin part ways in something the ABI
+    fixes (the rule above), if any."""
+    # What timing has set, fixture by fixture: how much room a socket has (which only a
+    # non-blocking call's amount depends on: a blocking one waits for room, or the timer cuts
+    # it short), and what a pipe or file holds and where its position is (which every amount
+    # through it depends on).
+    room_timing: set[str] = set()
+    contents_timing: set[str] = set()
+    uncounted: set[str] = set()  # fixtures an amount not compared went through
+    corked: set[str] = set()  # datagram sockets a compared ZC call left corked
+
+    def timing_set(op: Op) -> None:
+        for name in moved_through(program, op):
+            (room_timing if program.fixture(name).kind in SOCKET_KINDS else contents_timing).add(name)
+
+    def differ(i: int | None, what: str, ours, theirs) -> list[Violation]:
+        cause = max((j for j in replaced if j <= i), default=min(replaced)) if i is not None else max(replaced)
+        return [Violation("parity", replaced[cause], i, f"{what} {ours} where the sendfile64 twin gives {theirs}")]
+
     for i, op in enumerate(program.ops):
-        if op.op == "drain":
-            continue
         ours, theirs = result.ops[i], twin_result.ops[i]
-        if ours.get("timed_out") and theirs.get("timed_out"):
-            return []  # both interrupted by the op timeout: how far each got is timing, not ABI
-        if i in replaced and any(blocked_at_full_buffer(program, op, r) for r in (ours, theirs)):
-            return []  # how much a peer that does not read takes depends on how the pages were sent
-        if i not in replaced and (met_full_buffer(program, op, ours) or met_full_buffer(program, op, theirs)):
-            filled = True
-        if i in replaced and all(stopped_at_full_buffer(program, op, r) for r in (ours, theirs)):
-            filled = True  # both sent what the buffer took: zerocopy and copied pages fill it differently
-        if filled and i not in replaced:
-            continue  # how much a full socket took, and every amount after it, is timing
-        # Appending to a datagram a compared call left corked: the zerocopy and the copying
-        # paths of ip_append_data count its size differently near 64 KiB (EMSGSIZE on one side).
-        if i not in replaced and corked & {dict(op.args).get("fd"), dict(op.args).get("out")}:
+        # The one exception: a datagram a ZC call left corked is held open differently in the
+        # two runs (it carries a notification, so a ZC append is EINVAL; ip_append_data sizes
+        # the two forms differently near 64 KiB), so nothing on its socket compares after it.
+        if {program.fixture(ref).name for ref in op.fd_refs()} & corked:
             continue
-        for name in PARITY_TIMING_FREE_FIELDS if filled else PARITY_FIELDS:
-            if ours.get(name) != theirs.get(name):
-                cause = max((j for j in replaced if j <= i), default=min(replaced))
-                return [Violation("parity", replaced[cause], i, f"ops[{i}] {op.op}: {name} {ours.get(name)} "
-                                  f"where the sendfile64 twin gives {theirs.get(name)}")]
-        if i in replaced and program.fixture(op["out"]).kind.startswith("udp") and asks_for_more(program, op, ours):
-            corked.add(op["out"])
-    if filled or corked:
-        return []  # the peers' byte counts carry the timing of the full buffers, or the cork
-    sources = {dict(op.args).get("in") for op in program.ops}
-    if any(dict(op.args).get("out") in sources and op.op != "drain" for op in program.ops):
-        # A file sent and then written: pages sent by reference may show the new bytes until
-        # their notification, which is what zerocopy notifications are for.
-        return []
+        fields, moved = DETERMINED_FIELDS[op.op], moved_through(program, op)
+        if not fields:
+            timing_set(op)  # peer_read took what had arrived: the room it left is timing
+            continue
+        limited = [room_limited(program, op, r) for r in (ours, theirs)]
+        waits_on = contents_timing | (room_timing if must_not_block(program, op) else set())
+        if any(limited) or moved & waits_on:
+            settled = not moved & (contents_timing | room_timing)
+            seen = [outcome_whatever_the_room(program, op, r, first_bytes=settled and not all(limited))
+                    for r in (ours, theirs)]
+            timing_set(op)
+            uncounted |= moved
+        else:
+            seen = [{name: r.get(name) for name in fields} for r in (ours, theirs)]
+        for name, value in seen[0].items():
+            if value != seen[1][name]:
+                shown = [errno_name(v) if name in ("errno", "failure") and v is not None else v
+                         for v in (value, seen[1][name])]
+                return differ(i, f"ops[{i}] {op.op}: {name}", *shown)
+        if replaced.get(i) == PARITY_ZC and program.fixture(op["out"]).kind.startswith("udp") \
+                and asks_for_more(program, op, ours):
+            corked.add(program.fixture(op["out"]).name)
+    # Once drained, a peer has received exactly what the calls sent to it (SF64-COUNT, the data
+    # oracle), so its count is fixed where every amount sent to it was compared. Its digest is
+    # fixed unless a file it was sent from was written afterwards: pages sent by reference may
+    # show the new bytes until their notification, which is what notifications are for.
+    sources = {program.fixture(dict(op.args)["in"]).name for op in program.ops if "in" in dict(op.args)}
+    written = {program.fixture(dict(op.args).get("out") or op["fd"]).name for op in program.ops
+               if op.op in ("sendfile2", "sendfile64", "splice", "tee", "write", "vmsplice")}
+    fields = ("bytes",) if sources & written else ("bytes", "digest")
     for sock, peer in result.final.get("peers", {}).items():
-        other = twin_result.final.get("peers", {}).get(sock)
-        if other != peer:
-            cause = max(replaced)
-            return [Violation("parity", replaced[cause], None, f"peer of {sock} received {peer} where the "
-                              f"sendfile64 twin's received {other}")]
+        if sock in uncounted | corked:
+            continue
+        other = twin_result.final.get("peers", {}).get(sock) or {}
+        for name in fields:
+            if peer.get(name) != other.get(name):
+                return differ(None, f"peer of {sock}: {name}", peer.get(name), other.get(name))
     return []
 
 
@@ -449,7 +549,8 @@ def sent_streams(program: Program, result: ProgramResult) -> dict[str, bytes | N
 
 
 def data(program: Program, result: ProgramResult) -> list[Violation]:
-    """Each stream socket's peer received exactly the bytes the calls report sending."""
+    """Each stream socket's peer received exactly the bytes the calls report sending: count and
+    digest once the final read has drained it (SF64-COUNT, "the peer receives exactly them")."""
     out = []
     for sock, expected in sent_streams(program, result).items():
         peer = result.final.get("peers", {}).get(sock)
@@ -484,7 +585,7 @@ def met_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
     """A non-blocking call that met a full buffer: EAGAIN, or a send that took less than given."""
     if not must_not_block(program, op):
         return False
-    short_send = op.op == "sendmsg" and 0 <= op_result.get("ret", -1) < op["len"]
+    short_send = op.op in ("sendmsg", "splice") and 0 <= op_result.get("ret", -1) < op["len"] % (1 << 64)  # len is a size_t
     return op_result.get("errno") == errno_module.EAGAIN or short_send or stopped_at_full_buffer(program, op, op_result)
 
 
@@ -498,17 +599,6 @@ def stopped_at_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
         return False
     available = min(op["count"], max(source.size - start, 0))
     return 0 < op_result.get("ret", -1) < available
-
-
-def blocked_at_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
-    """A blocking sendfile into a stream socket that sent part of its count and then waited until
-    the timer: the socket's and the peer's buffers were full. Zerocopy fragments, spliced pages
-    and copied data are charged to them differently, so where each path stops differs (seen on
-    loopback TCP: 255232 bytes for ZC sendfile2, all 262144 for sendfile64, 222464 for a plain
-    sendmsg)."""
-    return (op.op in ("sendfile2", "sendfile64") and program.fixture(op["out"]).kind in STREAM_SOCKET_KINDS
-            and not must_not_block(program, op) and bool(op_result.get("timed_out"))
-            and op_result.get("ret", -1) > 0)
 
 
 def must_not_block(program: Program, op: Op) -> bool:
@@ -531,7 +621,10 @@ def errno_violations(program: Program, result: ProgramResult, kernel_info: dict,
                      reached: set[str] | None = None) -> list[Violation]:
     """Each call's errno against conformance.model; a non-blocking call must never block.
 
-    Adds the clause of every call the model predicts to `reached`.
+    The model answers only where the kernel's checks, in their order (6.12 source and the cover
+    letter's list), fix the errno; where it depends on state the model does not follow (how
+    full a socket is) it gives None and nothing is compared. Never blocking: O_NONBLOCK, and
+    SF2-NONBLOCK-EAGAIN. Adds the clause of every call the model predicts to `reached`.
     """
     from conformance.model import expected_errno
 

@@ -242,7 +242,8 @@ def test_parity_leaves_out_how_much_a_full_socket_took_from_a_compared_call():
 
 def test_parity_leaves_out_how_much_a_full_socket_took_from_a_sendfile64_before():
     """Seen on v2: a 1 MiB sendfile64 into a non-blocking TCP socket with SO_SNDBUF 4096 took
-    47424 bytes, its twin 80165; the SENDFILE_DEFAULT call after it compared the same."""
+    47424 bytes, its twin 80165; whether the SENDFILE_DEFAULT call after it finds room, and how
+    much, is the room left at that instant. That it does not block is fixed."""
     before = {"op": "sendfile64", "out": "sock", "in": "src", "offset": 0, "count": 1 << 20}
     prog = Program.from_json({"sysno": {"sendfile2": 467}, "fds": [
         {"name": "src", "kind": "file", "size": 1 << 20},
@@ -251,7 +252,73 @@ def test_parity_leaves_out_how_much_a_full_socket_took_from_a_sendfile64_before(
     twin, replaced = oracles.parity_twin(prog, ABI)
     ours, theirs = result(done(47424), done(-1, EAGAIN)), result(done(80165), done(-1, EAGAIN))
     assert oracles.parity(prog, ours, theirs, replaced) == []
-    assert [v.op_index for v in oracles.parity(prog, ours, result(done(80165), done(512)), replaced)] == [1]
+    assert oracles.parity(prog, ours, result(done(80165), done(512)), replaced) == []
+    blocked = result(done(47424), done(-1, EINTR, timed_out=True))
+    assert [v.op_index for v in oracles.parity(prog, blocked, theirs, replaced)] == [1]
+
+
+MIB = 1 << 20
+
+
+def peer_read_after_zerocopy() -> Program:
+    """The first false finding of issue 15, as the campaign recorded it."""
+    return Program.from_json({
+        "sysno": {"sendfile2": 467},
+        "fds": [{"name": "src", "kind": "file", "size": 262144},
+                {"name": "sock", "kind": "tcp4"},
+                {"name": "odd", "kind": "file"}],
+        "ops": [{"op": "sendfile2", "out": "sock", "in": "src", "offset": 28, "count": 2147479551, "flags": ZC},
+                {"op": "drain", "fd": "sock", "wait_ms": 0},
+                {"op": "sendmsg", "fd": "sock", "len": 1, "flags": MSG_ZEROCOPY},
+                {"op": "peer_read", "fd": "sock", "max": 16 * MIB},
+                {"op": "drain", "fd": "sock", "wait_ms": 0}],
+    })
+
+
+def peer_read_result(sent: int, read_at_once: int, received: bytes) -> ProgramResult:
+    return result(done(sent, offset=28, in_size=262144), done(0), done(1), done(read_at_once), done(0),
+                  peer=received)
+
+
+def test_parity_leaves_out_how_much_a_non_blocking_peer_read_found():
+    """v2, 3 replays of 3: the peer had 186468 bytes at that instant on the zerocopy path and
+    262117 on the sendfile64 twin's; everything the ABI fixes is equal (calls, final peer bytes)."""
+    prog = peer_read_after_zerocopy()
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    received = pattern(0, 28, 262116) + pattern(0, 0, 1)
+    ours, theirs = peer_read_result(262116, 186468, received), peer_read_result(262116, 262117, received)
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+    # What the ABI fixes is still compared: the calls' results, and what the peer finally got.
+    fewer = peer_read_result(262115, 186468, received[:-1])
+    assert [(v.clause_id, v.op_index) for v in oracles.parity(prog, fewer, theirs, replaced)] == \
+        [("sendfile2.parity.zc", 0)]
+    lost = peer_read_result(262116, 186468, received[:-1])
+    assert [(v.clause_id, v.op_index) for v in oracles.parity(prog, lost, theirs, replaced)] == \
+        [("sendfile2.parity.zc", None)]
+
+
+def test_blocking_sends_after_a_peer_read_still_compare():
+    """A peer_read leaves the room timing, which a blocking call waits out: its count is fixed."""
+    read = {"op": "peer_read", "fd": "sock", "max": 100}
+    prog = program(read, sendfile2(), sendfile2(flags=0))
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    theirs = result(done(0), done(512), done(512))
+    assert oracles.parity(prog, result(done(0), done(512), done(512)), theirs, replaced) == []
+    assert [v.op_index for v in oracles.parity(prog, result(done(0), done(500), done(512)), theirs, replaced)] == [1]
+
+
+def test_errno_end_of_file_of_a_pipe_with_no_writer():
+    """The second false finding of issue 15 (v2, 2 replays of 2): no writer left, so 0."""
+    prog = Program.from_json({
+        "sysno": {"sendfile2": 467},
+        "fds": [{"name": "sock", "kind": "tcp4"}, {"name": "p", "kind": "pipe", "nonblock": True}],
+        "ops": [{"op": "close", "fd": "p.w"},
+                {"op": "splice", "in": "p.r", "off_in": None, "out": "sock", "off_out": None, "len": 1,
+                 "flags": 0x10}],
+    })
+    assert oracles.errno_violations(prog, result(done(0, offset=None), done(0, offset=None)), KERNEL_INFO) == []
+    eagain = result(done(0, offset=None), done(-1, EAGAIN, offset=None))
+    assert [v.clause_id for v in oracles.errno_violations(prog, eagain, KERNEL_INFO)] == ["splice.errno.OK"]
 
 
 def test_parity_needs_sendfile2():
