@@ -164,3 +164,107 @@ def test_a_missing_tool_the_build_runs_is_named(tmp_path):
     log.write_text("\n$ make -C src O=build headers_install\n  INSTALL ./usr/include\n/bin/sh: 1: rsync: not found\n"
                    "make[2]: *** [src/Makefile:1358: headers_install] Error 127\n")
     assert kbuild.first_build_error(log) == "/bin/sh: 1: rsync: not found"
+
+
+def git(tree: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t.invalid", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t.invalid")
+    return subprocess.run(["git", "-C", str(tree), *args], check=True, capture_output=True, text=True,
+                          env=env).stdout
+
+
+def make_git_tree(where: Path) -> Path:
+    """The stand-in tree as a git repository, tagged `base`, with two commits on top."""
+    tree = make_tree(where)
+    git(tree, "init", "-q")
+    git(tree, "add", ".")
+    git(tree, "commit", "-q", "-m", "base")
+    git(tree, "tag", "base")
+    for number in (1, 2):
+        (tree / "fs" / "splice.c").write_text((tree / "fs" / "splice.c").read_text() + f"added {number}\n")
+        git(tree, "commit", "-q", "-am", f"splice: add line {number}")
+    return tree
+
+
+def test_an_mbox_is_a_revision_of_its_patches_without_the_cover_letter(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
+    tree = make_git_tree(tmp_path)
+    mbox = tmp_path / "series.mbx"
+    mbox.write_text(git(tree, "format-patch", "--stdout", "--cover-letter", "base..HEAD"))
+    revision = kbuild.resolve_revision(str(mbox))
+    assert revision.name == "series"
+    assert [p.name for p in revision.patches] == ["0001-splice-add-line-1.patch", "0002-splice-add-line-2.patch"]
+    base = kbuild.user_source(str(make_tree(tmp_path / "pristine")))
+    slot = kbuild.slot_for(base, revision)
+    kbuild.sync_slot(slot, base, revision)
+    assert (slot.src / "fs/splice.c").read_text().endswith("added 1\nadded 2\n")
+    assert kbuild.resolve_revision(str(mbox)).series_sha256 == revision.series_sha256  # by content
+
+
+def test_a_commit_range_applies_to_the_tree_at_its_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
+    tree = make_git_tree(tmp_path)
+    revision = kbuild.resolve_revision("base..HEAD", str(tree))
+    assert len(revision.patches) == 2
+    assert revision.base_commit == git(tree, "rev-parse", "base").strip()
+    base = kbuild.base_source(str(tree), revision)
+    assert "added" not in (base.tree / "fs/splice.c").read_text()
+    slot = kbuild.slot_for(base, revision)
+    kbuild.sync_slot(slot, base, revision)
+    assert (slot.src / "fs/splice.c").read_text() == (tree / "fs/splice.c").read_text()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--rev", "base..HEAD"), "a commit range needs --source TREE"),
+    (("--rev", "nosuchref..HEAD", "--source", "TREE"), "--rev nosuchref..HEAD in"),
+    (("--rev", "MBOX"), "no patches in it"),
+], ids=["range-without-source", "unknown-ref", "mbox-without-patches"])
+def test_bad_mbox_or_range_is_one_line_exit_2(tmp_path, args, expected):
+    tree = make_git_tree(tmp_path)
+    (tmp_path / "empty.mbx").write_text("From 0 Mon Sep 17 00:00:00 2001\nSubject: hello\n\nno diff\n")
+    args = [str(tree) if a == "TREE" else str(tmp_path / "empty.mbx") if a == "MBOX" else a for a in args]
+    done = zcfuzz("kernel", "build", *args, cache=tmp_path / "cache")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and expected in done.stderr, done.stderr
+
+
+def test_required_options_are_the_fragments_required_blocks():
+    required = kbuild.required_options(kbuild.DEFAULT_CONFIG_FRAGMENT)
+    assert required["CONFIG_SMP"] == "y" and required["CONFIG_VIRTIO_CONSOLE"] == "y"
+    assert "CONFIG_KASAN" not in required  # wanted for fuzzing, not needed to run
+
+
+def test_a_complete_config_missing_required_options_names_them(tmp_path):
+    config = tmp_path / "config"
+    config.write_text("#\n# Automatically generated file; DO NOT EDIT.\n#\nCONFIG_64BIT=y\n# CONFIG_SMP is not set\n")
+    assert kbuild.is_full_config(config)
+    unmet = kbuild.unmet_options(kbuild.required_options(kbuild.DEFAULT_CONFIG_FRAGMENT), config)
+    assert "CONFIG_SMP=y" in unmet and "CONFIG_64BIT=y" not in unmet
+
+
+def test_build_progress_counts_objects_of_the_expected_total():
+    import io
+
+    stream = io.StringIO()
+    meter = kbuild.BuildProgress("zcfuzz: v2", expected=200, stream=stream, interval=0)
+    for _ in range(50):
+        meter.compiled()
+    meter.done()
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("zcfuzz: v2: 50/200 objects, 25%") and "elapsed" in last and "left" in last
+    assert len(stream.getvalue().splitlines()) == 51  # plain lines off a terminal
+
+
+def test_the_touched_c_files_get_kcov_and_line_tables_in_the_slot_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
+    tree = make_tree(tmp_path)
+    (tree / "fs" / "Makefile").write_text("obj-y += splice.o\n")
+    base = kbuild.user_source(str(tree))
+    revision = kbuild.resolve_revision(str(make_revision(tmp_path, {"0001-good.patch": GOOD_PATCH})))
+    slot = kbuild.slot_for(base, revision)
+    kbuild.sync_slot(slot, base, revision)
+    makefile = (slot.src / "fs" / "Makefile").read_text()
+    assert "KCOV_INSTRUMENT_splice.o := y" in makefile and "CFLAGS_splice.o += -g1" in makefile
+    assert (tree / "fs" / "Makefile").read_text() == "obj-y += splice.o\n"  # the base is untouched
+    kbuild.sync_slot(slot, base, kbuild.Revision(revision.name, revision.folder, ()))
+    assert (slot.src / "fs" / "Makefile").read_text() == "obj-y += splice.o\n"  # put back without the series

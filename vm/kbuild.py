@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -81,24 +82,32 @@ class Revision:
     folder: Path
     patches: tuple[Path, ...]
     slot: str = ""  # the build folder to reuse; revisions sharing one rebuild incrementally
+    base_commit: str = ""  # for a commit range of a git tree: the commit the series applies to
 
     def with_patch(self, patch: Path, slot: str) -> "Revision":
         """This revision plus one more patch (a seeded bug, say), built in `slot`."""
-        return Revision(f"{self.name}+{patch.stem}", self.folder, (*self.patches, patch.resolve()), slot)
+        return Revision(f"{self.name}+{patch.stem}", self.folder, (*self.patches, patch.resolve()), slot,
+                        self.base_commit)
 
     @property
     def series_sha256(self) -> str:
         return sha256_bytes(*(p.name.encode() + b"\0" + p.read_bytes() for p in self.patches))
 
 
-def resolve_revision(rev: str) -> Revision:
-    """REV is a name under kernel-patches/ or a path to a revision folder."""
+def resolve_revision(rev: str, source: str | None = None) -> Revision:
+    """REV is a name under kernel-patches/, a path to a revision folder, an mbox file (what
+    `git format-patch --stdout` and `b4 am` write) or a commit range A..B of the --source tree."""
     candidate = Path(rev)
+    if candidate.is_file():
+        return mbox_revision(candidate.stem, candidate.read_bytes(), f"--rev {rev}")
+    if ".." in rev and not candidate.exists():
+        return range_revision(rev, source)
     folder = candidate if candidate.is_dir() and (candidate / "series").exists() else PATCHES_DIR / rev
     if not (folder / "series").is_file():
         known = sorted(p.parent.name for p in PATCHES_DIR.glob("*/series"))
         raise UserError(
-            f"no revision {rev!r}: give a folder with a 'series' file or one of {', '.join(known)}"
+            f"no revision {rev!r}: give a folder with a 'series' file, an mbox of patches, a commit range "
+            f"A..B with --source, or one of {', '.join(known)}"
         )
     patches = []
     for line in (folder / "series").read_text().splitlines():
@@ -111,6 +120,57 @@ def resolve_revision(rev: str) -> Revision:
         patches.append(patch)
     name = folder.name if folder.parent.resolve() == PATCHES_DIR.resolve() else str(folder.resolve())
     return Revision(name=name, folder=folder.resolve(), patches=tuple(patches))
+
+
+# The From_ line that starts each message of an mbox: "From <anything> <asctime date>".
+MBOX_FROM_LINE = re.compile(rb"^From \S+ +\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}$", re.M)
+PATCH_SUBJECT = re.compile(rb"^Subject: *(?:\[[^\]]*\] *)?(.*)$", re.M)
+
+
+def mbox_revision(name: str, mbox: bytes, what: str, base_commit: str = "") -> Revision:
+    """A revision from an mbox of patches: its messages that carry a diff, in order (a cover
+    letter carries none), written once as a series folder under the cache keyed by content."""
+    starts = [m.start() for m in MBOX_FROM_LINE.finditer(mbox)]
+    messages = [mbox[a:b] for a, b in zip(starts, starts[1:] + [len(mbox)])]
+    patches = [m for m in messages if b"\ndiff --git " in m]
+    if not patches:
+        raise UserError(f"{what}: no patches in it (expected an mbox as 'git format-patch --stdout' writes)")
+    folder = cache_dir() / "mbox" / sha256_bytes(mbox)[:16]
+    if not (folder / "series").is_file():
+        staging = folder.with_name(folder.name + f".{os.getpid()}")
+        staging.mkdir(parents=True, exist_ok=True)
+        names = []
+        for number, message in enumerate(patches, start=1):
+            subject = PATCH_SUBJECT.search(message)
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", subject.group(1).decode(errors="replace") if subject else "")
+            names.append(f"{number:04d}-{slug.strip('-')[:52] or 'patch'}.patch")
+            (staging / names[-1]).write_bytes(message)
+        (staging / "series").write_text("".join(f"{n}\n" for n in names))
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    patch_files = tuple(folder / line for line in (folder / "series").read_text().split())
+    return Revision(name=name, folder=folder, patches=patch_files, base_commit=base_commit)
+
+
+def git_output(tree: Path, *args: str, what: str) -> bytes:
+    done = subprocess.run(["git", "-C", str(tree), *args], capture_output=True)
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        raise UserError(f"{what}: {reason[-1] if reason else 'git failed'}")
+    return done.stdout
+
+
+def range_revision(rev: str, source: str | None) -> Revision:
+    """Commits A..B of the --source git tree as a revision applied to the tree as it is at A."""
+    if not source:
+        raise UserError(f"--rev {rev}: a commit range needs --source TREE, the git tree it is in")
+    tree = Path(source).resolve()
+    start, end = rev.split("..", 1)
+    what = f"--rev {rev} in {source}"
+    base = git_output(tree, "rev-parse", "--verify", f"{start}^{{commit}}", what=what).decode().strip()
+    git_output(tree, "rev-parse", "--verify", f"{end or 'HEAD'}^{{commit}}", what=what)
+    mbox = git_output(tree, "format-patch", "--stdout", "--no-signature", rev, what=what)
+    return mbox_revision(re.sub(r"[^A-Za-z0-9._-]+", "_", rev), mbox, what, base_commit=base)
 
 
 def patched_files(patch: Path) -> set[str]:
@@ -196,7 +256,28 @@ def user_source(tree: str) -> BaseSource:
     return BaseSource(tree=path, version=kernel_version(path), identity=identity)
 
 
-def base_source(source: str | None) -> BaseSource:
+def commit_source(tree: str, commit: str) -> BaseSource:
+    """The --source tree as it is at `commit`, exported once into the cache (no build files)."""
+    path = Path(tree).resolve()
+    dest = cache_dir() / "sources" / f"git-{commit[:16]}"
+    if not (dest / ".zcfuzz-complete").exists():
+        with locked(dest.parent / ".unpack.lock"):
+            if not (dest / ".zcfuzz-complete").exists():
+                shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir(parents=True)
+                archive = subprocess.Popen(["git", "-C", str(path), "archive", "--format=tar", commit],
+                                           stdout=subprocess.PIPE)
+                subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout, check=True)
+                if archive.wait() != 0:
+                    raise UserError(f"--source {tree}: 'git archive {commit}' failed")
+                (dest / ".zcfuzz-complete").touch()
+    return BaseSource(tree=dest, version=kernel_version(dest), identity=f"{path}@{commit}")
+
+
+def base_source(source: str | None, revision: Revision | None = None) -> BaseSource:
+    """What a revision applies to: the start of its commit range, the --source tree, or Debian's."""
+    if revision is not None and revision.base_commit:
+        return commit_source(source, revision.base_commit)
     return user_source(source) if source else debian_source()
 
 
@@ -284,6 +365,7 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
     try:
         apply_series(staging, revision.patches)
         touched = set().union(*(patched_files(p) for p in revision.patches)) if revision.patches else set()
+        touched |= instrument(staging, touched)
         if not slot.src.is_dir() or state.get("base") != base.identity:
             shutil.rmtree(slot.src, ignore_errors=True)
             shutil.rmtree(slot.build, ignore_errors=True)
@@ -295,6 +377,30 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
         shutil.rmtree(staging, ignore_errors=True)
     slot.state_file.write_text(json.dumps({"base": base.identity, "series_sha256": series_sha,
                                            "touched": sorted(touched)}))
+
+
+INSTRUMENTED_BY = "# zcfuzz: KCOV and line information for the files the series touches"
+
+
+def instrument(tree: Path, touched: set[str]) -> set[str]:
+    """Turn on KCOV (CONFIG_KCOV_INSTRUMENT_ALL is off) and line tables (-g1; the kernel is built
+    without debug info) for the objects of the C files the series touches, by appending to their
+    directory's kbuild file in this slot's tree only, never in the series. Returns the kbuild
+    files changed, so the next sync puts them back."""
+    by_kbuild: dict[Path, list[str]] = {}
+    for rel in sorted(touched):
+        source = tree / rel
+        if not rel.endswith(".c") or not source.is_file() or rel.startswith(("tools/", "scripts/", "Documentation/")):
+            continue
+        kbuild_file = next((k for k in (source.parent / "Kbuild", source.parent / "Makefile") if k.is_file()), None)
+        if kbuild_file is not None:
+            by_kbuild.setdefault(kbuild_file, []).append(source.stem)
+    for kbuild_file, stems in by_kbuild.items():
+        lines = [INSTRUMENTED_BY] + [f"KCOV_INSTRUMENT_{stem}.o := y\nCFLAGS_{stem}.o += -g1" for stem in stems]
+        text = kbuild_file.read_text() + "\n" + "\n".join(lines) + "\n"
+        kbuild_file.unlink()  # hard-linked to the pristine base: write a new file, never into it
+        kbuild_file.write_text(text)
+    return {str(k.relative_to(tree)) for k in by_kbuild}
 
 
 def replace_if_changed(wanted: Path, current: Path) -> None:
@@ -342,15 +448,96 @@ def make_command(slot: Slot, *targets: str, jobs: int | None = None) -> list[str
     return command + list(targets)
 
 
-def run_make(slot: Slot, *targets: str, jobs: int | None = None, log: Path | None = None) -> None:
+COMPILED_OBJECT = re.compile(rb"^\s+CC\s+\S+\.o$")
+
+
+def object_counts_file() -> Path:
+    return cache_dir() / "object-counts.json"
+
+
+def expected_objects(config_sha: str) -> int | None:
+    """Objects the last full build of this config compiled (of any config, if none yet)."""
+    try:
+        counts = json.loads(object_counts_file().read_text())
+    except (OSError, ValueError):
+        return None
+    return counts.get(config_sha) or max(counts.values(), default=None)
+
+
+def record_objects(config_sha: str, count: int) -> None:
+    try:
+        counts = json.loads(object_counts_file().read_text())
+    except (OSError, ValueError):
+        counts = {}
+    counts[config_sha] = count
+    object_counts_file().write_text(json.dumps(counts))
+
+
+class BuildProgress:
+    """Objects compiled of the expected total, elapsed time and an estimate of what is left: one
+    line rewritten in place on a terminal, a plain line a minute otherwise (CI logs)."""
+
+    def __init__(self, label: str, expected: int | None, stream=sys.stderr, interval: float | None = None):
+        self.label, self.expected, self.stream = label, expected, stream
+        self.on_terminal = stream.isatty()
+        self.interval = interval if interval is not None else (0.5 if self.on_terminal else 60.0)
+        self.started = self.shown_at = time.monotonic()
+        self.built = 0
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        text = f"{self.label}: {self.built}"
+        if self.expected:
+            text += f"/{self.expected} objects, {min(100, 100 * self.built // self.expected)}%"
+        else:
+            text += " objects"
+        text += f", {elapsed // 60:.0f}:{elapsed % 60:02.0f} elapsed"
+        if self.expected and self.built:
+            left = max(0.0, elapsed * (self.expected - self.built) / self.built)
+            text += f", about {left // 60:.0f}:{left % 60:02.0f} left"
+        return text
+
+    def compiled(self) -> None:
+        self.built += 1
+        now = time.monotonic()
+        if now - self.shown_at >= self.interval:
+            self.shown_at = now
+            self.show()
+
+    def show(self) -> None:
+        if self.on_terminal:
+            self.stream.write("\r\033[K" + self.line())
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.built:
+            self.show()
+            if self.on_terminal:
+                self.stream.write("\n")
+                self.stream.flush()
+
+
+def run_make(slot: Slot, *targets: str, jobs: int | None = None, log: Path | None = None,
+             progress: BuildProgress | None = None) -> None:
+    """Run make in the slot, its output appended to the slot's log; `progress` counts objects."""
     env = dict(os.environ, CCACHE_BASEDIR=str(slot.root), KBUILD_BUILD_USER="zcfuzz", KBUILD_BUILD_HOST="zcfuzz",
                KBUILD_BUILD_TIMESTAMP="zcfuzz")
     log = log or slot.root / "build.log"
-    with open(log, "a") as out:
-        out.write(f"\n$ {' '.join(make_command(slot, *targets, jobs=jobs))}\n")
+    command = make_command(slot, *targets, jobs=jobs)
+    with open(log, "ab") as out:
+        out.write(f"\n$ {' '.join(command)}\n".encode())
         out.flush()
-        done = subprocess.run(make_command(slot, *targets, jobs=jobs), env=env, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
+        make = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for line in make.stdout:
+            out.write(line)
+            if progress and COMPILED_OBJECT.match(line):
+                progress.compiled()
+        returncode = make.wait()
+    if progress:
+        progress.done()
+    if returncode != 0:
         raise UserError(f"kernel build failed ({first_build_error(log)}); full log: {log}")
 
 
@@ -366,20 +553,83 @@ def first_build_error(log: Path) -> str:
     return "see the log"
 
 
+FULL_CONFIG_HEADER = "# Automatically generated file; DO NOT EDIT."
+CONFIG_LINE = re.compile(r"^(CONFIG_\w+)=(.*)$|^# (CONFIG_\w+) is not set$")
+
+
+def is_full_config(path: Path) -> bool:
+    """A complete .config (what `make *config` writes) rather than a fragment."""
+    with open(path, errors="replace") as handle:
+        return FULL_CONFIG_HEADER in "".join(handle.readline() for _ in range(3))
+
+
+def config_values(text: str) -> dict[str, str]:
+    """CONFIG_ name to value ("n" for `# CONFIG_X is not set`); the last assignment wins."""
+    values = {}
+    for line in text.splitlines():
+        m = CONFIG_LINE.match(line.strip())
+        if m:
+            values[m.group(1) or m.group(3)] = m.group(2) if m.group(1) else "n"
+    return values
+
+
+def required_options(fragment: Path) -> dict[str, str]:
+    """The options of a fragment's "# required" blocks: the option lines after such a comment,
+    up to a blank line or the next comment."""
+    required, in_block, seen_option = {}, False, False
+    for line in fragment.read_text().splitlines():
+        stripped = line.strip()
+        is_option = bool(CONFIG_LINE.match(stripped))
+        if stripped.startswith("# required"):
+            in_block, seen_option = True, False
+        elif not stripped or (seen_option and not is_option):
+            in_block = False
+        elif in_block and is_option:
+            required.update(config_values(stripped))
+            seen_option = True
+    return required
+
+
+def unmet_options(wanted: dict[str, str], config: Path) -> list[str]:
+    """`CONFIG_X=want` for each wanted value the final .config does not have."""
+    have = config_values(config.read_text())
+    return [f"{name}={value}" for name, value in wanted.items() if have.get(name, "n") != value]
+
+
 def configure(slot: Slot, fragments: list[Path]) -> None:
+    """Our fragment on top of allnoconfig (every option it does not name is off), then the
+    user's fragments; or a user's complete .config, checked for the options zcfuzz needs.
+    An option that Kconfig could not set as asked is a one-line error naming it."""
     wanted = config_sha256(fragments)
     if slot.state().get("config_sha256") == wanted and (slot.build / ".config").exists():
         return
     slot.build.mkdir(parents=True, exist_ok=True)
-    run_make(slot, "x86_64_defconfig")
-    merge = subprocess.run(
-        [str(slot.src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(slot.build),
-         str(slot.build / ".config"), *map(str, fragments)],
-        cwd=slot.build, capture_output=True, text=True,
-    )
-    if merge.returncode != 0:
-        raise UserError(f"merging config fragments failed: {merge.stderr.strip().splitlines()[-1:]}")
-    run_make(slot, "olddefconfig")
+    config = slot.build / ".config"
+    full = [f for f in fragments if is_full_config(f)]
+    if full:
+        if len(full) > 1:
+            raise UserError(f"--config: give one complete .config, not {len(full)}")
+        shutil.copyfile(full[0], config)
+        run_make(slot, "olddefconfig")
+        unmet = unmet_options(required_options(DEFAULT_CONFIG_FRAGMENT), config)
+        if unmet:
+            raise UserError(f"--config {full[0]}: zcfuzz needs {' '.join(unmet)}; add them and try again")
+    else:
+        merged = slot.build / "zcfuzz-allconfig"
+        merged.write_text("\n".join(f.read_text() for f in fragments))
+        run_make(slot, f"KCONFIG_ALLCONFIG={merged}", "allnoconfig")
+        # Ours in full; with fragments of the user's, theirs in full and what zcfuzz needs of ours
+        # (an option of theirs may switch off what ours depend on).
+        users = [f for f in fragments if f != DEFAULT_CONFIG_FRAGMENT]
+        if users:
+            wanted_values = {**required_options(DEFAULT_CONFIG_FRAGMENT),
+                             **config_values("\n".join(f.read_text() for f in users))}
+        else:
+            wanted_values = config_values(merged.read_text())
+        unmet = unmet_options(wanted_values, config)
+        if unmet:
+            raise UserError(f"the kernel config could not set {' '.join(unmet)} (a dependency is off or "
+                            f"missing in this tree); fix the fragments and try again")
     state = slot.state()
     state["config_sha256"] = wanted
     slot.state_file.write_text(json.dumps(state))
@@ -451,14 +701,14 @@ def build_key(base: BaseSource, revision: Revision, fragments: list[Path]) -> st
     return sha256_bytes(base.identity.encode(), revision.series_sha256.encode(), config_sha256(fragments).encode())[:20]
 
 
-def as_revision(rev: "str | Revision") -> Revision:
-    return rev if isinstance(rev, Revision) else resolve_revision(rev)
+def as_revision(rev: "str | Revision", source: str | None = None) -> Revision:
+    return rev if isinstance(rev, Revision) else resolve_revision(rev, source)
 
 
 def cached_build(rev: "str | Revision", source: str | None = None,
                  config: list[str] | None = None) -> KernelBuild | None:
-    base = base_source(source)
-    revision = as_revision(rev)
+    revision = as_revision(rev, source)
+    base = base_source(source, revision)
     folder = cache_dir() / "kernels" / build_key(base, revision, config_fragments(config))
     return KernelBuild(folder.name, folder) if (folder / "info.json").exists() else None
 
@@ -466,8 +716,8 @@ def cached_build(rev: "str | Revision", source: str | None = None,
 def build_kernel(rev: "str | Revision", source: str | None = None, config: list[str] | None = None,
                  jobs: int | None = None, progress=print) -> KernelBuild:
     """Build (or find in the cache) the kernel for a revision on a base with config fragments."""
-    revision = as_revision(rev)
-    base = base_source(source)
+    revision = as_revision(rev, source)
+    base = base_source(source, revision)
     fragments = config_fragments(config)
     key = build_key(base, revision, fragments)
     folder = cache_dir() / "kernels" / key
@@ -482,9 +732,14 @@ def build_kernel(rev: "str | Revision", source: str | None = None, config: list[
         sync_slot(slot, base, revision)
         progress(f"zcfuzz: building {revision.name} on linux {base.version} ({len(revision.patches)} patches)")
         configure(slot, fragments)
-        run_make(slot, "bzImage", jobs=jobs)
+        config_sha = config_sha256(fragments)
+        from_scratch = not (slot.build / "vmlinux").exists()
+        meter = BuildProgress(f"zcfuzz: {revision.name}", expected_objects(config_sha) if from_scratch else None)
+        run_make(slot, "bzImage", jobs=jobs, progress=meter)
         run_make(slot, "headers_install", jobs=jobs)
         elapsed = time.monotonic() - started
+        if from_scratch:
+            record_objects(config_sha, meter.built)
         publish(slot, folder, base, revision, fragments, elapsed)
     return KernelBuild(key, folder)
 
@@ -529,16 +784,18 @@ def check_each_patch(rev: str, source: str | None = None, config: list[str] | No
     slot and compile the objects of the C files that patch touches (after `prepare`, which also
     regenerates the syscall tables). It works in a slot of its own, so the revision's build
     folder keeps its state and the next build of the revision stays incremental."""
-    revision = resolve_revision(rev)
-    revision = Revision(revision.name, revision.folder, revision.patches, f"{revision.name}-check")
-    base = base_source(source)
+    revision = resolve_revision(rev, source)
+    revision = Revision(revision.name, revision.folder, revision.patches, f"{revision.name}-check",
+                        revision.base_commit)
+    base = base_source(source, revision)
     fragments = config_fragments(config)
     check_build_tools()
     slot = slot_for(base, revision)
     checked = []
     with slot.locked():
         for count, patch in enumerate(revision.patches, start=1):
-            sync_slot(slot, base, Revision(revision.name, revision.folder, revision.patches[:count], revision.slot))
+            sync_slot(slot, base, Revision(revision.name, revision.folder, revision.patches[:count], revision.slot,
+                                           revision.base_commit))
             configure(slot, fragments)
             objects = sorted(f[:-2] + ".o" for f in patched_files(patch)
                              if f.endswith(".c") and (slot.src / f).exists() and "/tools/" not in f"/{f}")
