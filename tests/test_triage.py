@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vm.errors import UserError
 from vm.triage import LOST_CONNECTION_TITLE, NO_OUTPUT_TITLE, find_crash_start, parse
@@ -397,3 +400,96 @@ def test_triage_command_missing_log(tmp_path):
     with pytest.raises(UserError, match="cannot read") as err:
         run_command(["triage", str(tmp_path / "absent.log")])
     assert "\n" not in str(err.value)
+
+
+# Properties: a title depends on the report, not on how the console printed it. The reports are
+# the crashes captured from zcfuzz's own guests and the samples above, stripped of their stamps.
+CAPTURED_LOGS = Path(__file__).parent / "data" / "console"
+CONSOLE_STAMP = re.compile(r"^\[ *\d+\.\d+\](?:\[ *[CT]\d+\])? ")
+
+
+def report_bodies() -> list[tuple[str, list[str]]]:
+    bodies = [(path.name, [CONSOLE_STAMP.sub("", line, count=1) for line in path.read_text().splitlines()])
+              for path in sorted(CAPTURED_LOGS.glob("*.log"))]
+    samples = {"modern-gpf": MODERN_GPF, "stall": SELF_DETECTED_STALL, "stall-cross-cpu": STALL_IN_CROSS_CPU_CALL}
+    bodies += [(name, [CONSOLE_STAMP.sub("", line, count=1) for line in body.splitlines()])
+               for name, body in samples.items()]
+    return bodies
+
+
+BODIES = report_bodies()
+# How a console stamps each line: not at all, a time, a time and the printing task or CPU.
+STAMPS = {
+    "none": lambda time: "",
+    "time": lambda time: f"[{time:12.6f}] ",
+    "task": lambda time: f"[{time:12.6f}][ T4242] ",
+    "cpu": lambda time: f"[{time:12.6f}][    C1] ",
+}
+CALLER_STAMPS = ["task", "cpu"]
+
+
+def stamped(lines: list[str], stamp: str, time: float = 300.0) -> str:
+    return "".join(STAMPS[stamp](time + i / 1000) + line + "\n" for i, line in enumerate(lines))
+
+
+def title_of(console: str) -> str | None:
+    crash = parse(console)
+    return crash.title if crash else None
+
+
+EXPECTED_TITLES = {name: title_of(stamped(lines, "time")) for name, lines in BODIES}
+
+# Console lines that are not part of any report: no header, no stack start.
+harmless_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).filter(
+    lambda line: find_crash_start(line) is None and "Call" not in line and "acktrace" not in line
+)
+other_output = st.one_of(
+    harmless_text,
+    st.sampled_from([
+        "CPU: 0 UID: 0 PID: 99 Comm: kworker/0:1 Not tainted 6.12.0 #1",
+        " other_function+0x10/0x20",
+        "RIP: 0010:other_function+0x1/0x2",
+        " </TASK>",
+        "executing program",
+    ]),
+)
+report_and_stamp = st.tuples(st.sampled_from(BODIES), st.sampled_from(sorted(STAMPS)))
+
+
+@given(report_and_stamp)
+def test_title_does_not_depend_on_console_stamps(case):
+    (name, lines), stamp = case
+    assert title_of(stamped(lines, stamp)) == EXPECTED_TITLES[name]
+
+
+@given(st.sampled_from(BODIES), st.sampled_from(CALLER_STAMPS), st.lists(st.tuples(st.integers(0), other_output)))
+def test_title_ignores_lines_of_other_tasks_and_cpus(report, stamp, inserted):
+    """With caller stamps, another task's or CPU's lines anywhere in the report are told apart."""
+    name, lines = report
+    console = stamped(lines, stamp).splitlines(keepends=True)
+    for position, line in inserted:
+        console.insert(position % (len(console) + 1), "[  300.000000][ T9999] " + line + "\n")
+    assert title_of("".join(console)) == EXPECTED_TITLES[name]
+
+
+@given(report_and_stamp, st.lists(st.tuples(st.integers(0), st.from_regex(r"\A[a-z][a-z0-9_]{2,20}\Z"))))
+def test_title_ignores_unsure_frames(case, inserted):
+    (name, lines), stamp = case
+    lines = list(lines)
+    for position, func in inserted:
+        lines.insert(position % (len(lines) + 1), f" ? {func}+0x10/0x20")
+    assert title_of(stamped(lines, stamp)) == EXPECTED_TITLES[name]
+
+
+@given(report_and_stamp, st.lists(harmless_text, max_size=20))
+def test_title_ignores_trailing_output(case, noise):
+    (name, lines), stamp = case
+    assert title_of(stamped(lines + noise, stamp)) == EXPECTED_TITLES[name]
+
+
+@given(report_and_stamp, st.integers(0))
+def test_report_cut_anywhere_keeps_its_title_or_says_corrupted(case, cut):
+    (name, lines), stamp = case
+    console = stamped(lines, stamp)
+    crash = parse(console[:cut % (len(console) + 1)])
+    assert crash is None or crash.title == EXPECTED_TITLES[name] or crash.corrupted

@@ -33,7 +33,7 @@ FRAME_LINES: tuple[re.Pattern, ...] = (
 # `NIP [c0..] func+...`, arm64 `pc : func+...`, older arm `PC is at func+...`. A user-mode
 # `RIP: 0033:0x4a2b` or a NULL `IP: (null)` is an instruction pointer without a function.
 INSTRUCTION_POINTER = re.compile(
-    rf"(?:IP|NIP|pc |PC is at):? (?:(?:[0-9]+:)?(?:{PC} +){{0,2}}([a-zA-Z0-9_.]+)\+0x"
+    rf"(?:IP|NIP|pc |PC is at):? (?:(?:[0-9]+:)?(?:{PC} +){{0,2}}([a-zA-Z0-9_]+(?:\.[a-zA-Z0-9_]+)*)(?:\.|\+)"
     rf"|(?:[0-9]+:)?0x[0-9a-f]+|(?:[0-9]+:)?{PC} +\[< *\(null\)>\] +\(null\)|[0-9]+: +\(null\))"
 )
 

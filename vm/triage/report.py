@@ -160,12 +160,13 @@ def _split_lines(text: str) -> list[ConsoleLine]:
 
 
 def _console_line(offset: int, raw: str) -> ConsoleLine:
+    """A line with its prefix split off. An unsure frame is unsure with or without a timestamp
+    (syzkaller only drops those of timestamped lines), so stamps never change a title."""
     prefix = CONSOLE_PREFIX.match(raw)
-    if not prefix:
-        return ConsoleLine(offset, raw, raw, NO_PREFIX, False)
-    text = raw[raw.index("] ") + 2:]
+    text = raw[raw.index("] ") + 2:] if prefix else raw
     unsure = "<EOI>" not in text and (bool(UNSURE_FRAME.search(text)) or text.endswith(UNRELIABLE_SUFFIX))
-    return ConsoleLine(offset, raw, text, prefix[1] or CONSOLE, unsure)
+    origin = (prefix[1] or CONSOLE) if prefix else NO_PREFIX
+    return ConsoleLine(offset, raw, text, origin, unsure)
 
 
 def _starts_another_report(lines: list[ConsoleLine], index: int) -> bool:
@@ -439,6 +440,11 @@ def _damaged(title: str, report: str, fmt: ReportFormat | None) -> bool:
     return not has_stack
 
 
+def _header_cut(text: str, lines: list[ConsoleLine], start: int) -> bool:
+    """The output ends inside the report's header line: the title may be missing words."""
+    return start == len(lines) - 1 and not text.endswith("\n")
+
+
 def _several_tasks(lines: list[ConsoleLine]) -> bool:
     """Headers of two tasks before the crashing stack starts: another CPU's report got mixed in
     and the stack may be the other task's."""
@@ -459,6 +465,7 @@ def _build_report(text: str, lines: list[ConsoleLine], start: int, kind: ReportK
     title = normalize_title(description.title)
     corrupted = (
         description.corrupted
+        or _header_cut(text, lines, start)
         or _damaged(description.title, _joined(read.lines), description.format)
         or _several_tasks(lines[start:start + MAX_REPORT_LINES])
     )
