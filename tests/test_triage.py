@@ -493,3 +493,100 @@ def test_report_cut_anywhere_keeps_its_title_or_says_corrupted(case, cut):
     console = stamped(lines, stamp)
     crash = parse(console[:cut % (len(console) + 1)])
     assert crash is None or crash.title == EXPECTED_TITLES[name] or crash.corrupted
+
+
+# One short report of each kind the issue found missed or misnamed, as the kernel prints it.
+TASK_LINE = "CPU: 1 PID: 5 Comm: zcfuzz-exec Not tainted 6.12.0 #1\n"
+RIP_AND_TRACE = (TASK_LINE + "RIP: 0010:foo_func+0x1/0x2\nCall Trace:\n <TASK>\n bar_func+0x3/0x4\n"
+                 " baz_func+0x5/0x6\n do_syscall_64+0x7/0x8\n </TASK>\n")
+TRACE_OF_FOO = (TASK_LINE + "Call Trace:\n <TASK>\n dump_stack_lvl+0x1/0x2\n foo_func+0x1/0x2\n"
+                " bar_func+0x3/0x4\n </TASK>\n")
+REPORT_KINDS_SEEN = {
+    "kasan-without-function": ("BUG: KASAN: null-ptr-deref on address 0000000000000008\n"
+                               "Read of size 8 by task zcfuzz-exec/4242\n" + TRACE_OF_FOO,
+                               "KASAN: null-ptr-deref Read"),
+    "locks-held-at-exit": ("BUG: zcfuzz-exec/4242 still has locks held!\n1 lock held by zcfuzz-exec/4242:\n"
+                           " #0: ffff8880 (&pipe->mutex){+.+.}, at: [<ffffffff81a2b3c4>] pipe_lock_nested"
+                           " fs/pipe.c:62 [inline]\n"
+                           " #0: ffff8880 (&pipe->mutex){+.+.}, at: [<ffffffff81a2b3c4>] pipe_lock+0x56/0x70"
+                           " fs/pipe.c:70\n",
+                           "BUG: still has locks held in pipe_lock"),
+    "kcsan": ("BUG: KCSAN: data-race in foo_func / bar_func\n\n"
+              "write to 0xffff8880 of 4 bytes by task 1 on cpu 0:\n foo_func+0x1/0x2\n",
+              "KCSAN: data-race in foo_func / bar_func"),
+    "netdev-refcount": ("unregister_netdevice: waiting for lo to become free. Usage count = 2\n",
+                        "unregister_netdevice: waiting for DEV to become free"),
+    "busy-inodes": ("VFS: Busy inodes after unmount of loop0. Self-destruct in 5 seconds.\n",
+                    "VFS: Busy inodes after unmount (use-after-free)"),
+    "stack-segment": ("stack segment: 0000 [#1] PREEMPT SMP KASAN\n" + RIP_AND_TRACE,
+                      "stack segment fault in foo_func"),
+    "int3": ("int3: 0000 [#1] PREEMPT SMP KASAN\n" + RIP_AND_TRACE, "int3 in foo_func"),
+    "arm64-internal-error": ("Internal error: Oops: 0000000096000006 [#1] PREEMPT SMP\npc : foo_func+0x1/0x2\n"
+                             "lr : bar_func+0x3/0x4\nCall trace:\n foo_func+0x1/0x2\n bar_func+0x3/0x4\n",
+                             "Internal error in foo_func"),
+    "executor-failure": ("SYZFAIL: wrong response packet\n", "SYZFAIL: wrong response packet"),
+    "reboot": ("Decompressing Linux... Parsing ELF... done.\nBooting the kernel.\n", "unexpected kernel reboot"),
+    "go-runtime": ("fatal error: concurrent map writes\n", "go runtime error"),
+    "ubsan-shift": ("UBSAN: shift-out-of-bounds in net/foo/bar.c:123:45\nshift exponent 64 is too large\n"
+                    + TRACE_OF_FOO.replace(" foo_func", " __ubsan_handle_shift_out_of_bounds+0x1/0x2\n foo_func"),
+                    "UBSAN: shift-out-of-bounds in foo_func"),
+    "circular-locking": ("WARNING: possible circular locking dependency detected\n6.12.0 #1 Not tainted\n"
+                         "zcfuzz-exec/123 is trying to acquire lock:\n"
+                         "ffff8880 (&sb->s_type->i_mutex_key#9){+.+.}-{3:3}, at: inode_lock"
+                         " include/linux/fs.h:756 [inline]\n"
+                         "ffff8880 (&sb->s_type->i_mutex_key#9){+.+.}-{3:3}, at: foo_setattr+0x1/0x2"
+                         " fs/foo.c:12\n\nbut task is already holding lock:\n"
+                         "ffff8880 (sb_writers#4){.+.+}-{0:0}, at: bar_write+0x1/0x2\n",
+                         "possible deadlock in foo_setattr"),
+    "inconsistent-lock-state": ("WARNING: inconsistent lock state\n"
+                                "inconsistent {SOFTIRQ-ON-W} -> {IN-SOFTIRQ-W} usage.\n"
+                                "swapper/0/0 [HC0[0]:SC1[1]:HE1:SE0] takes:\n"
+                                "ffff8880 (&foo->lock){+.?.}-{2:2}, at: foo_timer+0x1/0x2 net/foo.c:1\n"
+                                "stack backtrace:\n"
+                                + TRACE_OF_FOO.replace("foo_func", "_raw_spin_lock+0x9/0x9\n foo_timer"),
+                                "inconsistent lock state in foo_timer"),
+    "bad-unlock-balance": ("WARNING: bad unlock balance detected!\n"
+                           "zcfuzz-exec/1 is trying to release lock (foo_lock) at:\n"
+                           "[<ffffffff81234567>] foo_release+0x1/0x2 net/foo.c:1\n"
+                           "but there are no more locks to release!\n" + TRACE_OF_FOO,
+                           "WARNING: bad unlock balance in foo_release"),
+    "hung-on-a-mutex": ("INFO: task zcfuzz-exec:123 blocked for more than 143 seconds.\n"
+                        "task:zcfuzz-exec state:D stack:0 pid:123 ppid:1 flags:0x00004004\nCall Trace:\n <TASK>\n"
+                        " __schedule+0x1/0x2\n schedule+0x1/0x2\n schedule_preempt_disabled+0x1/0x2\n"
+                        " __mutex_lock+0x1/0x2\n foo_ioctl+0x1/0x2\n __x64_sys_ioctl+0x1/0x2\n do_syscall_64+0x1/0x2\n",
+                        "INFO: task hung in foo_ioctl"),
+    "hung-behind-rtnl": ("INFO: task zcfuzz-exec:123 blocked for more than 143 seconds.\nCall Trace:\n <TASK>\n"
+                         " __schedule+0x1/0x2\n __mutex_lock+0x1/0x2\n rtnl_lock+0x1/0x2\n foo_ioctl+0x1/0x2\n",
+                         "INFO: task hung in rtnl_lock"),
+    "memory-leak": ("BUG: memory leak\nunreferenced object 0xffff888012345678 (size 32):\n"
+                    "  comm \"zcfuzz-exec\", pid 1, jiffies 4294 (age 10.1s)\n  backtrace (crc 1a2b3c4d):\n"
+                    "    kmemleak_alloc+0x1/0x2\n    __kmalloc_noprof+0x1/0x2\n"
+                    "    kmalloc include/linux/slab.h:1 [inline]\n    foo_create+0x1/0x2\n    do_syscall_64+0x1/0x2\n",
+                    "memory leak in foo_create"),
+    "bad-usercopy": ("WARNING: CPU: 0 PID: 1 at mm/usercopy.c:99 usercopy_warn+0x1/0x2\n"
+                     "RIP: 0010:usercopy_warn+0x1/0x2\nCall Trace:\n __check_object_size+0x1/0x2\n"
+                     " foo_copy+0x1/0x2\n",
+                     "WARNING: bad usercopy in foo_copy"),
+    "kobject": ("WARNING: CPU: 0 PID: 1 at lib/kobject.c:1 kobject_add_internal+0x1/0x2\n"
+                "RIP: 0010:kobject_add_internal+0x1/0x2\nCall Trace:\n kobject_add+0x1/0x2\n"
+                " foo_register+0x1/0x2\n",
+                "WARNING: kobject bug in foo_register"),
+    "suspicious-rcu": ("WARNING: suspicious RCU usage\n6.12.0 #1 Not tainted\n"
+                       "net/foo/bar.c:12 suspicious rcu_dereference_check() usage!\n"
+                       + TRACE_OF_FOO.replace(" foo_func", " lockdep_rcu_suspicious+0x1/0x2\n foo_lookup"),
+                       "WARNING: suspicious RCU usage in foo_lookup"),
+    "oops-then-panic": ("general protection fault, probably for non-canonical address 0xdffffc0000000000:"
+                        " 0000 [#1]\n"
+                        + RIP_AND_TRACE + "Kernel panic - not syncing: Fatal exception\n",
+                        "general protection fault in foo_func"),
+}
+
+
+@pytest.mark.parametrize("body, title", REPORT_KINDS_SEEN.values(), ids=REPORT_KINDS_SEEN.keys())
+def test_report_kind_title(body, title):
+    assert parse(timestamped(body)).title == title
+
+
+def test_panic_after_a_lost_report_is_corrupted():
+    crash = parse(timestamped("Kernel panic - not syncing: Fatal exception\n"))
+    assert (crash.title, crash.corrupted) == ("kernel panic: Fatal exception", True)

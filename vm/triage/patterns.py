@@ -143,7 +143,8 @@ KFENCE_HEADER = r"BUG: KFENCE: (?:[a-z\- ]+) in " + FUNC
 
 BUG_REPORTS = ReportKind("BUG:", (
     _fmt(r"BUG: KASAN:", "KASAN: {kind} {access} in {frame}", MEMORY_SAFETY_BUG,
-         details=rf"BUG: KASAN: (?P<kind>[a-z\-]+) in {FUNC}{ACROSS}.*(?P<access>Read|Write) (?:of size|at addr) [0-9a-f]+",
+         details=rf"BUG: KASAN: (?P<kind>[a-z\-]+) in {FUNC}{ACROSS}"
+                 r".*(?P<access>Read|Write) (?:of size|at addr) [0-9a-f]+",
          alt_titles=("bad-access in {frame}",),
          stack=_stack(KASAN_ACCESS, CALL_TRACE, READ_STACK,
                       skip=("kernel_fault", "tag_check", "mem_abort", "^el1_", "^el1h_"),
@@ -283,7 +284,8 @@ WARNING_REPORTS = ReportKind("WARNING:", (
          details=rf"WARNING: .*still has locks held!{ACROSS}.*at: {named_func('func')}"),
     _fmt(r"WARNING: Nested lock was not taken", "WARNING: nested lock was not taken in {frame}", LOCKING_BUG,
          stack=_warning_stack()),
-    _fmt(r"WARNING: lock held when returning to user space", "WARNING: lock held when returning to user space in {func}",
+    _fmt(r"WARNING: lock held when returning to user space",
+         "WARNING: lock held when returning to user space in {func}",
          LOCKING_BUG, has_stack_trace=False,
          details=rf"WARNING: lock held when returning to user space{ACROSS}.*leaving the kernel with locks still held"
                  rf"{ACROSS}.*at: (?:{PC} +)?{named_func('func')}"),
