@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from fuzz.abi import Abi
+from fuzz.findings import finding_files
 from vm import kbuild
 from vm.errors import UserError
 from vm.program import ExecutorError, Program
@@ -348,7 +349,7 @@ def hypothesis_ms_per_example(info: dict, examples: int) -> float:
 def watch_findings(folder: Path, started: float, first_seen: dict[str, float], stop: threading.Event) -> None:
     """Note when each finding's folder first appears (a folder appears whole: fuzz.findings)."""
     while not stop.wait(FINDINGS_POLL_S):
-        for path in folder.glob("*/finding.json"):
+        for path in finding_files(folder):
             try:
                 title = json.loads(path.read_text())["title"]
             except (OSError, ValueError, KeyError):

@@ -24,11 +24,12 @@ def cmd_fuzz(args) -> int:
 
 def cmd_repro(args) -> int:
     from fuzz.campaign import replay_each
+    from fuzz.findings import finding_files
 
     folders = []
     for given in map(Path, args.finding):
         # A campaign's findings folder stands for every finding in it.
-        folders += sorted(p.parent for p in given.glob("*/finding.json")) or [given]
+        folders += sorted(p.parent for p in finding_files(given)) or [given]
     failing = 0
     for folder, still_fails, message in replay_each(folders, args.target):
         failing += still_fails

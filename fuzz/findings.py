@@ -2,8 +2,10 @@
 
 A finding is keyed by its crash title or by oracle and clause. Its folder holds `finding.json`
 (title, oracle, revision, kernel, program, ...), `program.json`, `repro.c`, `repro.py` and, after
-a crash, `console.log`. A folder appears whole (built aside, then renamed into place); a smaller
-program for the same key later replaces each file atomically, `finding.json` last.
+a crash, `console.log`. A folder appears whole (built aside in a folder whose name starts with
+`.`, then renamed into place); a smaller program for the same key later replaces each file
+atomically, `finding.json` last, so `finding.json` says which version a folder holds: after a
+kill, `tidy` brings the other files back in line with it and removes what was being built.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +38,15 @@ def folder_name(key: str) -> str:
     """A readable, filesystem-safe, collision-free name for a finding key."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip("-")[:80]
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def program_json(program: Program) -> str:
+    return json.dumps(program.to_json(), indent=2) + "\n"
+
+
+def finding_files(root: Path) -> list[Path]:
+    """The `finding.json` of each finding folder in place under `root` (not of one being built)."""
+    return [path for path in Path(root).glob("*/finding.json") if not path.parent.name.startswith(".")]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -66,7 +78,7 @@ class FindingStore:
 
     def findings(self) -> list[dict]:
         """Every finding's document, in the order they were found."""
-        docs = [doc for doc in map(self.read, self.root.glob("*/finding.json")) if doc]
+        docs = [doc for doc in map(self.read, finding_files(self.root)) if doc]
         return sorted(docs, key=lambda d: (d.get("found", ""), d.get("key", "")))
 
     @staticmethod
@@ -99,6 +111,24 @@ class FindingStore:
         for name, text in files.items():
             write_atomic(folder / name, text)
         return True
+
+    def tidy(self) -> None:
+        """Undo what a writer killed mid-write left: folders and files being built, and a folder
+        whose files were replaced up to, but not including, `finding.json`. Only while no
+        campaign writes here."""
+        for path in self.root.glob(".new-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        for doc in self.findings():
+            folder, program = self.root / doc["folder"], Program.from_json(doc["program"])
+            for path in folder.glob(".*"):
+                path.unlink()  # a file write_atomic had not renamed into place yet
+            path = folder / "program.json"
+            if not path.is_file() or path.read_text(encoding="utf-8") != program_json(program):
+                nr = program.sysno_of("sendfile2")
+                for name, text in (("program.json", program_json(program)),
+                                   ("repro.c", c_reproducer(program, nr, doc["title"])),
+                                   ("repro.py", python_reproducer(program, nr, doc["title"]))):
+                    write_atomic(folder / name, text)
 
     def snapshot(self, key: str) -> dict[str, str]:
         """The finding's files as they are now, to put back with `restore`."""
@@ -139,7 +169,7 @@ class FindingStore:
         nr = info.get("nr_sendfile2")
         title = violation.clause_id if violation.oracle == "health" else f"{violation.oracle}: {violation.clause_id}"
         files = {
-            "program.json": json.dumps(program.to_json(), indent=2) + "\n",
+            "program.json": program_json(program),
             "repro.c": c_reproducer(program, nr, title),
             "repro.py": python_reproducer(program, nr, title),
         }

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from fuzz.findings import FindingStore
+from fuzz.findings import FindingStore, finding_files
 from fuzz.oracles import Violation
 from fuzz.repro import c_reproducer, python_reproducer
 from vm.program import FD_KINDS, Program
@@ -80,6 +80,22 @@ def test_an_update_killed_midway_leaves_a_readable_finding(tmp_path, monkeypatch
     monkeypatch.undo()
     assert len(finding(store, LOST)["program"]["ops"]) == 3  # the old, complete record
     assert Program.from_json(json.loads((store.folder(LOST.key) / "program.json").read_text()))
+
+    store.tidy()  # a rerun: finding.json says which version the folder holds
+    folder = store.folder(LOST.key)
+    assert json.loads((folder / "program.json").read_text()) == finding(store, LOST)["program"]
+    assert (folder / "repro.c").read_text() == c_reproducer(program(3), 467, "accounting: splice.zc.notifies")
+    assert sorted(p.name for p in folder.iterdir()) == ["finding.json", "program.json", "repro.c", "repro.py"]
+
+
+def test_a_folder_killed_while_being_built_is_no_finding(tmp_path):
+    store = FindingStore(tmp_path, INFO)
+    store.record(LOST, program(1))
+    building = tmp_path / ".new-killed"
+    shutil.copytree(store.folder(LOST.key), building)
+    assert finding_files(tmp_path) == [store.folder(LOST.key) / "finding.json"]
+    store.tidy()
+    assert not building.exists() and store.keys() == [LOST.key]
 
 
 def every_kind_and_op() -> Program:
