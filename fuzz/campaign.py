@@ -8,6 +8,10 @@ confirmation replaces the recorded one, so the folder always holds the smallest 
 seen. Keys recorded before a round do not fail it: the campaign keeps generating after a
 finding. The example database keeps failing examples and target scores, so a campaign stopped
 mid-shrink resumes there.
+
+Nothing of a campaign outlives it: SIGINT or SIGTERM stops the workers (each ends its program,
+then closes its target), and a worker takes its parent's death, even by SIGKILL, as a SIGTERM
+(vm.lifetime), as its guest takes the worker's.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
+import os
 import random
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -29,17 +35,21 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from conformance.cases import spec_programs
 from fuzz.abi import Abi
-from fuzz.findings import FindingStore
+from fuzz.findings import FindingStore, finding_files
 from fuzz.oracles import Verdict, Violation, judge
 from fuzz.profiles import profile as hypothesis_profile
 from fuzz.strategies import programs
 from vm.errors import UserError
+from vm.lifetime import die_with_parent
 from vm.program import ExecutorError, Program
 from vm.target import Target, open_target
 
 CONFIRM_SETTLE_MS = 1000  # a confirmation waits this long for late completions
 CONFIRM_RUNS = 2
 PROGRESS_INTERVAL_S = 1.0
+BUDGET_END_GRACE_S = 30.0  # at the budget's end a worker may still check a shrunk finding
+STOP_GRACE_S = 10.0  # after SIGINT/SIGTERM a worker ends its program, else it is sent SIGTERM
+EXIT_GRACE_S = 5  # a worker sent SIGTERM closes its target in this long, or SIGALRM ends it
 _BUDGET = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)\Z")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -158,6 +168,9 @@ class Fuzzer:
             run()
             for key in sorted(self.found - self.settled):
                 self.minimise(key)
+        except SystemExit:
+            self.replaced.clear()  # told to leave: no time for a fresh kernel; each was confirmed
+            raise
         finally:
             self.check_replacements()
 
@@ -285,8 +298,16 @@ class CampaignConfig:
         return self.findings_dir / "examples"
 
 
-def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started: float, reports, stop) -> None:
-    """One worker process: its own target until the budget is spent or the parent says stop."""
+def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started: float, reports, stop,
+                parent: int) -> None:
+    """One worker process: its own target until the budget is spent or the parent says stop.
+
+    It is in a process group of its own, so a Ctrl-C reaches only the campaign, which stops it
+    (a guest in the terminal's group would die of the SIGINT and look like a crash)."""
+    die_with_parent(signal.SIGTERM, parent)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, leave)
+    os.setpgid(0, 0)
     deadline = time.monotonic() + deadline_s
     try:
         tgt = open_target(config.target, **config.target_options)
@@ -313,40 +334,74 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started:
             reports.put((worker, fuzzer.stats))
 
 
+def leave(signum: int, frame) -> None:
+    """SIGTERM (or SIGINT) in a worker: leave through its `finally`s, which close its target,
+    within EXIT_GRACE_S; SIGALRM, which no one handles, ends it after that."""
+    signal.alarm(EXIT_GRACE_S)
+    raise SystemExit(128 + signum)
+
+
 def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
-    """Run the campaign to its budget; return the totals. Findings are on disk as they come."""
+    """Run the campaign to its budget and return the totals. Findings are on disk as they come.
+    SIGINT or SIGTERM stops the workers cleanly first, then has its usual effect."""
     if config.workers < 1:
         raise UserError("--workers must be at least 1")
-    config.findings_dir.mkdir(parents=True, exist_ok=True)
+    FindingStore(config.findings_dir, {}).tidy()  # what a killed campaign left half written
     context = multiprocessing.get_context("fork")
     reports, stop = context.Queue(), context.Event()
     started = time.time()
-    procs = [context.Process(target=worker_main, args=(config, w, config.budget_s, started, reports, stop),
-                             daemon=True) for w in range(config.workers)]
+    procs = [context.Process(target=worker_main, args=(config, w, config.budget_s, started, reports, stop,
+                                                       os.getpid()), daemon=True) for w in range(config.workers)]
     start = time.monotonic()
     latest: dict[int, Stats] = {}
-    for proc in procs:
-        proc.start()
+    stopped_by: list[int] = []
+
+    def stop_workers(signum: int, frame) -> None:
+        stopped_by.append(signum)  # the loop below sees it; stop.set() takes a lock, not here
+
+    handlers = {s: signal.signal(s, stop_workers) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while any(p.is_alive() for p in procs) or not reports.empty():
+        for proc in procs:
+            proc.start()
+        while (any(p.is_alive() for p in procs) or not reports.empty()) and not stopped_by:
             drain_reports(reports, latest)
-            if config.until_first_finding and any(config.findings_dir.glob("*/finding.json")):
+            if config.until_first_finding and finding_files(config.findings_dir):
                 stop.set()
             print_progress(out, time.monotonic() - start, latest, config.findings_dir, final=False)
             time.sleep(PROGRESS_INTERVAL_S if any(p.is_alive() for p in procs) else 0)
-    except KeyboardInterrupt:
-        stop.set()
-        raise
     finally:
         stop.set()
-        for proc in procs:
-            proc.join(timeout=30)
+        end_workers(procs, STOP_GRACE_S if stopped_by else BUDGET_END_GRACE_S)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         drain_reports(reports, latest)
     totals = print_progress(out, time.monotonic() - start, latest, config.findings_dir, final=True)
+    if stopped_by:
+        signal.raise_signal(stopped_by[0])  # KeyboardInterrupt, or the end SIGTERM means
     failed = [p.exitcode for p in procs if p.exitcode]
     if failed and not latest:
         raise UserError(f"every worker failed (exit status {failed[0]}); see the messages above")
     return totals
+
+
+def end_workers(procs: list, grace_s: float) -> None:
+    """Give the workers, told to stop, `grace_s` to end; then SIGTERM them (they close their
+    targets); then SIGKILL them (their guests die with them)."""
+    join_all(procs, grace_s)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    join_all(procs, EXIT_GRACE_S + 1)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    join_all(procs, None)
+
+
+def join_all(procs: list, timeout_s: float | None) -> None:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    for proc in procs:
+        proc.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def drain_reports(reports, latest: dict[int, Stats]) -> None:
@@ -364,7 +419,7 @@ def print_progress(out, elapsed: float, latest: dict[int, Stats], findings_dir: 
     totals = {
         "programs": programs,
         "programs_per_s": programs / elapsed if elapsed > 0 else 0.0,
-        "findings": len(list(findings_dir.glob("*/finding.json"))),
+        "findings": len(finding_files(findings_dir)),
         "clauses_reached": len(reached),
         "executor_errors": sum(s.executor_errors for s in latest.values()),
         "unconfirmed": sum(s.unconfirmed for s in latest.values()),

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from conformance.cases import rows_of, spec_programs
 from conformance.spec import CLAUSES
 from fuzz.abi import Abi
-from fuzz.campaign import CampaignConfig, Fuzzer, parse_budget, run_campaign
-from fuzz.findings import FindingStore
+from fuzz.campaign import EXIT_GRACE_S, STOP_GRACE_S, CampaignConfig, Fuzzer, parse_budget, run_campaign
+from fuzz.findings import FindingStore, finding_files
+from fuzz.oracles import Violation
 from vm.program import Program, ProgramResult
 from vm.target import KernelCrash, Target
 
@@ -145,3 +151,94 @@ def test_short_campaign_on_the_host_kernel(tmp_path):
 
     again = run_campaign(config, out=io.StringIO())  # resumes on the same database
     assert again["programs"] > 20
+
+
+# --- a campaign process ends with everything it started ------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDED = Violation("parity", "sendfile2.parity.zc", 0, "seeded: no host kernel has sendfile2, so it stays")
+
+
+def host_campaign(findings: Path, budget: str, log: Path) -> subprocess.Popen:
+    """`zcfuzz fuzz --target host` with two workers, as a user starts it."""
+    return subprocess.Popen([sys.executable, str(ROOT / "zcfuzz.py"), "fuzz", "--target", "host", "--budget", budget,
+                             "--workers", "2", "--findings", str(findings)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def running_descendants(campaign: subprocess.Popen, timeout_s: float = 60.0) -> list[psutil.Process]:
+    """The campaign's workers and their executors, once both workers run programs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert campaign.poll() is None, "the campaign ended before its workers ran"
+        family = psutil.Process(campaign.pid).children(recursive=True)
+        if sum(p.name() == "zcexec" for p in family) >= 2:
+            return family
+        time.sleep(0.2)
+    raise AssertionError("the workers did not start their executors")
+
+
+def seeded_findings(folder: Path) -> dict[str, str]:
+    """A findings folder holding one finding no host campaign finds: its finding.json by key."""
+    store = FindingStore(folder, {"nr_sendfile2": 467})
+    store.record(SEEDED, Program.from_json({"sysno": {"sendfile2": 467}, "fds": [
+        {"name": "src", "kind": "file"}, {"name": "sock", "kind": "tcp4"}], "ops": [
+        {"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": 512, "flags": 2}]}))
+    return finding_documents(folder)
+
+
+def finding_documents(folder: Path) -> dict[str, str]:
+    """finding.json by key, each folder's program.json agreeing with it."""
+    docs = {}
+    for path in finding_files(folder):
+        doc = json.loads(path.read_text())
+        assert json.loads((path.parent / "program.json").read_text()) == doc["program"], path.parent
+        docs[doc["key"]] = path.read_text()
+    return docs
+
+
+@pytest.fixture
+def executor():
+    from vm.executor import executor_binary
+    from vm.errors import UserError
+
+    try:
+        executor_binary()
+    except UserError as err:
+        pytest.skip(str(err))
+
+
+def test_a_killed_campaign_leaves_nothing_running_and_resumes(tmp_path, executor):
+    """kill -9 of `zcfuzz fuzz`: its workers and their executors go within seconds (the parent-
+    death signal), and a rerun on the same folder keeps every finding as it was."""
+    seeded = seeded_findings(tmp_path / "findings")
+    campaign = host_campaign(tmp_path / "findings", "120s", tmp_path / "first.log")
+    family = running_descendants(campaign)
+    campaign.kill()
+    campaign.wait()
+    gone, alive = psutil.wait_procs(family, timeout=5)
+    assert not alive, f"still running after kill -9 of the campaign: {[p.pid for p in alive]}"
+
+    found = finding_documents(tmp_path / "findings")
+    rerun = host_campaign(tmp_path / "findings", "3s", tmp_path / "rerun.log")
+    assert rerun.wait(timeout=120) == 0, (tmp_path / "rerun.log").read_text()
+    after = finding_documents(tmp_path / "findings")
+    assert after[SEEDED.key] == seeded[SEEDED.key]
+    assert set(found) <= set(after)
+    assert SEEDED.clause_id in (tmp_path / "rerun.log").read_text()
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)])
+def test_a_stopped_campaign_stops_its_workers_first(tmp_path, executor, sig, status):
+    """SIGTERM or Ctrl-C: the workers end their programs and close their targets within the
+    grace given them, then the campaign ends as the signal says."""
+    seeded = seeded_findings(tmp_path / "findings")
+    campaign = host_campaign(tmp_path / "findings", "120s", tmp_path / "campaign.log")
+    family = running_descendants(campaign)
+    asked = time.monotonic()
+    campaign.send_signal(sig)
+    assert campaign.wait(timeout=STOP_GRACE_S + EXIT_GRACE_S + 5) == status
+    assert time.monotonic() - asked < STOP_GRACE_S, "a worker did not stop when asked"
+    gone, alive = psutil.wait_procs(family, timeout=1)
+    assert not alive, [p.pid for p in alive]
+    assert finding_documents(tmp_path / "findings")[SEEDED.key] == seeded[SEEDED.key]

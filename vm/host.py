@@ -2,15 +2,17 @@
 
 The executor process is kept across programs (starting it costs more than most programs); if it
 dies or stops answering, the program that was running is named in the error and the next program
-gets a fresh executor.
+gets a fresh executor. The executor dies with the thread that started it (vm.lifetime).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sysconfig
 import tempfile
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from vm import kbuild
 from vm.executor import executor_binary
+from vm.lifetime import die_with_parent
 from vm.program import ExecutorError, Program, ProgramResult, decode_reply
 from vm.target import Target
 
@@ -88,7 +91,8 @@ class HostTarget(Target):
         base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs, as in the guest
         self.workdir = tempfile.mkdtemp(prefix="zcexec-", dir=base)
         self.process = subprocess.Popen([str(self.binary), "--stdio", "--workdir", self.workdir],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        preexec_fn=functools.partial(die_with_parent, signal.SIGKILL, os.getpid()))
         ready = self._read_line(time.monotonic() + START_TIMEOUT_S)
         if ready != READY_LINE:
             reason = self._stop()
