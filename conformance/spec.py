@@ -162,7 +162,7 @@ CLAUSES: tuple[Clause, ...] = (
     Clause("SPLICE-ZC-PIPE-EOF", "splice(SPLICE_F_ZC) from an empty pipe with no writer left returns 0 "
            "(end of file), with or without O_NONBLOCK, and takes no id",
            "end of file is found before anything is sent, as without the flag; a call that sends "
-           "nothing takes no id", V2, "splice_zc", ("D5",)),
+           "nothing takes no id", V2, "splice_zc"),
     Clause("TEE-ZC-REJECTED", "tee with SPLICE_F_ZC: EINVAL", "tee never reaches a socket, so a "
            "notification could never be sent", V2, "splice_zc", ("D4",)),
     Clause("VMSPLICE-ZC-REJECTED", "vmsplice with SPLICE_F_ZC: EINVAL", "vmsplice never reaches a "
