@@ -222,6 +222,9 @@ BAD_REQUESTS = [
     ("program 1 2 3 4 ; op close 0", "bad fd reference"),
     ("program 1 2 3 4 ; fd a file 0 0 0 0 0 ; op splice 0 null", "needs 6 arguments"),
     ("program 1 2 3 4 ; fd a file 0 0 0 0 0 ; op write 0 lots", "bad integer"),
+    ("program 1 2 3 4 ; fd a file 0 0 0 0 0 ; op write 0 1 thread=2", "bad option thread=2"),
+    ("program 1 2 3 4 ; fd a file 0 0 0 0 0 ; op write 0 1 fail_nth=0", "bad option fail_nth=0"),
+    ("program 1 2 3 4 ; fd a tcp4 0 0 0 0 0 ; op drain 0 0 fail_nth=1", "bad option fail_nth=1"),
     ("program x 2 3 4", "bad number"),
     ("hello", "unknown request"),
 ]
@@ -260,3 +263,88 @@ def test_memlock_limits_zerocopy_sends(host, memlock, ret, error):
     with open(f"/proc/{host.pid}/limits") as limits:
         (line,) = [line for line in limits if line.startswith("Max locked memory")]
     assert int(line.split()[3]) == memlock
+
+
+# --- fault injection and concurrent calls (vm/PROGRAM.md) ---------------------------------------
+
+NO_FAIL_NTH = not os.path.exists("/proc/thread-self/fail-nth")
+
+
+@pytest.mark.skipif(not NO_FAIL_NTH, reason="this kernel has fail-nth; the guest tests cover it")
+@pytest.mark.parametrize("thread", [0, 1])
+def test_without_fail_nth_the_call_runs_unfaulted_and_says_so(host, thread):
+    result = run(host, [{"name": "f", "kind": "file", "size": 4096}, {"name": "s", "kind": "tcp4"}],
+                 [{"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 512, "fail_nth": 1,
+                   "thread": thread},
+                  {"op": "sendfile64", "out": "s", "in": "f", "offset": 512, "count": 512}])
+    assert (result.ret(0), result.ops[0]["fault_injected"], result.ops[0]["skipped_fault"]) == (512, False,
+                                                                                                "no fail-nth")
+    assert "fault_injected" not in result.ops[1] and "skipped_fault" not in result.ops[1]
+    assert result.peer_digest("s") == digest(pattern(0, 0, 1024))
+
+
+def test_an_op_not_attempted_arms_no_fault(host):
+    result = run(host, [{"name": "f", "kind": "file"}, {"name": "s", "kind": "tcp4"}],
+                 [{"op": "sendfile2", "out": "s", "in": "f", "offset": 0, "count": 1, "flags": 0, "fail_nth": 1}])
+    assert result.ops[0]["skipped"] == "no syscall number" and result.ops[0]["fault_injected"] is False
+    assert "skipped_fault" not in result.ops[0]
+
+
+def test_ops_of_both_threads_come_back_in_program_order(host):
+    result = run(host, [{"name": "f", "kind": "file", "size": 8192, "seed": 5}, {"name": "s", "kind": "tcp4"}],
+                 [{"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 100},
+                  {"op": "peer_read", "fd": "s", "max": 1 << 20, "thread": 1},
+                  {"op": "sendfile64", "out": "s", "in": "f", "offset": 100, "count": 200},
+                  {"op": "peer_read", "fd": "s", "max": 1 << 20, "thread": 1}])
+    assert [(op["op"], op["thread"]) for op in result.ops] == [
+        ("sendfile64", 0), ("peer_read", 1), ("sendfile64", 0), ("peer_read", 1)]
+    assert [result.ret(0), result.ret(2)] == [100, 200]
+    for i in range(4):
+        assert 0 <= result.ops[i]["start_ns"] <= result.ops[i]["end_ns"]
+    assert result.ops[0]["end_ns"] <= result.ops[2]["start_ns"]  # one thread's ops run in order
+    assert result.ops[1]["end_ns"] <= result.ops[3]["start_ns"]
+    # The peer reads of thread 1 and the final read took the stream in order.
+    assert result.peer_digest("s") == digest(pattern(5, 0, 300))
+    cpus = len(os.sched_getaffinity(host.pid))
+    assert result.thread_cpus == ([-1, -1] if cpus < 2 else sorted(os.sched_getaffinity(host.pid))[:2])
+
+
+def test_a_program_without_thread_1_has_no_second_thread(host):
+    result = run(host, [{"name": "s", "kind": "tcp4"}], [{"op": "write", "fd": "s", "len": 10}])
+    assert result.thread_cpus == [] and result.ops[0]["thread"] == 0
+
+
+def test_each_thread_times_out_on_its_own_timer_and_both_ran_at_once(host):
+    result = run(host, [{"name": "p", "kind": "pipe"}, {"name": "q", "kind": "pipe"},
+                        {"name": "n", "kind": "devnull"}],
+                 [{"op": "splice", "in": "p.r", "off_in": None, "out": "n", "off_out": None, "len": 100, "flags": 0},
+                  {"op": "write", "fd": "q.w", "len": 1 << 20, "thread": 1},
+                  {"op": "write", "fd": "p.w", "len": 3},
+                  {"op": "peer_read", "fd": "q.r", "max": 10, "thread": 1}], timeout_ms=300)
+    assert result.timed_out(0) and result.timed_out(1)
+    assert all(300e6 <= result.ops[i]["ns"] < 2e9 for i in (0, 1))
+    assert result.overlapped(0, 1)
+    assert not result.timed_out(2) and result.ret(2) == 3  # each thread goes on after its timeout
+    assert not result.timed_out(3) and result.ret(3) == 10
+
+
+def test_threaded_programs_leave_no_thread_timer_fd_or_pinning_behind(host):
+    threaded = Program.from_json({
+        "fds": [{"name": "s", "kind": "tcp4", "zerocopy": True}, {"name": "f", "kind": "file"}],
+        "ops": [{"op": "sendmsg", "fd": "s", "len": 100, "flags": MSG_ZEROCOPY, "thread": 1},
+                {"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 100},
+                {"op": "drain", "fd": "s", "thread": 1}],
+    })
+    host.run(threaded)
+    before = open_fds(host.pid), os.sched_getaffinity(host.pid), timers(host.pid)
+    for _ in range(100):
+        result = host.run(threaded)
+    assert (open_fds(host.pid), os.sched_getaffinity(host.pid), timers(host.pid)) == before
+    assert os.listdir(f"/proc/{host.pid}/task") == [str(host.pid)]
+    assert result.peer_bytes("s") == 200
+
+
+def timers(pid: int) -> int:
+    """POSIX timers the process holds."""
+    with open(f"/proc/{pid}/timers") as listing:
+        return sum(line.startswith("ID:") for line in listing)

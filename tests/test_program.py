@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from vm.errors import UserError
 from vm.program import (
+    FAULTABLE_OPS,
     FD_KINDS,
     OPS,
     ExecutorError,
@@ -43,6 +44,14 @@ ROUND_TRIPS = [
             {"op": "sendfile64", "out": "sock", "in": "src", "offset": "protnone", "count": 2**64 - 1},
             {"op": "peer_read", "fd": "sock", "max": 65536},
             {"op": "drain", "fd": "sock", "wait_ms": 50},
+        ],
+    },
+    {
+        "fds": [{"name": "s", "kind": "tcp4", "zerocopy": True}, {"name": "f", "kind": "file"}],
+        "ops": [
+            {"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 1, "fail_nth": 3},
+            {"op": "sendmsg", "fd": "s", "len": 1, "flags": 0x4000000, "thread": 1},
+            {"op": "close", "fd": "s", "fail_nth": 1, "thread": 1},
         ],
     },
     {
@@ -97,6 +106,20 @@ BAD_PROGRAMS = [
     ({"fds": [], "ops": [{"op": "lkdtm", "crash": "warning; reboot"}]}, "LKDTM crash type"),
     ({"sysno": {"sendfile3": 1}, "fds": [], "ops": []}, "unknown syscall 'sendfile3'"),
     ({"timeout_ms": 0, "fds": [], "ops": []}, "timeout_ms: 0 is outside"),
+    *[({"fds": [{"name": "s", "kind": "tcp4"}], "ops": [{"op": "write", "fd": "s", "len": 1, **how}]}, message)
+      for how, message in [
+          ({"fail_nth": 0}, "ops[0] write.fail_nth: expected a positive integer"),
+          ({"fail_nth": -2}, "write.fail_nth: expected a positive integer"),
+          ({"fail_nth": True}, "write.fail_nth: expected a positive integer"),
+          ({"fail_nth": "3"}, "write.fail_nth: expected a positive integer"),
+          ({"fail_nth": 2**31}, "write.fail_nth: expected a positive integer"),
+          ({"thread": 2}, "ops[0] write.thread: expected 0 or 1, got 2"),
+          ({"thread": True}, "write.thread: expected 0 or 1, got true"),
+          ({"thread": None}, "write.thread: expected 0 or 1, got null"),
+      ]],
+    ({"fds": [{"name": "s", "kind": "tcp4"}], "ops": [{"op": "drain", "fd": "s", "fail_nth": 1}]},
+     "drain.fail_nth: drain is not one system call; fail_nth applies to sendfile2"),
+    ({"fds": [], "ops": [{"op": "lkdtm", "crash": "WARNING", "fail_nth": 1}]}, "lkdtm is not one system call"),
 ]
 
 
@@ -120,6 +143,21 @@ def test_wire_line():
     assert Program.from_json({"fds": [], "ops": []}).encode().startswith("program -1 ")
 
 
+def test_fail_nth_and_thread_are_words_after_the_arguments_and_only_when_set():
+    program = Program.from_json(ROUND_TRIPS[2])
+    assert program.encode().split(" ; ")[3:] == [
+        "op sendfile64 0 2 0 1 fail_nth=3", "op sendmsg 0 1 67108864 thread=1", "op close 0 fail_nth=1 thread=1\n"]
+    assert program.to_json()["ops"][1] == {"op": "sendmsg", "fd": "s", "len": 1, "flags": 0x4000000, "thread": 1}
+
+
+def test_ops_made_in_python_are_checked_as_program_files_are():
+    with pytest.raises(UserError, match="peer_read.fail_nth: peer_read is not one system call"):
+        Op("peer_read", (("fd", "s"), ("max", 1)), fail_nth=1)
+    with pytest.raises(UserError, match="write.thread: expected 0 or 1"):
+        Op("write", (("fd", "s"), ("len", 1)), thread=-1)
+    assert Op.make("write", fd="s", len=1, thread=1, fail_nth=2) == Op("write", (("fd", "s"), ("len", 1)), 2, 1)
+
+
 def c_table(name: str) -> str:
     """The body of a static array in the executor's source."""
     source = EXECUTOR_SOURCE.read_text()
@@ -128,8 +166,10 @@ def c_table(name: str) -> str:
 
 def test_executor_tables_match_the_python_ones():
     letters = {"fd": "f", "offset": "o", "int": "i", "crash": "c"}
-    c_ops = dict(re.findall(r'\{"(\w+)", "(\w+)",', c_table("op_specs")))
-    assert c_ops == {name: "".join(letters[f.type] for f in spec.fields) for name, spec in OPS.items()}
+    rows = re.findall(r'\{"(\w+)", "(\w+)",.*, (\d)\},', c_table("op_specs"))
+    assert {name: letters for name, letters, _ in rows} == {
+        name: "".join(letters[f.type] for f in spec.fields) for name, spec in OPS.items()}
+    assert {name for name, _, one_call in rows if one_call == "1"} == set(FAULTABLE_OPS)
     assert re.findall(r'"(\w+)"', c_table("kind_names")) == list(FD_KINDS)
 
 
@@ -186,6 +226,27 @@ RESULT = {
     "final": {"peers": {"s": {"bytes": 3, "digest": "000000ff"}},
               "notifications": {"s": [{"errno": 0, "origin": 5, "type": 0, "code": 1, "lo": 1, "hi": 1}]}},
 }
+
+
+THREADED_RESULT = dict(RESULT, thread_cpus=[0, 1], ops=[
+    {"op": "sendfile2", "ret": -1, "errno": 12, "timed_out": False, "ns": 30, "thread": 0, "start_ns": 100,
+     "end_ns": 130, "fault_injected": True},
+    {"op": "sendmsg", "ret": 10, "errno": 0, "timed_out": False, "ns": 20, "thread": 1, "start_ns": 120,
+     "end_ns": 140},
+    {"op": "drain", "fd": "s", "ret": 0, "errno": 0, "timed_out": False, "ns": 5, "thread": 0, "start_ns": 130,
+     "end_ns": 135, "notifications": []},
+    {"op": "write", "ret": 1, "errno": 0, "timed_out": False, "ns": 5, "thread": 1, "start_ns": 150,
+     "end_ns": 155, "fault_injected": False, "skipped_fault": "no fail-nth"},
+])
+
+
+def test_result_says_which_faults_were_injected_and_which_calls_overlapped():
+    result = decode_reply(json.dumps(THREADED_RESULT))
+    assert [result.fault_injected(i) for i in range(4)] == [True, False, False, False]
+    assert result.overlapped(0, 1) and result.overlapped(1, 2) and result.overlapped(2, 1)
+    assert not result.overlapped(0, 2)  # one ended when the other started
+    assert not result.overlapped(1, 3)
+    assert ProgramResult.from_json(result.to_json()) == result and result.thread_cpus == [0, 1]
 
 
 def test_result_accessors():

@@ -88,14 +88,17 @@ class OpSpec:
     op: str
     fields: tuple[FieldSpec, ...]
     summary: str
+    # One system call of the program's: a fault injected while it runs is that call's. Ops that
+    # loop (peer_read, drain) or open files (lkdtm) take no `fail_nth`.
+    one_call: bool = True
 
     @property
     def fd_fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.type == FD)
 
 
-def _spec(op: str, summary: str, *fields: tuple) -> OpSpec:
-    return OpSpec(op, tuple(FieldSpec(*f) for f in fields), summary)
+def _spec(op: str, summary: str, *fields: tuple, one_call: bool = True) -> OpSpec:
+    return OpSpec(op, tuple(FieldSpec(*f) for f in fields), summary, one_call)
 
 
 OPS: dict[str, OpSpec] = {
@@ -113,17 +116,22 @@ OPS: dict[str, OpSpec] = {
               ("fd", FD), ("len", INT), ("flags", INT)),
         _spec("sendmsg", "sendmsg(fd, len pattern bytes, flags)", ("fd", FD), ("len", INT), ("flags", INT)),
         _spec("write", "write(fd, len pattern bytes)", ("fd", FD), ("len", INT)),
-        _spec("peer_read", "the peer of fd reads up to max bytes, non-blocking", ("fd", FD), ("max", INT)),
+        _spec("peer_read", "the peer of fd reads up to max bytes, non-blocking", ("fd", FD), ("max", INT),
+              one_call=False),
         _spec("peer_close", "the peer of fd closes", ("fd", FD)),
         _spec("drain", "read fd's error queue until empty, polling wait_ms for POLLERR first",
-              ("fd", FD), ("wait_ms", INT, 0)),
+              ("fd", FD), ("wait_ms", INT, 0), one_call=False),
         _spec("setsockopt_zerocopy", "setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, value)",
               ("fd", FD), ("value", INT)),
         _spec("close", "close(fd)", ("fd", FD)),
-        _spec("lkdtm", "write crash to /sys/kernel/debug/provoke-crash/DIRECT", ("crash", CRASH)),
+        _spec("lkdtm", "write crash to /sys/kernel/debug/provoke-crash/DIRECT", ("crash", CRASH),
+              one_call=False),
     )
 }
 
+FAULTABLE_OPS = tuple(name for name, spec in OPS.items() if spec.one_call)
+THREADS = (0, 1)  # thread 0 runs in the executor's own thread, thread 1 in a second one
+MAX_FAIL_NTH = (1 << 31) - 1
 SYSNO_NAMES = ("sendfile2",)
 DEFAULT_TIMEOUT_MS = 2000
 DEFAULT_SETTLE_MS = 200
@@ -251,10 +259,17 @@ class Fixture:
 
 @dataclass(frozen=True)
 class Op:
-    """One operation: its name and its fields in OPS order, defaults filled in."""
+    """One operation: its name and its fields in OPS order, defaults filled in, and how it runs:
+    `fail_nth` N makes the N-th fault site the call passes fail (0: none), `thread` is the
+    executor thread that runs it (vm/PROGRAM.md, "Fault injection" and "Concurrent calls")."""
 
     op: str
     args: tuple[tuple[str, Any], ...]
+    fail_nth: int = 0
+    thread: int = 0
+
+    def __post_init__(self) -> None:
+        _check_how_it_runs(self.op, OPS[self.op], self.fail_nth, self.thread)
 
     @classmethod
     def make(cls, op: str, **fields: Any) -> "Op":
@@ -276,7 +291,11 @@ class Op:
                 yield self[f.name]
 
     def to_json(self) -> dict:
-        return {"op": self.op, **dict(self.args)}
+        out = {"op": self.op, **dict(self.args)}
+        for name in ("fail_nth", "thread"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
 
     @classmethod
     def from_json(cls, obj: Any, index: int) -> "Op":
@@ -287,13 +306,28 @@ class Op:
         if spec is None:
             raise _fail(where, f"unknown op {obj['op']!r} (known: {', '.join(OPS)})")
         names = tuple(f.name for f in spec.fields)
-        _check_keys(f"{where} {spec.op}", obj, ("op",) + names,
+        _check_keys(f"{where} {spec.op}", obj, ("op",) + names + ("fail_nth", "thread"),
                     tuple(f.name for f in spec.fields if f.default is REQUIRED))
         args = []
         for f in spec.fields:
             value = obj.get(f.name, f.default)
             args.append((f.name, _check_field(f"{where} {spec.op}.{f.name}", f.type, value)))
-        return cls(spec.op, tuple(args))
+        fail_nth, thread = obj.get("fail_nth", 0), obj.get("thread", 0)
+        _check_how_it_runs(f"{where} {spec.op}", spec, fail_nth, thread, least_fail_nth=int("fail_nth" in obj))
+        return cls(spec.op, tuple(args), fail_nth, thread)
+
+
+def _check_how_it_runs(where: str, spec: OpSpec, fail_nth: Any, thread: Any, least_fail_nth: int = 0) -> None:
+    """`fail_nth` 0 means no fault: Op takes it, a program file spells it by leaving it out."""
+    if isinstance(fail_nth, bool) or not isinstance(fail_nth, int) \
+            or not least_fail_nth <= fail_nth <= MAX_FAIL_NTH:
+        raise _fail(f"{where}.fail_nth", f"expected a positive integer (the n-th fault site of the "
+                                         f"call fails), got {json.dumps(fail_nth)}")
+    if fail_nth and not spec.one_call:
+        raise _fail(f"{where}.fail_nth", f"{spec.op} is not one system call; fail_nth applies to "
+                                         f"{', '.join(FAULTABLE_OPS)}")
+    if isinstance(thread, bool) or thread not in THREADS:
+        raise _fail(f"{where}.thread", f"expected 0 or 1, got {json.dumps(thread)}")
 
 
 def _check_field(where: str, type_: str, value: Any) -> Any:
@@ -424,6 +458,7 @@ class Program:
                     words.append("null")
                 else:
                     words.append(str(value))
+            words += [f"{name}={getattr(op, name)}" for name in ("fail_nth", "thread") if getattr(op, name)]
             records.append("op " + " ".join(words))
         return " ; ".join(records) + "\n"
 
@@ -445,16 +480,20 @@ class ProgramResult:
     reused: list[str] = field(default_factory=list)  # fixtures kept from an earlier program
     warnings: int = 0  # kernel WARNINGs printed while the program ran (guests only)
     phases_ns: dict = field(default_factory=dict)  # the executor's time: build, ops, final, teardown
+    thread_cpus: list = field(default_factory=list)  # programs with thread 1: the CPU each thread ran on
 
     @classmethod
     def from_json(cls, obj: dict) -> "ProgramResult":
         return cls(ops=obj["ops"], final=obj["final"], fixture_errors=obj.get("fixture_errors", []),
                    reused=obj.get("reused", []), warnings=obj.get("warnings", 0),
-                   phases_ns=obj.get("phases_ns", {}))
+                   phases_ns=obj.get("phases_ns", {}), thread_cpus=obj.get("thread_cpus", []))
 
     def to_json(self) -> dict:
         out = {"ops": self.ops, "final": self.final, "fixture_errors": self.fixture_errors, "reused": self.reused}
-        return dict(out, warnings=self.warnings) if self.warnings else out
+        for name in ("warnings", "thread_cpus"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
 
     def ret(self, i: int) -> int:
         return self.ops[i]["ret"]
@@ -469,6 +508,15 @@ class ProgramResult:
 
     def timed_out(self, i: int) -> bool:
         return self.ops[i]["timed_out"]
+
+    def fault_injected(self, i: int) -> bool:
+        """Whether op i's call met the fault its `fail_nth` asked for."""
+        return self.ops[i].get("fault_injected", False)
+
+    def overlapped(self, i: int, j: int) -> bool:
+        """Whether ops i and j ran at the same time: each started before the other ended."""
+        a, b = self.ops[i], self.ops[j]
+        return a["start_ns"] < b["end_ns"] and b["start_ns"] < a["end_ns"]
 
     @property
     def peers(self) -> dict[str, dict]:

@@ -19,6 +19,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -49,6 +51,7 @@
 #define MAX_FIXTURES 64
 #define MAX_OPS 4096
 #define MAX_ARGS 6
+#define MAX_OP_WORDS (MAX_ARGS + 4) /* op NAME ARG... fail_nth=N thread=T */
 #define MAX_LINE (4 << 20)
 #define PATTERN_BYTES (4 << 20)
 #define READ_CHUNK 65536
@@ -125,6 +128,18 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* Set a sysfs or debugfs knob; -1 where the kernel lacks it. */
+static int write_small_file(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -1;
+	ret = write_all(fd, value, strlen(value));
+	close(fd);
+	return ret;
+}
+
 /* ---- the file pattern and the peer digest (vm/PROGRAM.md) -------------------------------- */
 
 static unsigned char pattern_byte(uint64_t i, int seed)
@@ -161,7 +176,7 @@ static unsigned char *pattern_buf;  /* PATTERN_BYTES of seed-0 pattern, then an 
 static unsigned char read_buf[READ_CHUNK];
 static char *bad_ptr_unmapped, *bad_ptr_readonly, *bad_ptr_protnone;
 static const char *workdir;
-static volatile sig_atomic_t alarm_fired;
+static __thread volatile sig_atomic_t alarm_fired;
 static int listener4 = -1, listener6 = -1;
 
 static void on_alarm(int sig)
@@ -178,7 +193,32 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-static uint64_t timer_deadline_ns; /* when the armed timer fires, 0 while disarmed */
+static __thread uint64_t timer_deadline_ns; /* when the armed timer fires, 0 while disarmed */
+static __thread timer_t op_timer;
+static __thread int op_timer_made;
+
+/* Each thread that runs ops has a timer of its own whose SIGALRM goes to that thread: with two
+ * threads, a process-wide ITIMER_REAL could interrupt the call of the wrong one. */
+static void timer_make(void)
+{
+	struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM};
+
+	sev._sigev_un._tid = gettid();
+	op_timer_made = timer_create(CLOCK_MONOTONIC, &sev, &op_timer) == 0;
+}
+
+static void timer_set(long timeout_ms, long interval_ms)
+{
+	struct itimerspec its = {
+		.it_value = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000},
+		.it_interval = {0, interval_ms * 1000000},
+	};
+
+	if (!op_timer_made)
+		timer_make();
+	if (op_timer_made)
+		timer_settime(op_timer, 0, &its, NULL);
+}
 
 /* Arm the per-op timer. It keeps firing every 10 ms after the deadline so a signal that lands
  * just before the call blocks does not leave it blocked forever. An op that starts with at least
@@ -186,25 +226,27 @@ static uint64_t timer_deadline_ns; /* when the armed timer fires, 0 while disarm
  * take microseconds), so it is disarmed once after the last op, not after each. */
 static void timer_arm(long timeout_ms)
 {
-	struct itimerval it = {
-		.it_value = {timeout_ms / 1000, (timeout_ms % 1000) * 1000},
-		.it_interval = {0, 10000},
-	};
 	uint64_t now = now_ns(), timeout_ns = (uint64_t)timeout_ms * 1000000ULL;
 
 	if (!alarm_fired && timer_deadline_ns > now && timer_deadline_ns - now >= timeout_ns / 8 * 7)
 		return;
 	alarm_fired = 0;
 	timer_deadline_ns = now + timeout_ns;
-	setitimer(ITIMER_REAL, &it, NULL);
+	timer_set(timeout_ms, 10);
 }
 
 static void timer_disarm(void)
 {
-	struct itimerval it = {0};
-
 	timer_deadline_ns = 0;
-	setitimer(ITIMER_REAL, &it, NULL);
+	timer_set(0, 0);
+}
+
+/* A thread that ends takes its timer with it: a timer left behind would signal a dead thread. */
+static void timer_release(void)
+{
+	if (op_timer_made)
+		timer_delete(op_timer);
+	op_timer_made = 0;
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -270,11 +312,15 @@ struct op_spec {
 	int flags_arg; /* -1: no flags argument */
 	uint64_t fresh_flags;
 	int input_arg; /* the `in` field, the one place a kept file may appear; -1: none */
+	int one_call;  /* one system call of the program's: it may carry fail_nth */
 };
 
 struct op {
 	const struct op_spec *spec;
 	struct arg arg[MAX_ARGS];
+	unsigned int fail_nth; /* 0: no fault injected */
+	int thread;
+	size_t result_start, result_end; /* its result's text in its thread's buffer */
 };
 
 static struct program {
@@ -285,7 +331,12 @@ static struct program {
 	struct fixture fix[MAX_FIXTURES];
 	struct op ops[MAX_OPS];
 	struct out *out;
+	uint64_t ops_epoch_ns; /* op start and end times are counted from here */
 } prog;
+
+/* Where the running thread writes its op results: ops of two threads finish in any order, and
+ * the reply lists them in program order. */
+static __thread struct out *op_out;
 
 /* ---- operations -------------------------------------------------------------------------- */
 
@@ -294,9 +345,11 @@ struct op_result {
 	long ret;
 	int err;
 	int timed_out;
-	uint64_t ns;
+	uint64_t start, ns;
 	const char *skipped;
 	int fixture_error;
+	int fault_armed, fault_injected;
+	const char *skipped_fault;
 };
 
 static struct fixture *fix_of(const struct arg *a)
@@ -346,18 +399,18 @@ static loff_t *offset_ptr(const struct arg *a, loff_t *slot)
 static void out_offset(const char *key, const struct arg *a, loff_t before, loff_t after)
 {
 	if (a->kind == ARG_INT)
-		out_printf(prog.out, ", \"%s_before\": %lld, \"%s_after\": %lld", key, (long long)before,
+		out_printf(op_out, ", \"%s_before\": %lld, \"%s_after\": %lld", key, (long long)before,
 			   key, (long long)after);
 	else
-		out_printf(prog.out, ", \"%s_before\": null, \"%s_after\": null", key, key);
+		out_printf(op_out, ", \"%s_before\": null, \"%s_after\": null", key, key);
 }
 
 static void out_pos(const char *key, long long pos)
 {
 	if (pos < 0)
-		out_printf(prog.out, ", \"%s\": null", key);
+		out_printf(op_out, ", \"%s\": null", key);
 	else
-		out_printf(prog.out, ", \"%s\": %lld", key, pos);
+		out_printf(op_out, ", \"%s\": %lld", key, pos);
 }
 
 /* Whether lseek and fstat can say anything of the fixture behind an fd argument. Sockets and
@@ -383,27 +436,77 @@ static long long file_size(const struct arg *a, int fd)
 	return fd < 0 || !may_seek(a) || fstat(fd, &st) || !S_ISREG(st.st_mode) ? -1 : (long long)st.st_size;
 }
 
-/* Run one syscall-like call under the timer; fills ret/errno/timing. */
-#define TIMED_CALL(r, expr)                                                                       \
+/* ---- fault injection (vm/PROGRAM.md, "Fault injection") --------------------------------- */
+
+/* The running thread's /proc/thread-self/fail-nth, -1 where the kernel has none. */
+static __thread int fail_nth_fd = -1;
+
+static void fail_nth_open(void)
+{
+	fail_nth_fd = open("/proc/thread-self/fail-nth", O_RDWR | O_CLOEXEC);
+}
+
+/* Right before the call: make the n-th fault site this thread passes fail. */
+static void fault_arm(const struct op *op, struct op_result *r)
+{
+	char word[16];
+	int n;
+
+	if (!op->fail_nth)
+		return;
+	if (fail_nth_fd < 0) {
+		r->skipped_fault = "no fail-nth";
+		return;
+	}
+	n = snprintf(word, sizeof(word), "%u", op->fail_nth);
+	r->fault_armed = write(fail_nth_fd, word, n) == n;
+	if (!r->fault_armed)
+		r->skipped_fault = "fail-nth not written";
+}
+
+/* Right after it: 0 read back means the fault was injected; otherwise the count left over is
+ * cleared, so no later call of the executor's meets it. */
+static void fault_check(struct op_result *r)
+{
+	char word[16];
+
+	if (!r->fault_armed)
+		return;
+	r->fault_injected = pread(fail_nth_fd, word, sizeof(word), 0) > 0 && word[0] == '0';
+	if (!r->fault_injected)
+		write(fail_nth_fd, "0", 1);
+}
+
+/* Run one syscall-like call under the timer and the op's fault; fills ret/errno/timing. */
+#define TIMED_CALL(r, op, expr)                                                                   \
 	do {                                                                                       \
-		uint64_t t0_;                                                                      \
 		timer_arm(prog.timeout_ms);                                                        \
-		t0_ = now_ns();                                                                    \
+		fault_arm(op, r);                                                                  \
+		(r)->start = now_ns();                                                             \
 		errno = 0;                                                                         \
 		(r)->ret = (long)(expr);                                                           \
 		(r)->err = (r)->ret < 0 ? errno : 0;                                               \
-		(r)->ns = now_ns() - t0_;                                                          \
+		fault_check(r);                                                                    \
+		(r)->ns = now_ns() - (r)->start;                                                   \
 		(r)->timed_out = alarm_fired;                                                      \
 	} while (0)
 
 static void out_common(const struct op *op, const struct op_result *r)
 {
-	out_printf(prog.out, "{\"op\": \"%s\", \"ret\": %ld, \"errno\": %d, \"timed_out\": %s, \"ns\": %" PRIu64,
-		   op->spec->name, r->ret, r->err, r->timed_out ? "true" : "false", r->ns);
+	uint64_t start = (r->start ? r->start : now_ns()) - prog.ops_epoch_ns;
+
+	out_printf(op_out, "{\"op\": \"%s\", \"ret\": %ld, \"errno\": %d, \"timed_out\": %s, \"ns\": %" PRIu64
+		   ", \"thread\": %d, \"start_ns\": %" PRIu64 ", \"end_ns\": %" PRIu64,
+		   op->spec->name, r->ret, r->err, r->timed_out ? "true" : "false", r->ns, op->thread, start,
+		   start + r->ns);
 	if (r->skipped)
-		out_printf(prog.out, ", \"skipped\": \"%s\"", r->skipped);
+		out_printf(op_out, ", \"skipped\": \"%s\"", r->skipped);
 	if (r->fixture_error)
-		out_printf(prog.out, ", \"fixture_error\": true");
+		out_printf(op_out, ", \"fixture_error\": true");
+	if (op->fail_nth)
+		out_printf(op_out, ", \"fault_injected\": %s", r->fault_injected ? "true" : "false");
+	if (r->skipped_fault)
+		out_printf(op_out, ", \"skipped_fault\": \"%s\"", r->skipped_fault);
 }
 
 static int skip_fixture_error(struct op_result *r)
@@ -432,10 +535,10 @@ static void run_sendfile(struct op *op, int is_sendfile2)
 		r.err = ENOSYS;
 		r.skipped = "no syscall number";
 	} else if (is_sendfile2) {
-		TIMED_CALL(&r, syscall(prog.sendfile2_nr, out_fd, in_fd, off, (size_t)op->arg[3].value,
+		TIMED_CALL(&r, op, syscall(prog.sendfile2_nr, out_fd, in_fd, off, (size_t)op->arg[3].value,
 				       (unsigned int)op->arg[4].value));
 	} else {
-		TIMED_CALL(&r, syscall(SYS_sendfile, out_fd, in_fd, off, (size_t)op->arg[3].value));
+		TIMED_CALL(&r, op, syscall(SYS_sendfile, out_fd, in_fd, off, (size_t)op->arg[3].value));
 	}
 	out_common(op, &r);
 	out_offset("offset", &op->arg[2], before, slot);
@@ -444,7 +547,7 @@ static void run_sendfile(struct op *op, int is_sendfile2)
 	out_pos("out_pos_before", out_before);
 	out_pos("out_pos_after", position(&op->arg[0], out_fd));
 	out_pos("in_size_after", file_size(&op->arg[1], in_fd));
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 static void op_sendfile2(struct op *op)
@@ -468,7 +571,7 @@ static void op_splice(struct op *op)
 	in_before = in_slot;
 	out_before = out_slot;
 	if (!skip_fixture_error(&r))
-		TIMED_CALL(&r, syscall(SYS_splice, in_fd, off_in, out_fd, off_out,
+		TIMED_CALL(&r, op, syscall(SYS_splice, in_fd, off_in, out_fd, off_out,
 				       (size_t)op->arg[4].value, (unsigned int)op->arg[5].value));
 	out_common(op, &r);
 	out_offset("off_in", &op->arg[1], in_before, in_slot);
@@ -477,7 +580,7 @@ static void op_splice(struct op *op)
 	out_pos("in_pos_after", position(&op->arg[0], in_fd));
 	out_pos("out_pos_before", out_pos_);
 	out_pos("out_pos_after", position(&op->arg[2], out_fd));
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 static void op_tee(struct op *op)
@@ -486,10 +589,10 @@ static void op_tee(struct op *op)
 	int in_fd = fd_of(&op->arg[0], &r), out_fd = fd_of(&op->arg[1], &r);
 
 	if (!skip_fixture_error(&r))
-		TIMED_CALL(&r, syscall(SYS_tee, in_fd, out_fd, (size_t)op->arg[2].value,
+		TIMED_CALL(&r, op, syscall(SYS_tee, in_fd, out_fd, (size_t)op->arg[2].value,
 				       (unsigned int)op->arg[3].value));
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 static void op_vmsplice(struct op *op)
@@ -499,9 +602,9 @@ static void op_vmsplice(struct op *op)
 	struct iovec iov = {pattern_buf, (size_t)op->arg[1].value};
 
 	if (!skip_fixture_error(&r))
-		TIMED_CALL(&r, syscall(SYS_vmsplice, fd, &iov, 1UL, (unsigned int)op->arg[2].value));
+		TIMED_CALL(&r, op, syscall(SYS_vmsplice, fd, &iov, 1UL, (unsigned int)op->arg[2].value));
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 static void op_sendmsg(struct op *op)
@@ -513,9 +616,9 @@ static void op_sendmsg(struct op *op)
 	unsigned int flags = (unsigned int)op->arg[2].value;
 
 	if (!skip_fixture_error(&r))
-		TIMED_CALL(&r, sendmsg(fd, &msg, flags));
+		TIMED_CALL(&r, op, sendmsg(fd, &msg, flags));
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 static void op_write(struct op *op)
@@ -524,9 +627,9 @@ static void op_write(struct op *op)
 	int fd = fd_of(&op->arg[0], &r);
 
 	if (!skip_fixture_error(&r))
-		TIMED_CALL(&r, write(fd, pattern_buf, (size_t)op->arg[1].value));
+		TIMED_CALL(&r, op, write(fd, pattern_buf, (size_t)op->arg[1].value));
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 /* The fd the executor reads for a fixture's peer: the held socket, or a pipe's read end. */
@@ -571,6 +674,20 @@ static uint64_t read_peer(struct fixture *f, uint64_t max, int until_empty)
 	return total;
 }
 
+/* Both threads may read the same peer: the reads, the buffer and the digest they update go one
+ * at a time, so the digest is of the bytes in the order they were read. */
+static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t read_peer_locked(struct fixture *f, uint64_t max)
+{
+	uint64_t total;
+
+	pthread_mutex_lock(&peer_lock);
+	total = read_peer(f, max, 0);
+	pthread_mutex_unlock(&peer_lock);
+	return total;
+}
+
 static void op_peer_read(struct op *op)
 {
 	struct op_result r = {0};
@@ -583,10 +700,10 @@ static void op_peer_read(struct op *op)
 		r.err = ENOTCONN;
 		r.skipped = "no peer";
 	} else {
-		TIMED_CALL(&r, read_peer(f, op->arg[1].value, 0));
+		TIMED_CALL(&r, op, read_peer_locked(f, op->arg[1].value));
 	}
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 static void op_peer_close(struct op *op)
@@ -601,11 +718,11 @@ static void op_peer_close(struct op *op)
 		r.err = ENOTCONN;
 		r.skipped = "no peer";
 	} else {
-		TIMED_CALL(&r, close(f->peer));
+		TIMED_CALL(&r, op, close(f->peer));
 		f->peer = -1;
 	}
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 /* Read fd's error queue until it is empty, appending records to `o`; returns how many or -1. */
@@ -660,20 +777,20 @@ static void op_drain(struct op *op)
 	if (skip_fixture_error(&r)) {
 		out_printf(&records, "[]");
 	} else {
-		uint64_t t0 = now_ns();
 		struct pollfd pfd = {fd, 0, 0};
 
 		timer_arm(prog.timeout_ms);
+		r.start = now_ns();
 		if (op->arg[1].value)
 			poll(&pfd, 1, op->arg[1].value > INT32_MAX ? INT32_MAX : (int)op->arg[1].value);
 		r.timed_out = alarm_fired;
 		errno = 0;
 		r.ret = drain_errqueue(fd, &records);
 		r.err = r.ret < 0 ? errno : 0;
-		r.ns = now_ns() - t0;
+		r.ns = now_ns() - r.start;
 	}
 	out_common(op, &r);
-	out_printf(prog.out, ", \"fd\": \"%s\", \"notifications\": %.*s}", name, (int)records.len,
+	out_printf(op_out, ", \"fd\": \"%s\", \"notifications\": %.*s}", name, (int)records.len,
 		   records.buf);
 	free(records.buf);
 }
@@ -685,9 +802,9 @@ static void op_setsockopt_zerocopy(struct op *op)
 	int value = (int)op->arg[1].value;
 
 	if (!skip_fixture_error(&r))
-		TIMED_CALL(&r, setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &value, sizeof(value)));
+		TIMED_CALL(&r, op, setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &value, sizeof(value)));
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 static void op_close(struct op *op)
@@ -697,12 +814,12 @@ static void op_close(struct op *op)
 	struct fixture *f = fix_of(&op->arg[0]);
 
 	if (!skip_fixture_error(&r)) {
-		TIMED_CALL(&r, close(fd));
+		TIMED_CALL(&r, op, close(fd));
 		if (r.ret == 0 || r.err != EBADF)
 			f->owned[op->arg[0].value % 2] = 0;
 	}
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 static long lkdtm_write(const char *crash)
@@ -728,27 +845,27 @@ static void op_lkdtm(struct op *op)
 {
 	struct op_result r = {0};
 
-	TIMED_CALL(&r, lkdtm_write(op->arg[0].word));
+	TIMED_CALL(&r, op, lkdtm_write(op->arg[0].word));
 	out_common(op, &r);
-	out_printf(prog.out, "}");
+	out_printf(op_out, "}");
 }
 
 /* Same names and field order as vm.program.OPS. */
 #define SPLICE_F_ALL_6_12 0xf
 static const struct op_spec op_specs[] = {
-	{"sendfile2", "ffoii", op_sendfile2, 0, -1, 0, 1},
-	{"sendfile64", "ffoi", op_sendfile64, 1, -1, 0, 1},
-	{"splice", "fofoii", op_splice, 1, 5, SPLICE_F_ALL_6_12, 0},
-	{"tee", "ffii", op_tee, 1, 3, SPLICE_F_ALL_6_12, 0},
-	{"vmsplice", "fii", op_vmsplice, 0, -1, 0, -1},
-	{"sendmsg", "fii", op_sendmsg, 1, 2, MSG_DONTWAIT | MSG_MORE | MSG_NOSIGNAL, -1},
-	{"write", "fi", op_write, 1, -1, 0, -1},
-	{"peer_read", "fi", op_peer_read, 1, -1, 0, -1},
-	{"peer_close", "f", op_peer_close, 0, -1, 0, -1},
-	{"drain", "fi", op_drain, 1, -1, 0, -1},
-	{"setsockopt_zerocopy", "fi", op_setsockopt_zerocopy, 0, -1, 0, -1},
-	{"close", "f", op_close, 0, -1, 0, -1},
-	{"lkdtm", "c", op_lkdtm, 1, -1, 0, -1},
+	{"sendfile2", "ffoii", op_sendfile2, 0, -1, 0, 1, 1},
+	{"sendfile64", "ffoi", op_sendfile64, 1, -1, 0, 1, 1},
+	{"splice", "fofoii", op_splice, 1, 5, SPLICE_F_ALL_6_12, 0, 1},
+	{"tee", "ffii", op_tee, 1, 3, SPLICE_F_ALL_6_12, 0, 1},
+	{"vmsplice", "fii", op_vmsplice, 0, -1, 0, -1, 1},
+	{"sendmsg", "fii", op_sendmsg, 1, 2, MSG_DONTWAIT | MSG_MORE | MSG_NOSIGNAL, -1, 1},
+	{"write", "fi", op_write, 1, -1, 0, -1, 1},
+	{"peer_read", "fi", op_peer_read, 1, -1, 0, -1, 0},
+	{"peer_close", "f", op_peer_close, 0, -1, 0, -1, 1},
+	{"drain", "fi", op_drain, 1, -1, 0, -1, 0},
+	{"setsockopt_zerocopy", "fi", op_setsockopt_zerocopy, 0, -1, 0, -1, 1},
+	{"close", "f", op_close, 0, -1, 0, -1, 1},
+	{"lkdtm", "c", op_lkdtm, 1, -1, 0, -1, 0},
 };
 
 static int op_keeps_fresh(const struct op *op)
@@ -1282,6 +1399,113 @@ static void fresh_accounting_user(void)
 		next = next < 1000000000 ? next + 1 : 100000;
 }
 
+/* ---- concurrent calls (vm/PROGRAM.md, "Concurrent calls") ------------------------------- */
+
+static int thread_cpu[2] = {-1, -1}; /* the CPU each thread runs its ops on; -1: not pinned */
+static cpu_set_t executor_cpus;       /* where thread 0 runs outside the ops of a threaded program */
+static pthread_barrier_t ops_start;
+static struct out thread_results[2];  /* each thread's op results, kept from program to program */
+
+/* The first two CPUs the executor may use: one per thread, so their calls truly overlap. */
+static void find_thread_cpus(void)
+{
+	int found = 0;
+
+	if (sched_getaffinity(0, sizeof(executor_cpus), &executor_cpus) < 0)
+		return;
+	for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++)
+		if (CPU_ISSET(cpu, &executor_cpus))
+			thread_cpu[found++] = cpu;
+	if (found < 2)
+		thread_cpu[0] = -1;
+}
+
+static void pin_thread(int thread)
+{
+	cpu_set_t one;
+
+	if (thread_cpu[thread] < 0)
+		return;
+	CPU_ZERO(&one);
+	CPU_SET(thread_cpu[thread], &one);
+	sched_setaffinity(0, sizeof(one), &one);
+}
+
+static int has_second_thread(void)
+{
+	for (int i = 0; i < prog.nops; i++)
+		if (prog.ops[i].thread)
+			return 1;
+	return 0;
+}
+
+/* Run the thread's own ops in program order, each result into the thread's buffer. */
+static void run_thread_ops(int thread)
+{
+	op_out = &thread_results[thread];
+	op_out->len = 0;
+	for (int i = 0; i < prog.nops; i++) {
+		struct op *op = &prog.ops[i];
+
+		if (op->thread != thread)
+			continue;
+		op->result_start = op_out->len;
+		op->spec->run(op);
+		op->result_end = op_out->len;
+	}
+	timer_disarm();
+}
+
+static void *second_thread(void *unused)
+{
+	(void)unused;
+	pin_thread(1);
+	fail_nth_open();
+	pthread_barrier_wait(&ops_start);
+	run_thread_ops(1);
+	timer_release();
+	if (fail_nth_fd >= 0)
+		close(fail_nth_fd);
+	return NULL;
+}
+
+/* Thread 1's ops run in a second thread started for the program; both wait on a barrier so
+ * their first calls start together. -1 with errno set when the thread could not start. */
+static int run_ops(void)
+{
+	pthread_t second;
+	int err;
+
+	prog.ops_epoch_ns = now_ns();
+	if (!has_second_thread()) {
+		run_thread_ops(0);
+		return 0;
+	}
+	err = pthread_create(&second, NULL, second_thread, NULL);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	pin_thread(0);
+	pthread_barrier_wait(&ops_start);
+	run_thread_ops(0);
+	pthread_join(second, NULL);
+	if (thread_cpu[0] >= 0)
+		sched_setaffinity(0, sizeof(executor_cpus), &executor_cpus);
+	return 0;
+}
+
+/* The results of both threads in program order. */
+static void out_op_results(struct out *o)
+{
+	for (int i = 0; i < prog.nops; i++) {
+		const struct op *op = &prog.ops[i];
+
+		out_printf(o, "%s%.*s", i ? ", " : "", (int)(op->result_end - op->result_start),
+			   thread_results[op->thread].buf + op->result_start);
+	}
+}
+
 /* Where a program's time in the executor went, so that `zcfuzz bench` can say what costs
  * besides the calls: building fixtures, the ops, the final drain, teardown. */
 static void run_program(struct out *o)
@@ -1315,17 +1539,21 @@ static void run_program(struct out *o)
 		}
 	}
 	taint_fixtures();
-	out_printf(o, "], \"ops\": [");
-	for (int i = 0; i < prog.nops; i++) {
-		if (i)
-			out_printf(o, ", ");
-		prog.ops[i].spec->run(&prog.ops[i]);
+	if (run_ops() < 0) {
+		int err = errno;
+
+		teardown();
+		out_error_reply(o, "cannot start the second thread: %s", strerror(err));
+		return;
 	}
-	timer_disarm();
+	out_printf(o, "], \"ops\": [");
+	out_op_results(o);
 	t_ran = now_ns();
 	run_final();
 	t_final = now_ns();
 	teardown();
+	if (has_second_thread())
+		out_printf(o, ", \"thread_cpus\": [%d, %d]", thread_cpu[0], thread_cpu[1]);
 	out_printf(o, ", \"phases_ns\": {\"build\": %" PRIu64 ", \"ops\": %" PRIu64 ", \"final\": %" PRIu64
 		   ", \"teardown\": %" PRIu64 "}}\n", t_built - t_start, t_ran - t_built, t_final - t_ran,
 		   now_ns() - t_final);
@@ -1411,6 +1639,21 @@ static int parse_fixture(char **w, int n, struct out *o)
 	return 0;
 }
 
+/* `fail_nth=N` and `thread=T` after an op's arguments (vm/PROGRAM.md, "Wire format"). */
+static int parse_op_option(struct op *op, const char *word)
+{
+	uint64_t v;
+
+	if (!strncmp(word, "fail_nth=", 9) && parse_int(word + 9, &v) == 0 && v >= 1 && v <= INT32_MAX &&
+	    op->spec->one_call)
+		op->fail_nth = v;
+	else if (!strncmp(word, "thread=", 7) && parse_int(word + 7, &v) == 0 && v <= 1)
+		op->thread = v;
+	else
+		return -1;
+	return 0;
+}
+
 static int parse_op(char **w, int n, struct out *o)
 {
 	const struct op_spec *spec = NULL;
@@ -1424,12 +1667,16 @@ static int parse_op(char **w, int n, struct out *o)
 			spec = &op_specs[i];
 	if (!spec)
 		BAD("unknown op %.40s", w[1]);
-	nargs = strlen(spec->args);
-	if (n - 2 != nargs)
-		BAD("op %s needs %d arguments, got %d", spec->name, nargs, n - 2);
 	op = &prog.ops[prog.nops];
 	memset(op, 0, sizeof(*op));
 	op->spec = spec;
+	for (; n > 2 && strchr(w[n - 1], '='); n--)
+		if (parse_op_option(op, w[n - 1]) < 0)
+			BAD("op %d %s: bad option %.40s (fail_nth=N on a one-call op, thread=0 or 1)", prog.nops,
+			    spec->name, w[n - 1]);
+	nargs = strlen(spec->args);
+	if (n - 2 != nargs)
+		BAD("op %s needs %d arguments, got %d", spec->name, nargs, n - 2);
 	for (int i = 0; i < nargs; i++) {
 		struct arg *a = &op->arg[i];
 		const char *word = w[2 + i];
@@ -1472,7 +1719,7 @@ static int parse_op(char **w, int n, struct out *o)
 static int parse_program(char *line, struct out *o)
 {
 	char *records[MAX_FIXTURES + MAX_OPS + 1];
-	char *w[MAX_ARGS + 3];
+	char *w[MAX_OP_WORDS + 1];
 	int nrec = 0, n;
 	uint64_t v[4];
 
@@ -1493,13 +1740,13 @@ static int parse_program(char *line, struct out *o)
 	prog.memlock = v[3];
 	prog.nfix = prog.nops = 0;
 	for (int r = 1; r < nrec; r++) {
-		n = split_words(records[r], w, MAX_ARGS + 2);
+		n = split_words(records[r], w, MAX_OP_WORDS);
 		if (n == 0)
 			BAD("empty record %d", r);
 		if (!strcmp(w[0], "fd") && prog.nops == 0) {
 			if (parse_fixture(w, n, o) < 0)
 				return -1;
-		} else if (!strcmp(w[0], "op") && n >= 2 && n <= MAX_ARGS + 2) {
+		} else if (!strcmp(w[0], "op") && n >= 2 && n <= MAX_OP_WORDS) {
 			if (parse_op(w, n, o) < 0)
 				return -1;
 		} else {
@@ -1779,18 +2026,13 @@ static long warn_count(void)
 static void note_warnings(long before, struct out *o)
 {
 	long after = warn_count();
-	int fd;
 
 	if (before < 0 || after <= before || o->len < 2 || o->buf[o->len - 2] != '}')
 		return;
 	accounting_dirty = 1;
 	o->len -= 2;
 	out_printf(o, ", \"warnings\": %ld}\n", after - before);
-	fd = open("/sys/kernel/debug/clear_warn_once", O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		write_all(fd, "1", 1);
-		close(fd);
-	}
+	write_small_file("/sys/kernel/debug/clear_warn_once", "1");
 }
 
 static void serve(int in_fd, int out_fd, int retry_eof)
@@ -1800,6 +2042,7 @@ static void serve(int in_fd, int out_fd, int retry_eof)
 	size_t consumed;
 	char *line;
 
+	fail_nth_open(); /* here, in the thread that serves: the file is the opener's */
 	while ((line = read_line(&lr, &consumed, retry_eof))) {
 		if (lr.oversized) {
 			out_error_reply(&o, "request longer than %d bytes", MAX_LINE);
@@ -1878,6 +2121,8 @@ static int setup_process(void)
 	drop_ipc_lock();
 	install_signals();
 	crc32_init();
+	find_thread_cpus();
+	pthread_barrier_init(&ops_start, NULL, 2);
 	return map_buffers();
 }
 
@@ -2012,6 +2257,22 @@ static int open_port(void)
 		    PORT_NAME);
 }
 
+/* fail-nth counts only the fault sites debugfs lets through; let through, as syzkaller does,
+ * allocations that may sleep and highmem pages, and order-0 pages too (pipe buffers and skb
+ * fragments are). A kernel without these files gets no faults: ops then say "no fail-nth". */
+static void fault_injection_setup(void)
+{
+	static const char *const knobs[][2] = {
+		{"/sys/kernel/debug/failslab/ignore-gfp-wait", "N"},
+		{"/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N"},
+		{"/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N"},
+		{"/sys/kernel/debug/fail_page_alloc/min-order", "0"},
+	};
+
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++)
+		write_small_file(knobs[i][0], knobs[i][1]);
+}
+
 /* Serve from a child so that a child killed by an oops is reported and replaced, not PID 1. */
 static void __attribute__((noreturn)) supervise(int port)
 {
@@ -2061,6 +2322,7 @@ static void __attribute__((noreturn)) run_as_init(void)
 	if (setup_process() < 0)
 		die_as_init("mmap: %s", strerror(errno));
 	network_up();
+	fault_injection_setup();
 	port = open_port();
 	write_all(port, READY_LINE, strlen(READY_LINE));
 	write_all(console_fd, READY_LINE, strlen(READY_LINE));
