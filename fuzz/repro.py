@@ -22,6 +22,8 @@ C_PRELUDE = r"""#define _GNU_SOURCE
 #include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +161,58 @@ static __attribute__((unused)) void report(int index, const char *what, long ret
 	printf("\n");
 }
 
+/* Make the n-th fault site the calling thread passes fail (fail-nth, as the executor does);
+ * -1 where the kernel has no /proc/thread-self/fail-nth. */
+static __attribute__((unused)) int fault_arm(int nth)
+{
+	int fd = open("/proc/thread-self/fail-nth", O_RDWR);
+	char word[16];
+
+	if (fd < 0)
+		return -1;
+	snprintf(word, sizeof(word), "%d", nth);
+	if (write(fd, word, strlen(word)) < 0)
+		perror("fail-nth");
+	return fd;
+}
+
+/* Called with the call's return value, so after the call: report it and whether its fault was
+ * injected (0 read back), then clear what is left of the count. */
+static __attribute__((unused)) void report_faulted(int index, const char *what, long ret, int fault)
+{
+	int saved = errno, injected = 0;
+	char word[16] = "";
+
+	if (fault >= 0) {
+		injected = pread(fault, word, sizeof(word) - 1, 0) > 0 && word[0] == '0';
+		if (write(fault, "0", 1) < 0)
+			perror("fail-nth");
+		close(fault);
+	}
+	errno = saved;
+	report(index, what, ret);
+	printf("ops[%d] fault %s\n", index, fault < 0 ? "not armed: no /proc/thread-self/fail-nth" :
+	       injected ? "injected" : "not injected");
+}
+
+/* Thread 0 on the first CPU the process may use, thread 1 on the second, if there are two. */
+static __attribute__((unused)) void pin_to(int thread)
+{
+	cpu_set_t allowed, one;
+	int seen = 0;
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) || CPU_COUNT(&allowed) < 2)
+		return;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, &allowed) && seen++ == thread) {
+			CPU_ZERO(&one);
+			CPU_SET(cpu, &one);
+			sched_setaffinity(0, sizeof(one), &one);
+			return;
+		}
+	}
+}
+
 static __attribute__((unused)) void peer_read(int index, int peer, size_t max)
 {
 	char *buf = malloc(max ? max : 1);
@@ -188,17 +242,22 @@ static __attribute__((unused)) void drain(int index, int fd, int wait_ms)
 
 
 class CWriter:
-    """Turns one program into the body of main()."""
+    """Turns one program into C: fixtures at file scope (both threads use them), each thread's
+    ops in program order, thread 1's in a function of its own started on a barrier with main's."""
 
     def __init__(self, program: Program, nr_sendfile2: int | None):
         self.program = program
         self.nr = nr_sendfile2
-        self.lines: list[str] = []
+        self.globals: list[str] = []
+        self.lines: list[str] = []  # where emit writes: main's body, or a thread's
         self.vars: dict[str, str] = {}  # fd name -> C variable
         self.peers: dict[str, str] = {}
 
     def emit(self, line: str) -> None:
         self.lines.append("\t" + line)
+
+    def declare(self, names: str) -> None:
+        self.globals.append(f"static int {names};")
 
     def var(self, name: str) -> str:
         return self.vars[name]
@@ -210,11 +269,14 @@ class CWriter:
             if kind in ("file", "file_ro", "file_wo", "file_append", "opath"):
                 flags = {"file": "O_RDWR", "file_ro": "O_RDONLY", "file_wo": "O_WRONLY",
                          "file_append": "O_WRONLY | O_APPEND", "opath": "O_PATH"}[kind]
-                self.emit(f"int {v} = file_fixture(\"{f.name}\", {flags}, {f.size}, {f.seed});")
+                self.declare(v)
+                self.emit(f"{v} = file_fixture(\"{f.name}\", {flags}, {f.size}, {f.seed});")
             elif kind == "memfd":
-                self.emit(f"int {v} = memfd_fixture({f.size}, {f.seed});")
+                self.declare(v)
+                self.emit(f"{v} = memfd_fixture({f.size}, {f.seed});")
             elif kind == "pipe":
-                self.emit(f"int {v}[2]; if (pipe({v})) perror(\"pipe\");")
+                self.declare(f"{v}[2]")
+                self.emit(f"if (pipe({v})) perror(\"pipe\");")
                 self.vars[f"{f.name}.r"], self.vars[f"{f.name}.w"] = f"{v}[0]", f"{v}[1]"
                 for end in ("r", "w"):
                     if f.nonblock:
@@ -223,14 +285,17 @@ class CWriter:
             elif kind in ("tcp4", "tcp6", "udp4", "udp6"):
                 family = "AF_INET" if kind.endswith("4") else "AF_INET6"
                 sock_type = "SOCK_STREAM" if kind.startswith("tcp") else "SOCK_DGRAM"
-                self.emit(f"int {v}_peer, {v} = inet_fixture({family}, {sock_type}, &{v}_peer);")
+                self.declare(f"{v}, {v}_peer")
+                self.emit(f"{v} = inet_fixture({family}, {sock_type}, &{v}_peer);")
                 self.peers[f.name] = f"{v}_peer"
             elif kind == "udp_dummy":
-                self.emit(f"int {v} = dummy_fixture(); /* {DUMMY_NOTE} */")
+                self.declare(v)
+                self.emit(f"{v} = dummy_fixture(); /* {DUMMY_NOTE} */")
             elif kind in ("unix_stream", "unix_dgram"):
                 sock_type = "SOCK_STREAM" if kind == "unix_stream" else "SOCK_DGRAM"
-                self.emit(f"int {v}_pair[2]; socketpair(AF_UNIX, {sock_type}, 0, {v}_pair);")
-                self.emit(f"int {v} = {v}_pair[0], {v}_peer = {v}_pair[1];")
+                self.declare(f"{v}_pair[2], {v}, {v}_peer")
+                self.emit(f"socketpair(AF_UNIX, {sock_type}, 0, {v}_pair);")
+                self.emit(f"{v} = {v}_pair[0], {v}_peer = {v}_pair[1];")
                 self.peers[f.name] = f"{v}_peer"
             else:
                 make = {"dir": "open(\".\", O_RDONLY | O_DIRECTORY)", "eventfd": "eventfd(0, 0)",
@@ -238,11 +303,11 @@ class CWriter:
                         "pidfd": "syscall(SYS_pidfd_open, getpid(), 0)", "epoll": "epoll_create1(0)",
                         "devzero": "open(\"/dev/zero\", O_RDWR)", "devnull": "open(\"/dev/null\", O_RDWR)",
                         "closed": "dup(0)", "invalid": "-1"}[kind]
-                self.emit(f"int {v} = {make};")
+                self.declare(v)
+                self.emit(f"{v} = {make};")
                 if kind == "closed":
                     self.emit(f"close({v});")
             self.vars[f.name] = v
-            self.emit(f"(void){v};" + (f" (void){v}_peer;" if f.name in self.peers else ""))
             if f.spec.socket and (f.zerocopy or f.sndbuf):
                 self.emit(f"socket_options({v}, {int(f.zerocopy)}, {f.sndbuf});")
             if f.nonblock:
@@ -258,48 +323,76 @@ class CWriter:
         self.emit(f"loff_t {slot} = {value}LL;")
         return f"&{slot}"
 
-    def op(self, i: int, op: Op) -> None:
+    def call(self, i: int, op: Op) -> tuple[str, str] | None:
+        """What an op that is one call reports and its C expression; what the call needs is
+        emitted first, so that nothing but the call runs while its fault is armed."""
         a = dict(op.args)
         u = lambda value: f"{value & 0xFFFFFFFFFFFFFFFF}ULL"  # noqa: E731 - size_t as C sees it
         flags = lambda value: f"{value & 0xFFFFFFFF}U"  # noqa: E731
         if op.op == "sendfile2":
             off = self.offset(i, "offset", a["offset"])
             nr = -1 if self.nr is None else self.nr
-            self.emit(f"report({i}, \"sendfile2\", syscall({nr}, {self.var(a['out'])}, {self.var(a['in'])}, {off}, "
-                      f"{u(a['count'])}, {flags(a['flags'])}));")
-        elif op.op == "sendfile64":
+            return "sendfile2", (f"syscall({nr}, {self.var(a['out'])}, {self.var(a['in'])}, {off}, "
+                                 f"{u(a['count'])}, {flags(a['flags'])})")
+        if op.op == "sendfile64":
             off = self.offset(i, "offset", a["offset"])
-            self.emit(f"report({i}, \"sendfile\", sendfile({self.var(a['out'])}, {self.var(a['in'])}, {off}, "
-                      f"{u(a['count'])}));")
-        elif op.op == "splice":
+            return "sendfile", f"sendfile({self.var(a['out'])}, {self.var(a['in'])}, {off}, {u(a['count'])})"
+        if op.op == "splice":
             off_in, off_out = self.offset(i, "in", a["off_in"]), self.offset(i, "out", a["off_out"])
-            self.emit(f"report({i}, \"splice\", splice({self.var(a['in'])}, {off_in}, {self.var(a['out'])}, "
-                      f"{off_out}, {u(a['len'])}, {flags(a['flags'])}));")
-        elif op.op == "tee":
-            self.emit(f"report({i}, \"tee\", tee({self.var(a['in'])}, {self.var(a['out'])}, {u(a['len'])}, "
-                      f"{flags(a['flags'])}));")
-        elif op.op == "vmsplice":
-            self.emit(f"{{ struct iovec iov = {{pattern({a['len']}), {a['len']}}}; report({i}, \"vmsplice\", "
-                      f"vmsplice({self.var(a['fd'])}, &iov, 1, {flags(a['flags'])})); }}")
-        elif op.op == "sendmsg":
-            self.emit(f"{{ struct iovec iov = {{pattern({a['len']}), {a['len']}}}; struct msghdr msg = "
-                      f"{{.msg_iov = &iov, .msg_iovlen = 1}}; report({i}, \"sendmsg\", "
-                      f"sendmsg({self.var(a['fd'])}, &msg, {flags(a['flags'])})); }}")
-        elif op.op == "write":
-            self.emit(f"report({i}, \"write\", write({self.var(a['fd'])}, pattern({a['len']}), {a['len']}));")
+            return "splice", (f"splice({self.var(a['in'])}, {off_in}, {self.var(a['out'])}, {off_out}, "
+                              f"{u(a['len'])}, {flags(a['flags'])})")
+        if op.op == "tee":
+            return "tee", f"tee({self.var(a['in'])}, {self.var(a['out'])}, {u(a['len'])}, {flags(a['flags'])})"
+        if op.op in ("vmsplice", "sendmsg", "write"):
+            self.emit(f"unsigned char *buf{i} = pattern({a['len']});")
+        if op.op == "vmsplice":
+            self.emit(f"struct iovec iov{i} = {{buf{i}, {a['len']}}};")
+            return "vmsplice", f"vmsplice({self.var(a['fd'])}, &iov{i}, 1, {flags(a['flags'])})"
+        if op.op == "sendmsg":
+            self.emit(f"struct iovec iov{i} = {{buf{i}, {a['len']}}};")
+            self.emit(f"struct msghdr msg{i} = {{.msg_iov = &iov{i}, .msg_iovlen = 1}};")
+            return "sendmsg", f"sendmsg({self.var(a['fd'])}, &msg{i}, {flags(a['flags'])})"
+        if op.op == "write":
+            return "write", f"write({self.var(a['fd'])}, buf{i}, {a['len']})"
+        if op.op == "peer_close":
+            return "peer close", f"close({self.peers.get(a['fd'], '-1')})"
+        if op.op == "setsockopt_zerocopy":
+            self.emit(f"int value{i} = {a['value']};")
+            return ("setsockopt SO_ZEROCOPY",
+                    f"setsockopt({self.var(a['fd'])}, SOL_SOCKET, SO_ZEROCOPY, &value{i}, sizeof(value{i}))")
+        if op.op == "close":
+            return "close", f"close({self.var(a['fd'])})"
+        return None
+
+    def op(self, i: int, op: Op) -> None:
+        a = dict(op.args)
+        call = self.call(i, op)
+        if call and op.fail_nth:
+            self.emit(f"int fault{i} = fault_arm({op.fail_nth});")
+            self.emit(f"report_faulted({i}, \"{call[0]}\", {call[1]}, fault{i});")
+        elif call:
+            self.emit(f"report({i}, \"{call[0]}\", {call[1]});")
         elif op.op == "peer_read":
             self.emit(f"peer_read({i}, {self.peers.get(a['fd'], '-1')}, {a['max']});")
-        elif op.op == "peer_close":
-            self.emit(f"report({i}, \"peer close\", close({self.peers.get(a['fd'], '-1')}));")
         elif op.op == "drain":
             self.emit(f"drain({i}, {self.var(a['fd'])}, {a['wait_ms']});")
-        elif op.op == "setsockopt_zerocopy":
-            self.emit(f"{{ int value = {a['value']}; report({i}, \"setsockopt SO_ZEROCOPY\", "
-                      f"setsockopt({self.var(a['fd'])}, SOL_SOCKET, SO_ZEROCOPY, &value, sizeof(value))); }}")
-        elif op.op == "close":
-            self.emit(f"report({i}, \"close\", close({self.var(a['fd'])}));")
         elif op.op == "lkdtm":
             self.emit(f"system(\"echo {a['crash']} > /sys/kernel/debug/provoke-crash/DIRECT\");")
+
+    def thread_ops(self, thread: int) -> None:
+        for i, op in enumerate(self.program.ops):
+            if op.thread == thread:
+                self.op(i, op)
+
+    def second_thread(self) -> list[str]:
+        """Thread 1: pinned to the second CPU, waits for main on the barrier, runs its ops."""
+        main, self.lines = self.lines, []
+        self.emit("pin_to(1);")
+        self.emit("pthread_barrier_wait(&ops_start);")
+        self.thread_ops(1)
+        body, self.lines = self.lines, main
+        return ["static pthread_barrier_t ops_start;", "", "static void *second_thread(void *unused)", "{",
+                "\t(void)unused;", *body, "\treturn NULL;", "}"]
 
     def final_drains(self) -> None:
         for f in self.program.fds:
@@ -308,16 +401,27 @@ class CWriter:
 
 
 def c_reproducer(program: Program, nr_sendfile2: int | None, title: str = "") -> str:
-    """A C file that builds with `cc -static` and replays `program` with plain syscalls."""
+    """A C file that builds with `cc -static -pthread` and replays `program` with plain syscalls."""
     writer = CWriter(program, nr_sendfile2)
     writer.emit("char dir[] = \"/tmp/zcfuzz-repro-XXXXXX\";")
     writer.emit("if (!mkdtemp(dir) || chdir(dir)) perror(\"workdir\");")
     writer.fixtures()
-    for i, op in enumerate(program.ops):
-        writer.op(i, op)
+    threaded = any(op.thread for op in program.ops)
+    second = writer.second_thread() if threaded else []
+    if threaded:
+        for line in ("pthread_t second;", "pthread_barrier_init(&ops_start, NULL, 2);",
+                     "if (pthread_create(&second, NULL, second_thread, NULL)) perror(\"pthread_create\");",
+                     "pin_to(0);", "pthread_barrier_wait(&ops_start);"):
+            writer.emit(line)
+    writer.thread_ops(0)
+    if threaded:
+        writer.emit("pthread_join(second, NULL);")
     writer.final_drains()
-    header = f"/* zcfuzz reproducer{': ' + title if title else ''}\n * program: {json.dumps(program.to_json())}\n */\n"
-    return header + C_PRELUDE + "\nint main(void)\n{\n" + "\n".join(writer.lines) + "\n\treturn 0;\n}\n"
+    header = (f"/* zcfuzz reproducer{': ' + title if title else ''}\n * build: cc -static -pthread -o repro repro.c\n"
+              f" * program: {json.dumps(program.to_json())}\n */\n")
+    file_scope = "\n".join(writer.globals + ([""] + second if second else [])) + "\n"
+    return (header + C_PRELUDE + "\n" + file_scope + "\nint main(void)\n{\n" + "\n".join(writer.lines)
+            + "\n\treturn 0;\n}\n")
 
 
 def python_reproducer(program: Program, nr_sendfile2: int | None, title: str = "") -> str:
@@ -344,6 +448,7 @@ import mmap
 import os
 import socket
 import tempfile
+import threading
 import time
 
 NR_SENDFILE2 = {nr}
@@ -445,6 +550,112 @@ def drain(sock, label):
             print(f"{{label}} notification origin {{origin}} errno {{ee_errno}} code {{code}} ids {{lo}}-{{hi}}")
 
 
+def libc_call(function, *args):
+    """A libc call with its arguments built: run it later for (return value, errno)."""
+    def call():
+        ctypes.set_errno(0)
+        ret = function(*args)
+        return ret, ctypes.get_errno() if ret < 0 else 0
+    return call
+
+
+def os_call(function):
+    def call():
+        try:
+            return function(), 0
+        except OSError as err:
+            return -1, err.errno
+    return call
+
+
+def prepare(op, fds, objects, peers, keep):
+    """The call an op makes, every argument built first, so that nothing but the call runs
+    while its fault is armed; None for ops that are no single call (drain, lkdtm)."""
+    name = op["op"]
+    if name == "sendfile2":
+        return libc_call(libc.syscall, NR_SENDFILE2, fds[op["out"]], fds[op["in"]], offset(op["offset"], keep),
+                         u64(op["count"] % 2**64), u32(op["flags"] % 2**32))
+    if name == "sendfile64":
+        return libc_call(libc.sendfile, fds[op["out"]], fds[op["in"]], offset(op["offset"], keep),
+                         u64(op["count"] % 2**64))
+    if name == "splice":
+        return libc_call(libc.splice, fds[op["in"]], offset(op["off_in"], keep), fds[op["out"]],
+                         offset(op["off_out"], keep), u64(op["len"] % 2**64), u32(op["flags"] % 2**32))
+    if name == "tee":
+        return libc_call(libc.tee, fds[op["in"]], fds[op["out"]], u64(op["len"] % 2**64), u32(op["flags"] % 2**32))
+    if name == "vmsplice":
+        buf = ctypes.create_string_buffer(pattern(0, 0, op["len"]), op["len"])
+        iov = (ctypes.c_void_p * 2)(ctypes.cast(buf, ctypes.c_void_p), op["len"])
+        keep.append((buf, iov))
+        return libc_call(libc.vmsplice, fds[op["fd"]], iov, 1, u32(op["flags"] % 2**32))
+    if name in ("sendmsg", "write"):
+        data, fd, obj = pattern(0, 0, op["len"]), fds[op["fd"]], objects.get(op["fd"])
+        if name == "sendmsg":
+            return os_call(lambda: obj.sendmsg([data], [], op["flags"]))
+        return os_call(lambda: os.write(fd, data))
+    if name == "peer_read":
+        peer = peers[op["fd"]]
+        return os_call(lambda: len(peer.recv(op["max"], socket.MSG_DONTWAIT)))
+    if name == "peer_close":
+        peer = peers[op["fd"]]
+        return os_call(lambda: peer.close() or 0)
+    if name == "setsockopt_zerocopy":
+        value = ctypes.c_int(op["value"])
+        keep.append(value)
+        return libc_call(libc.setsockopt, fds[op["fd"]], socket.SOL_SOCKET, SO_ZEROCOPY, ctypes.byref(value), 4)
+    if name == "close":
+        return libc_call(libc.close, fds[op["fd"]])
+    return None
+
+
+def faulted(nth, call):
+    """Make the call with the nth fault site of this thread armed to fail (fail-nth): (return
+    value, errno, whether the fault was injected, or None where the kernel has no fail-nth).
+    Close to the executor, not exact: the interpreter runs between arming and the call; the C
+    reproducer runs nothing there."""
+    try:
+        fault = os.open("/proc/thread-self/fail-nth", os.O_RDWR)
+    except FileNotFoundError:
+        return (*call(), None)
+    word = str(nth).encode()
+    os.write(fault, word)
+    ret, err = call()
+    injected = os.pread(fault, 16, 0).startswith(b"0")
+    os.write(fault, b"0")
+    os.close(fault)
+    return ret, err, injected
+
+
+def run_op(i, op, state):
+    label = f"ops[{{i}}] {{op['op']}}"
+    if op["op"] == "drain":
+        time.sleep(op.get("wait_ms", 0) / 1000)
+        drain(state[1][op["fd"]], label)
+        return
+    call = prepare(op, *state)
+    if call is None:
+        return
+    if "fail_nth" in op:
+        ret, err, injected = faulted(op["fail_nth"], call)
+    else:
+        (ret, err), injected = call(), None
+    print(f"{{label}} = {{ret}}" + (f" ({{errno.errorcode.get(err, err)}})" if ret < 0 else ""))
+    if "fail_nth" in op:
+        print(f"{{label}} fault " + {{None: "not armed: no /proc/thread-self/fail-nth", True: "injected",
+                                     False: "not injected"}}[injected])
+
+
+def run_thread(thread, cpus, start, state):
+    """One thread's ops in program order, pinned to its own CPU when there are two; both threads
+    start on the barrier. In a ctypes call the interpreter lets the other thread run."""
+    if len(cpus) == 2:
+        os.sched_setaffinity(0, {{cpus[thread]}})
+    start.wait()
+    for i, op in enumerate(PROGRAM["ops"]):
+        if op.get("thread", 0) == thread:
+            run_op(i, op, state)
+
+
 def main():
     os.chdir(tempfile.mkdtemp(prefix="zcfuzz-repro-"))
     fds, peers, objects, keep = {{}}, {{}}, {{}}, []
@@ -467,51 +678,16 @@ def main():
             if f.get("nonblock"):
                 os.set_blocking(fds[f["name"] + ".r"], False)
                 os.set_blocking(fds[f["name"] + ".w"], False)
-    for i, op in enumerate(PROGRAM["ops"]):
-        name, label = op["op"], f"ops[{{i}}] {{op['op']}}"
-        ctypes.set_errno(0)
-        if name == "sendfile2":
-            ret = libc.syscall(NR_SENDFILE2, fds[op["out"]], fds[op["in"]], offset(op["offset"], keep),
-                               u64(op["count"] % 2**64), u32(op["flags"] % 2**32))
-        elif name == "sendfile64":
-            ret = libc.sendfile(fds[op["out"]], fds[op["in"]], offset(op["offset"], keep), u64(op["count"] % 2**64))
-        elif name == "splice":
-            ret = libc.splice(fds[op["in"]], offset(op["off_in"], keep), fds[op["out"]], offset(op["off_out"], keep),
-                              u64(op["len"] % 2**64), u32(op["flags"] % 2**32))
-        elif name == "tee":
-            ret = libc.tee(fds[op["in"]], fds[op["out"]], u64(op["len"] % 2**64), u32(op["flags"] % 2**32))
-        elif name == "vmsplice":
-            buf = ctypes.create_string_buffer(pattern(0, 0, op["len"]), op["len"])
-            iov = (ctypes.c_void_p * 2)(ctypes.cast(buf, ctypes.c_void_p), op["len"])
-            ret = libc.vmsplice(fds[op["fd"]], iov, 1, u32(op["flags"] % 2**32))
-        elif name in ("sendmsg", "write"):
-            try:
-                data = pattern(0, 0, op["len"])
-                ret = objects[op["fd"]].sendmsg([data], [], op["flags"]) if name == "sendmsg" else os.write(fds[op["fd"]], data)
-            except OSError as err:
-                ret = -1
-                ctypes.set_errno(err.errno)
-        elif name == "peer_read":
-            try:
-                ret = len(peers[op["fd"]].recv(op["max"], socket.MSG_DONTWAIT))
-            except OSError as err:
-                ret = -1
-                ctypes.set_errno(err.errno)
-        elif name == "peer_close":
-            ret = peers[op["fd"]].close() or 0
-        elif name == "drain":
-            time.sleep(op.get("wait_ms", 0) / 1000)
-            drain(objects[op["fd"]], label)
-            continue
-        elif name == "setsockopt_zerocopy":
-            ret = libc.setsockopt(fds[op["fd"]], socket.SOL_SOCKET, SO_ZEROCOPY,
-                                  ctypes.byref(ctypes.c_int(op["value"])), 4)
-        elif name == "close":
-            ret = libc.close(fds[op["fd"]])
-        else:
-            continue
-        err = ctypes.get_errno() if ret < 0 else 0
-        print(f"{{label}} = {{ret}}" + (f" ({{errno.errorcode.get(err, err)}})" if ret < 0 else ""))
+    state = (fds, objects, peers, keep)
+    threaded = any(op.get("thread") for op in PROGRAM["ops"])
+    cpus = sorted(os.sched_getaffinity(0))[:2] if threaded else []
+    start = threading.Barrier(2 if threaded else 1)
+    second = threading.Thread(target=run_thread, args=(1, cpus, start, state)) if threaded else None
+    if second:
+        second.start()
+    run_thread(0, cpus, start, state)
+    if second:
+        second.join()
     time.sleep(0.2)
     for name, obj in objects.items():
         if isinstance(obj, socket.socket) and obj.fileno() >= 0:

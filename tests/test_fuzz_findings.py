@@ -139,3 +139,54 @@ def test_python_reproducer_runs_on_this_kernel(tmp_path):
     ran = subprocess.run(["python3", "-I", str(script)], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines()[:2] == ["ops[0] sendfile64 = 100", "ops[1] peer_read = 100"]
+
+
+THREADED_AND_FAULTED = Program.from_json({
+    "fds": [{"name": "s", "kind": "tcp4", "zerocopy": True}, {"name": "f", "kind": "file", "size": 8192},
+            {"name": "p", "kind": "pipe"}],
+    "ops": [{"op": "sendmsg", "fd": "s", "len": 1000, "flags": 0x4000000, "thread": 1},
+            {"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 4096, "fail_nth": 2},
+            {"op": "vmsplice", "fd": "p.w", "len": 10, "flags": 0, "fail_nth": 1, "thread": 1},
+            {"op": "write", "fd": "p.w", "len": 5, "fail_nth": 3},
+            {"op": "peer_read", "fd": "s", "max": 100000, "thread": 1}],
+})
+
+
+def reported_ops(output: str) -> set[tuple[int, str]]:
+    """(op index, "call" or "fault") for each line a reproducer printed about an op."""
+    return {(int(line[4:line.index("]")]), "fault" if " fault " in line else "call")
+            for line in output.splitlines() if line.startswith("ops[") and (" = " in line or " fault " in line)}
+
+
+EXPECTED_REPORTS = {(0, "call"), (1, "call"), (1, "fault"), (2, "call"), (2, "fault"), (3, "call"), (3, "fault"),
+                    (4, "call")}
+
+
+def test_c_reproducer_runs_thread_1_in_a_second_thread_and_arms_each_fault_right_before_its_call(tmp_path):
+    source = c_reproducer(THREADED_AND_FAULTED, None, "test")
+    thread_1 = source[source.index("static void *second_thread"):source.index("int main")]
+    assert [f"report({i}" in thread_1 or f"report_faulted({i}" in thread_1 for i in range(5)] == [
+        True, False, True, False, False]  # peer_read is a helper call of its own
+    assert "peer_read(4," in thread_1
+    lines = source.splitlines()
+    for i in (1, 2, 3):
+        armed = lines.index(f"\tint fault{i} = fault_arm({THREADED_AND_FAULTED.ops[i].fail_nth});")
+        assert lines[armed + 1].startswith(f"\treport_faulted({i}, ")
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler")
+    (tmp_path / "repro.c").write_text(source)
+    built = subprocess.run(["cc", "-static", "-pthread", "-Wall", "-Werror", "-o", str(tmp_path / "repro"),
+                            str(tmp_path / "repro.c")], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run([str(tmp_path / "repro")], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and reported_ops(ran.stdout) == EXPECTED_REPORTS, ran.stdout
+
+
+def test_python_reproducer_runs_threads_and_faults(tmp_path):
+    script = tmp_path / "repro.py"
+    script.write_text(python_reproducer(THREADED_AND_FAULTED, None, "test"))
+    ran = subprocess.run(["python3", "-I", str(script)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert reported_ops(ran.stdout) == EXPECTED_REPORTS, ran.stdout
+    if not os.path.exists("/proc/thread-self/fail-nth"):
+        assert ran.stdout.count("fault not armed: no /proc/thread-self/fail-nth") == 3
