@@ -9,7 +9,7 @@ peer reads and error-queue drains between calls. Every flag value comes from `Ab
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hypothesis import strategies as st
 
@@ -291,13 +291,56 @@ def full_buffers(ends: Endpoints) -> st.SearchStrategy[list[Op]]:
         lambda fd: [Op.make("sendmsg", fd=fd, len=FILL_BYTES, flags=MSG_DONTWAIT)] * 2)
 
 
+# --- faults and a second thread (vm/PROGRAM.md, "Fault injection", "Concurrent calls") -------
+
+
+def fault_sites() -> st.SearchStrategy[int]:
+    """Which fault site of a call fails: mostly one of its first allocations, sometimes one deep
+    in the send path (a page of the payload, the skb, the notification's ubuf)."""
+    return st.one_of(st.integers(1, 8), st.integers(9, 64))
+
+
+def with_fault(op: Op) -> st.SearchStrategy[Op]:
+    """The op as it is or, when it is one system call, with its n-th fault site failing."""
+    if not op.spec.one_call:
+        return st.just(op)
+    return st.one_of(st.just(op), fault_sites().map(lambda n: replace(op, fail_nth=n)))
+
+
+def on_either_thread(op: Op) -> st.SearchStrategy[Op]:
+    """The op in the thread it was given, or moved to the second one."""
+    return st.sampled_from([op, replace(op, thread=1)])
+
+
+def id_give_back_races(abi: Abi, ends: Endpoints) -> st.SearchStrategy[list[Op]]:
+    """The race the v2 cover letter describes: a sendmsg(MSG_ZEROCOPY) on the second thread takes
+    the socket's next notification id while a ZC sendfile2 that sends nothing (its offset is at
+    the end of the file) gives the id it took back."""
+    if not (abi.has_sendfile2 and abi.sendfile_zc):
+        return st.nothing()
+    return st.builds(lambda fd, n: [
+        Op.make("sendfile2", out=fd, **{"in": SOURCE}, offset=ends.size, count=PAGE, flags=abi.sendfile_zc),
+        Op.make("sendmsg", fd=fd, len=n, flags=MSG_ZEROCOPY, thread=1)],
+        st.sampled_from(ends.sockets), st.sampled_from([1, 100, PAGE]))
+
+
 @st.composite
-def programs(draw, abi: Abi, max_ops: int = 8) -> Program:
-    """A few calls on the same fixtures, so notification ids and socket state carry across."""
+def programs(draw, abi: Abi, max_ops: int = 8, faults_and_threads: bool = False) -> Program:
+    """A few calls on the same fixtures, so notification ids and socket state carry across.
+
+    `faults_and_threads` (off by default) also injects faults into calls and runs some of them
+    in a second thread. Today's oracles (fuzz/oracles.py) judge neither: a faulted call differs
+    from its sendfile64 twin and an interleaving from the program-order id count, so they would
+    report false findings until they read `fault_injected` and `thread` in the results.
+    """
     fixtures = draw(fixture_sets())
     ends = Endpoints.of(fixtures)
     steps = st.one_of(operations(abi, ends).map(lambda op: [op]), zerocopy_rounds(abi, ends), full_buffers(ends))
+    if faults_and_threads:
+        steps = st.one_of(steps, id_give_back_races(abi, ends))
     ops = [op for step in draw(st.lists(steps, min_size=1, max_size=max_ops)) for op in step][:max_ops]
+    if faults_and_threads:
+        ops = [draw(with_fault(op).flatmap(on_either_thread)) for op in ops]
     sysno = (("sendfile2", abi.nr_sendfile2),) if abi.has_sendfile2 else ()
     return Program(fds=fixtures, ops=tuple(ops), sysno=sysno, timeout_ms=FUZZ_TIMEOUT_MS,
                    settle_ms=FUZZ_SETTLE_MS)

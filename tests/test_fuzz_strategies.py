@@ -48,6 +48,48 @@ INTERESTING = {
 }
 
 
+def test_by_default_no_op_is_faulted_or_threaded():
+    """Today's oracles judge neither (see programs' docstring): they stay off unless asked for."""
+    @settings(profile("ci"), max_examples=100, phases=[Phase.generate])
+    @given(programs(RFC))
+    def check(program):
+        assert all(op.fail_nth == 0 and op.thread == 0 for op in program.ops)
+
+    check()
+
+
+def id_give_back_race(program: Program) -> bool:
+    """A ZC sendfile2 that sends nothing on thread 0 and a thread-1 sendmsg(MSG_ZEROCOPY) on its socket."""
+    sends_nothing = {op["out"] for op in program.ops if op.op == "sendfile2" and op.thread == 0
+                     and op["flags"] == RFC.sendfile_zc and op["offset"] == program.fixture("src").size}
+    return any(op.op == "sendmsg" and op.thread == 1 and op["flags"] == MSG_ZEROCOPY and op["fd"] in sends_nothing
+               for op in program.ops)
+
+
+FAULTS_AND_THREADS = {
+    "a faulted sendfile2 ZC": lambda p: any(op.op == "sendfile2" and op.fail_nth and op["flags"] == 2 for op in p.ops),
+    "a faulted sendmsg(MSG_ZEROCOPY)": lambda p: any(
+        op.op == "sendmsg" and op.fail_nth and op["flags"] & MSG_ZEROCOPY for op in p.ops),
+    "a fault deep in a call": lambda p: any(op.fail_nth > 8 for op in p.ops),
+    "ops on both threads": lambda p: {op.thread for op in p.ops} == {0, 1},
+    "the id give-back race": id_give_back_race,
+}
+
+
+def test_faults_and_threads_when_asked_for():
+    reached = set()
+
+    @settings(profile("ci"), max_examples=200, phases=[Phase.generate])
+    @given(programs(RFC, faults_and_threads=True))
+    def collect(program):
+        assert Program.from_json(program.to_json()) == program
+        assert all(op.spec.one_call for op in program.ops if op.fail_nth)
+        reached.update(name for name, predicate in FAULTS_AND_THREADS.items() if predicate(program))
+
+    collect()
+    assert reached == set(FAULTS_AND_THREADS)
+
+
 def test_generation_reaches_the_interesting_cases():
     reached = set()
 
