@@ -276,7 +276,7 @@ def test_without_fail_nth_the_call_runs_unfaulted_and_says_so(host, thread):
     result = run(host, [{"name": "f", "kind": "file", "size": 4096}, {"name": "s", "kind": "tcp4"}],
                  [{"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 512, "fail_nth": 1,
                    "thread": thread},
-                  {"op": "sendfile64", "out": "s", "in": "f", "offset": 512, "count": 512}])
+                  {"op": "sendfile64", "out": "s", "in": "f", "offset": 512, "count": 512, "thread": thread}])
     assert (result.ret(0), result.ops[0]["fault_injected"], result.ops[0]["skipped_fault"]) == (512, False,
                                                                                                 "no fail-nth")
     assert "fault_injected" not in result.ops[1] and "skipped_fault" not in result.ops[1]
