@@ -2,7 +2,10 @@
 
 A reviewer reads and runs them without zcfuzz: fixtures are built with the same calls the
 executor makes, each op prints its return value and errno, drains print the notification
-ranges. The sendfile2 number is the one of the kernel the finding came from.
+ranges. The sendfile2 number is the one of the kernel the finding came from. As in the
+executor, an op with `fail_nth` arms /proc/thread-self/fail-nth right before its call and says
+whether the fault was injected, and thread 1's ops run in a second thread pinned to the second
+CPU, both threads starting on a barrier (vm/PROGRAM.md).
 """
 
 from __future__ import annotations
