@@ -1,11 +1,12 @@
 """Findings on disk: one folder per distinct finding, written so that a kill loses nothing.
 
 A finding is keyed by its crash title or by oracle and clause. Its folder holds `finding.json`
-(title, oracle, revision, kernel, program, ...), `program.json`, `repro.c`, `repro.py` and, after
-a crash, `console.log`. A folder appears whole (built aside in a folder whose name starts with
-`.`, then renamed into place); a smaller program for the same key later replaces each file
-atomically, `finding.json` last, so `finding.json` says which version a folder holds: after a
-kill, `tidy` brings the other files back in line with it and removes what was being built.
+(title, oracle, revision, kernel, program, the machine that found it first, ...), `program.json`,
+`repro.c`, `repro.py` and, after a crash, `console.log`. A folder appears whole (built aside in
+a folder whose name starts with `.`, then renamed into place); a smaller program for the same key
+later replaces each file atomically, `finding.json` last, so `finding.json` says which version a
+folder holds: after a kill, `tidy` brings the other files back in line with it and removes what
+was being built.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +42,11 @@ def folder_name(key: str) -> str:
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
+def revision_of(kernel_info: dict) -> str:
+    """The revision findings on this kernel are recorded for."""
+    return kernel_info.get("revision") or kernel_info.get("target", "")
+
+
 def program_json(program: Program) -> str:
     return json.dumps(program.to_json(), indent=2) + "\n"
 
@@ -61,11 +68,13 @@ def write_atomic(path: Path, text: str) -> None:
 class FindingStore:
     """The findings folder of a campaign, shared by its workers."""
 
-    def __init__(self, root: Path, kernel_info: dict, campaign_started: float | None = None):
+    def __init__(self, root: Path, kernel_info: dict, campaign_started: float | None = None,
+                 machine: str | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.kernel_info = kernel_info
         self.campaign_started = campaign_started  # time.time() when the campaign began
+        self.machine = machine or socket.gethostname()
 
     def folder(self, key: str) -> Path:
         return self.root / folder_name(key)
@@ -99,13 +108,14 @@ class FindingStore:
     def program(self, key: str) -> Program:
         return Program.from_json(json.loads((self.folder(key) / "program.json").read_text()))
 
-    def record(self, violation: Violation, program: Program, console: str = "") -> bool:
-        """Write the finding if it is new or `program` is smaller than the one on disk."""
-        first = self.recorded(violation.key) or {}
-        if not smaller_than_recorded(program, first):
+    def record(self, violation: Violation, program: Program, console: str = "", origin: dict | None = None) -> bool:
+        """Write the finding if it is new or `program` is smaller than the one on disk. `origin`
+        is the finding as another machine recorded it first (Redis), when it is new here."""
+        recorded = self.recorded(violation.key)
+        if not smaller_than_recorded(program, recorded):
             return False
-        files = self.files(violation, program, console, first)
-        if not first and self._create(violation.key, files):
+        files = self.files(violation, program, console, recorded or origin or {})
+        if not recorded and self._create(violation.key, files):
             return True
         folder = self.folder(violation.key)
         for name, text in files.items():
@@ -182,10 +192,11 @@ class FindingStore:
             "clause_id": violation.clause_id,
             "op_index": violation.op_index,
             "message": violation.message,
-            "revision": info.get("revision") or info.get("target", ""),
+            "revision": revision_of(info),
             "kernel": info.get("base_version", ""),
             "program": program.to_json(),
             "size": list(program_size(program)),
+            "machine": first.get("machine", self.machine),
             "found": first.get("found", time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))),
             "found_after_s": found_after,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),

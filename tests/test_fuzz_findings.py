@@ -54,6 +54,19 @@ def test_dedup_keeps_the_smallest_program(tmp_path):
     assert (store.folder(CRASH.key) / "console.log").read_text().startswith("BUG:")
 
 
+def test_a_finding_found_first_elsewhere_keeps_who_and_when(tmp_path):
+    there = FindingStore(tmp_path / "there", INFO, machine="lab-1")
+    there.record(LOST, program(2))
+    origin = there.findings()[0]
+    here = FindingStore(tmp_path / "here", INFO, machine="ci-runner")
+    assert here.record(LOST, program(2), origin=origin)
+    assert here.record(LOST, program(1))
+    document = finding(here, LOST)
+    assert (document["machine"], document["found"]) == ("lab-1", origin["found"])
+    assert len(document["program"]["ops"]) == 1
+    assert not here.record(LOST, program(1), origin=origin)  # no smaller than the one here
+
+
 def test_a_snapshot_puts_a_replaced_finding_back(tmp_path):
     store = FindingStore(tmp_path, INFO)
     store.record(CRASH, program(3), console="BUG: kernel NULL pointer dereference\n")
