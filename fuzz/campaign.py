@@ -9,6 +9,12 @@ seen. Keys recorded before a round do not fail it: the campaign keeps generating
 finding. The example database keeps failing examples and target scores, so a campaign stopped
 mid-shrink resumes there.
 
+With `--database redis://...` campaigns on several machines share one Redis (fuzz.shared): the
+example database, and the findings, which a worker syncs at the start of each round (it offers
+its own smaller programs and replays, on a fresh kernel, the shared ones it lacks, so a finding
+made anywhere is replayed, not searched for again) and at its end (it offers what the round
+confirmed). `--shard I/N` gives each machine its own part of the spec programs and seeds.
+
 Nothing of a campaign outlives it: SIGINT or SIGTERM stops the workers (each ends its program,
 then closes its target), and a worker takes its parent's death, even by SIGKILL, as a SIGTERM
 (vm.lifetime), as its guest takes the worker's.
@@ -31,13 +37,19 @@ from pathlib import Path
 
 from hypothesis import core as hypothesis_core
 from hypothesis import given, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import ExampleDatabase
 
 from conformance.cases import spec_programs
 from fuzz.abi import Abi
-from fuzz.findings import FindingStore, finding_files
+from fuzz.findings import (
+    FindingStore,
+    finding_files,
+    revision_of,
+    smaller_than_recorded,
+)
 from fuzz.oracles import Verdict, Violation, judge
 from fuzz.profiles import profile as hypothesis_profile
+from fuzz.shared import Shared, example_database, machine_name
 from fuzz.strategies import programs
 from vm.errors import UserError
 from vm.lifetime import die_with_parent
@@ -51,6 +63,7 @@ BUDGET_END_GRACE_S = 30.0  # at the budget's end a worker may still check a shru
 STOP_GRACE_S = 10.0  # after SIGINT/SIGTERM a worker ends its program, else it is sent SIGTERM
 EXIT_GRACE_S = 5  # a worker sent SIGTERM closes its target in this long, or SIGALRM ends it
 _BUDGET = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)\Z")
+_SHARD = re.compile(r"(\d+)/(\d+)\Z")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -60,6 +73,14 @@ def parse_budget(text: str) -> float:
     if not match or float(match.group(1)) <= 0:
         raise UserError(f"bad budget {text!r}: give a duration such as 30s, 10m or 2h")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` -> (I, N): this machine takes the I-th of N parts (0 <= I < N)."""
+    match = _SHARD.match(text.strip())
+    if not match or not int(match.group(1)) < int(match.group(2)):
+        raise UserError(f"bad shard {text!r}: give I/N with 0 <= I < N, such as 0/2 and 1/2 on two machines")
+    return int(match.group(1)), int(match.group(2))
 
 
 def default_findings_dir(target_spec: str) -> Path:
@@ -104,6 +125,7 @@ def finding_error(key: str) -> type[FindingError]:
 
 @dataclass
 class Stats:
+    revision: str = ""
     programs: int = 0
     executor_errors: int = 0
     unconfirmed: int = 0
@@ -111,18 +133,21 @@ class Stats:
 
 
 class Fuzzer:
-    """One worker: a target, its kernel's ABI, the shared findings and example database."""
+    """One worker: a target, its kernel's ABI, the findings and example database it shares with
+    the campaign's other workers, and with other machines' through `shared` (Redis)."""
 
-    def __init__(self, target: Target, store: FindingStore, database_dir: Path, deadline: float,
-                 should_stop=lambda: False):
+    def __init__(self, target: Target, store: FindingStore, database: ExampleDatabase, deadline: float,
+                 should_stop=lambda: False, shared: Shared | None = None):
         self.target = target
         self.info = store.kernel_info
         self.abi = Abi.from_kernel_info(self.info)
         self.store = store
-        self.database = DirectoryBasedExampleDatabase(str(database_dir))
+        self.database = database
+        self.shared = shared
         self.deadline = deadline
         self.should_stop = should_stop
-        self.stats = Stats()
+        self.stats = Stats(revision=revision_of(self.info))
+        self.replayed: set[str] = set()  # shared programs this worker replayed (key and program)
         self.settled: set[str] = set()  # keys recorded before this round: they no longer fail
         self.found: set[str] = set()  # keys this worker confirmed
         # Findings whose program a smaller one replaced this round, as they were before it: the
@@ -163,6 +188,7 @@ class Fuzzer:
     def in_round(self, run: Callable[[], None]) -> None:
         """`run` as one round: keys recorded before it do not fail it, what it finds is minimised
         after it, and the smaller programs it recorded are checked on a fresh kernel at the end."""
+        self.sync(replay=True)
         self.settled = set(self.store.keys())
         try:
             run()
@@ -173,6 +199,40 @@ class Fuzzer:
             raise
         finally:
             self.check_replacements()
+            self.sync(replay=False)
+
+    def sync(self, replay: bool) -> None:
+        """Offer Redis each finding whose program here is smaller than the shared one (or that it
+        lacks: found while it was away, or before a kill); with `replay`, replay each shared one
+        smaller than ours. Redis away: nothing to do, the folder keeps everything for later."""
+        if self.shared is None:
+            return
+        shared = self.shared.findings(self.stats.revision)
+        if shared is None:
+            return
+        local = {doc["key"]: doc for doc in self.store.findings() if "key" in doc}
+        for key, doc in local.items():
+            if smaller_than_recorded(Program.from_json(doc["program"]), shared.get(key)):
+                self.shared.offer(doc)
+        for key, doc in shared.items() if replay else ():
+            if smaller_than_recorded(Program.from_json(doc["program"]), local.get(key)):
+                self.replay_shared(doc)
+
+    def replay_shared(self, doc: dict) -> None:
+        """Replay a finding another machine shared, as a new one is confirmed: on a fresh kernel,
+        CONFIRM_RUNS times. Kept if it fails each time; either way, tried once per worker."""
+        program = with_target_sysno(Program.from_json(doc["program"]), self.info)
+        tried = f"{doc['key']}\n{program.dumps()}"
+        if tried in self.replayed:
+            return
+        self.replayed.add(tried)
+        verdict = self.confirmed(program, doc["key"], fresh=True)
+        if verdict is None:
+            print(f"zcfuzz: {doc['title']}, shared by {doc.get('machine', '?')}, does not fail here",
+                  file=sys.stderr, flush=True)
+            return
+        violation = next(v for v in verdict.violations if v.key == doc["key"])
+        self.store.record(violation, program, self.console(verdict), origin=doc)
 
     def check_replacements(self) -> None:
         """Each program that replaced a smaller finding's this round must fail on a fresh kernel
@@ -217,6 +277,7 @@ class Fuzzer:
                     continue
                 self.found.add(violation.key)
                 self.store.record(violation, program, self.console(verdict))
+                self.sync(replay=False)  # other machines stop searching for it as soon as can be
             else:
                 self.keep_if_smaller(violation, program, verdict)
             failing = failing or violation
@@ -245,19 +306,21 @@ class Fuzzer:
         self.stats.reached |= verdict.reached
         return verdict
 
-    def confirmed(self, program: Program, key: str, fresh: bool) -> bool:
+    def confirmed(self, program: Program, key: str, fresh: bool) -> Verdict | None:
         """The violation comes back on each of CONFIRM_RUNS more runs that wait longer for
         completions (a slow kernel is not a lossy one, a race won once is no reproducer); with
         `fresh`, each on a kernel that has printed no report since it booted, so that what a
         leaky kernel left behind is not what fails. A fresh kernel costs a switch to the spare
-        guest, so smaller programs found while shrinking are checked that way once per round."""
+        guest, so smaller programs found while shrinking are checked that way once per round.
+        The last run's verdict if it came back each time, else None."""
+        again = None
         for _ in range(CONFIRM_RUNS):
             if fresh and self.target.tainted:
                 self.target.restart()
             again = self.judge(confirmation_program(program))
             if again is None or not any(v.key == key for v in again.violations):
-                return False
-        return True
+                return None
+        return again
 
     @staticmethod
     def console(verdict: Verdict) -> str:
@@ -288,6 +351,8 @@ class CampaignConfig:
     spec_programs: bool = True  # run the spec's programs (conformance.cases) before generating
     until_first_finding: bool = False  # stop once a finding is on disk (time to a mutant's kill)
     target_options: dict = field(default_factory=dict)  # open_target's options: source, build
+    database: str | None = None  # redis://HOST:PORT/DB shared with other machines' campaigns
+    shard: tuple[int, int] = (0, 1)  # this machine's part of the spec programs and seeds: I of N
 
     @property
     def findings_dir(self) -> Path:
@@ -315,15 +380,18 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started:
         print(f"zcfuzz: error: {err}", file=sys.stderr)
         sys.exit(err.exit_status)
     with tgt:
-        store = FindingStore(config.findings_dir, tgt.kernel_info(), campaign_started=started)
-        fuzzer = Fuzzer(tgt, store, config.database_dir, deadline, should_stop=stop.is_set)
+        shared = Shared(config.database) if config.database else None
+        store = FindingStore(config.findings_dir, tgt.kernel_info(), campaign_started=started, machine=machine_name())
+        fuzzer = Fuzzer(tgt, store, example_database(config.database_dir, shared), deadline,
+                        should_stop=stop.is_set, shared=shared)
         last = time.monotonic()
         round_number = 0
         try:
             if config.spec_programs:
-                fuzzer.run_spec_programs(spec_programs(fuzzer.abi, fuzzer.info)[worker::config.workers])
+                programs = spec_programs(fuzzer.abi, fuzzer.info)
+                fuzzer.run_spec_programs(share_of(programs, config.shard, worker, config.workers))
             while not stop.is_set() and time.monotonic() < deadline:
-                fuzzer.run_round(hash((config.seed, worker, round_number)) & 0xFFFFFFFF)
+                fuzzer.run_round(round_seed(config.seed, config.shard, worker, round_number))
                 round_number += 1
                 if time.monotonic() - last > PROGRESS_INTERVAL_S:
                     reports.put((worker, fuzzer.stats))
@@ -332,6 +400,20 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started:
             pass
         finally:
             reports.put((worker, fuzzer.stats))
+
+
+def share_of(programs: list[Program], shard: tuple[int, int], worker: int, workers: int) -> list[Program]:
+    """A worker's part of the spec programs: its machine's I-th of N parts, then its own of that,
+    so machines with different numbers of workers still split them with nothing run twice."""
+    index, count = shard
+    return programs[index::count][worker::workers]
+
+
+def round_seed(seed: int, shard: tuple[int, int], worker: int, round_number: int) -> int:
+    """Worker w of shard I/N seeds as worker w*N+I of one big campaign: no two workers of any
+    machine draw the same programs, and a machine alone (0/1) draws what it always did."""
+    index, count = shard
+    return hash((seed, worker * count + index, round_number)) & 0xFFFFFFFF
 
 
 def leave(signum: int, frame) -> None:
@@ -346,6 +428,9 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
     SIGINT or SIGTERM stops the workers cleanly first, then has its usual effect."""
     if config.workers < 1:
         raise UserError("--workers must be at least 1")
+    shared = Shared(config.database) if config.database else None
+    if shared is not None:
+        shared.check()
     FindingStore(config.findings_dir, {}).tidy()  # what a killed campaign left half written
     context = multiprocessing.get_context("fork")
     reports, stop = context.Queue(), context.Event()
@@ -353,6 +438,7 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
     procs = [context.Process(target=worker_main, args=(config, w, config.budget_s, started, reports, stop,
                                                        os.getpid()), daemon=True) for w in range(config.workers)]
     start = time.monotonic()
+    progress = Progress(out, config.findings_dir, shared)
     latest: dict[int, Stats] = {}
     stopped_by: list[int] = []
 
@@ -367,7 +453,7 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
             drain_reports(reports, latest)
             if config.until_first_finding and finding_files(config.findings_dir):
                 stop.set()
-            print_progress(out, time.monotonic() - start, latest, config.findings_dir, final=False)
+            progress.show(time.monotonic() - start, latest, final=False)
             time.sleep(PROGRESS_INTERVAL_S if any(p.is_alive() for p in procs) else 0)
     finally:
         stop.set()
@@ -375,7 +461,7 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         drain_reports(reports, latest)
-    totals = print_progress(out, time.monotonic() - start, latest, config.findings_dir, final=True)
+    totals = progress.show(time.monotonic() - start, latest, final=True)
     if stopped_by:
         signal.raise_signal(stopped_by[0])  # KeyboardInterrupt, or the end SIGTERM means
     failed = [p.exitcode for p in procs if p.exitcode]
@@ -413,26 +499,44 @@ def drain_reports(reports, latest: dict[int, Stats]) -> None:
         latest[worker] = stats
 
 
-def print_progress(out, elapsed: float, latest: dict[int, Stats], findings_dir: Path, final: bool) -> dict:
-    programs = sum(s.programs for s in latest.values())
-    reached = set().union(*(s.reached for s in latest.values())) if latest else set()
-    totals = {
-        "programs": programs,
-        "programs_per_s": programs / elapsed if elapsed > 0 else 0.0,
-        "findings": len(finding_files(findings_dir)),
-        "clauses_reached": len(reached),
-        "executor_errors": sum(s.executor_errors for s in latest.values()),
-        "unconfirmed": sum(s.unconfirmed for s in latest.values()),
-    }
-    line = (f"[{int(elapsed) // 3600}:{int(elapsed) // 60 % 60:02}:{int(elapsed) % 60:02}] "
-            f"{totals['programs']} programs, {totals['programs_per_s']:.1f}/s, {totals['findings']} findings, "
-            f"{totals['clauses_reached']} clauses reached")
-    if totals["executor_errors"]:
-        line += f", {totals['executor_errors']} executor errors"
-    interactive = getattr(out, "isatty", lambda: False)()
-    if final or interactive:
-        print(("\r" if interactive else "") + line + ("\n" if final else ""), end="", file=out, flush=True)
-    return totals
+class Progress:
+    """The progress line: this campaign's totals and, with a shared database, every running
+    campaign's on the same revision, as each reports its own to Redis."""
+
+    def __init__(self, out, findings_dir: Path, shared: Shared | None):
+        self.out, self.findings_dir, self.shared = out, findings_dir, shared
+        self.campaign = f"{machine_name()}:{os.getpid()}"
+
+    def show(self, elapsed: float, latest: dict[int, Stats], final: bool) -> dict:
+        programs = sum(s.programs for s in latest.values())
+        reached = set().union(*(s.reached for s in latest.values())) if latest else set()
+        totals = {
+            "programs": programs,
+            "programs_per_s": programs / elapsed if elapsed > 0 else 0.0,
+            "findings": len(finding_files(self.findings_dir)),
+            "clauses_reached": len(reached),
+            "executor_errors": sum(s.executor_errors for s in latest.values()),
+            "unconfirmed": sum(s.unconfirmed for s in latest.values()),
+        }
+        line = (f"[{int(elapsed) // 3600}:{int(elapsed) // 60 % 60:02}:{int(elapsed) % 60:02}] "
+                f"{totals['programs']} programs, {totals['programs_per_s']:.1f}/s, {totals['findings']} findings, "
+                f"{totals['clauses_reached']} clauses reached")
+        if totals["executor_errors"]:
+            line += f", {totals['executor_errors']} executor errors"
+        revision = next((s.revision for s in latest.values()), None)
+        if self.shared is not None and revision is not None:
+            self.shared.report(revision, self.campaign, {"machine": machine_name(), **totals})
+            everyone = self.shared.combined(revision)
+            if everyone is None:
+                line += "; all machines: Redis away"
+            else:
+                totals["shared"] = everyone
+                line += (f"; all {everyone['campaigns']} campaigns on {revision}: {everyone['programs']} programs, "
+                         f"{everyone['programs_per_s']:.1f}/s, {everyone['findings']} findings")
+        interactive = getattr(self.out, "isatty", lambda: False)()
+        if final or interactive:
+            print(("\r" if interactive else "") + line + ("\n" if final else ""), end="", file=self.out, flush=True)
+        return totals
 
 
 # --- replaying a finding -----------------------------------------------------------------------
@@ -457,14 +561,36 @@ def replay_each(folders: list[Path], target_spec: str, **target_options):
             raise UserError(f"{folder}: unreadable finding: {err}") from None
         loaded.append((folder, finding, program))
     with open_target(target_spec, **target_options) as tgt:
-        info = tgt.kernel_info()
-        for folder, finding, program in loaded:
-            if tgt.tainted:
-                tgt.restart()  # each finding on a kernel that no earlier one left a report on
-            program = confirmation_program(with_target_sysno(program, info))
-            verdict = judge(tgt, program, Abi.from_kernel_info(info), info)
-            same = [v for v in verdict.violations if v.key == finding["key"]]
-            if same:
-                yield folder, True, same[0].message
-            else:
-                yield folder, False, "; ".join(v.message for v in verdict.violations) or "clean"
+        yield from replay_on(tgt, loaded)
+
+
+def replay_shared(database: str, target_spec: str, **target_options):
+    """(title, still fails, what was seen) for each finding shared in Redis for the revision
+    the target runs, as `replay_each` replays folders."""
+    shared = Shared(database)
+    shared.check()
+    with open_target(target_spec, **target_options) as tgt:
+        revision = revision_of(tgt.kernel_info())
+        findings = shared.findings(revision)
+        if findings is None:
+            raise UserError(f"Redis at {database} went away")
+        if not findings:
+            known = ", ".join(shared.revisions()) or "none"
+            raise UserError(f"no shared findings for {revision} in {database} (revisions with findings: {known})")
+        yield from replay_on(tgt, [(doc["title"], doc, Program.from_json(doc["program"]))
+                                   for doc in sorted(findings.values(), key=lambda d: d.get("found", ""))])
+
+
+def replay_on(tgt: Target, loaded: list[tuple]):
+    """(name, still fails, what was seen) for each (name, finding, program) of `loaded`."""
+    info = tgt.kernel_info()
+    for name, finding, program in loaded:
+        if tgt.tainted:
+            tgt.restart()  # each finding on a kernel that no earlier one left a report on
+        program = confirmation_program(with_target_sysno(program, info))
+        verdict = judge(tgt, program, Abi.from_kernel_info(info), info)
+        same = [v for v in verdict.violations if v.key == finding["key"]]
+        if same:
+            yield name, True, same[0].message
+        else:
+            yield name, False, "; ".join(v.message for v in verdict.violations) or "clean"

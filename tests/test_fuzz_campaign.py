@@ -16,9 +16,20 @@ import pytest
 from conformance.cases import rows_of, spec_programs
 from conformance.spec import CLAUSES
 from fuzz.abi import Abi
-from fuzz.campaign import EXIT_GRACE_S, STOP_GRACE_S, CampaignConfig, Fuzzer, parse_budget, run_campaign
+from fuzz.campaign import (
+    EXIT_GRACE_S,
+    STOP_GRACE_S,
+    CampaignConfig,
+    Fuzzer,
+    parse_budget,
+    parse_shard,
+    round_seed,
+    run_campaign,
+    share_of,
+)
 from fuzz.findings import FindingStore, finding_files
 from fuzz.oracles import Violation
+from fuzz.shared import example_database
 from vm.program import Program, ProgramResult
 from vm.target import KernelCrash, Target
 
@@ -47,7 +58,8 @@ class SpliceWarns(Target):
 
 def fuzzer(tmp_path, target, budget_s=120.0):
     store = FindingStore(tmp_path / "findings", target.kernel_info())
-    return Fuzzer(target, store, tmp_path / "findings" / "examples", time.monotonic() + budget_s)
+    examples = example_database(tmp_path / "findings" / "examples", None)
+    return Fuzzer(target, store, examples, time.monotonic() + budget_s)
 
 
 def test_a_finding_is_shrunk_recorded_once_and_resumed(tmp_path):
@@ -137,6 +149,32 @@ def test_bad_budgets_are_one_line_errors(text):
 
     with pytest.raises(UserError, match="bad budget"):
         parse_budget(text)
+
+
+@pytest.mark.parametrize("text, shard", [("0/1", (0, 1)), ("1/2", (1, 2)), (" 3/4 ", (3, 4))])
+def test_shards(text, shard):
+    assert parse_shard(text) == shard
+
+
+@pytest.mark.parametrize("text", ["", "2/2", "1", "-1/2", "a/b", "1/0"])
+def test_bad_shards_are_one_line_errors(text):
+    from vm.errors import UserError
+
+    with pytest.raises(UserError, match="bad shard"):
+        parse_shard(text)
+
+
+def test_shards_split_spec_programs_and_seeds_with_nothing_twice():
+    """Two machines, one with two workers and one with three: every spec program runs once, no
+    two workers draw the same seeds, and one machine alone seeds as it always did."""
+    info = SpliceWarns().kernel_info()
+    programs = spec_programs(Abi.from_kernel_info(info), info)
+    shares = [share_of(programs, (shard, 2), w, workers) for shard, workers in ((0, 2), (1, 3)) for w in range(workers)]
+    assert sorted(p.dumps() for share in shares for p in share) == sorted(p.dumps() for p in programs)
+    seeds = {round_seed(7, (shard, 2), w, r) for shard, workers in ((0, 2), (1, 3)) for w in range(workers)
+             for r in range(10)}
+    assert len(seeds) == 50
+    assert round_seed(7, (0, 1), 1, 3) == hash((7, 1, 3)) & 0xFFFFFFFF
 
 
 def test_short_campaign_on_the_host_kernel(tmp_path):
