@@ -277,7 +277,7 @@ def boot_figures(target, boots: int) -> dict:
         started.append(target.boot().boot_seconds)
     target.close()
     for _ in range(boots):
-        with Guest(target.bzimage, target.initramfs, target.accel) as guest:
+        with Guest(target.kernel, target.initramfs, target.accel) as guest:
             cold.append(guest.boot_seconds)
             console = guest.console_text()
     return {"boot_s_median": round(statistics.median(started), 2), "boot_s": [round(t, 2) for t in started],
@@ -289,7 +289,7 @@ def initcall_figures(target) -> dict:
     """One boot with initcall_debug: the slowest initcalls (this boot is slower, so not timed)."""
     from vm.qemu import BOOT_TIMEOUT_S, Guest
 
-    with Guest(target.bzimage, target.initramfs, target.accel, boot_timeout=3 * BOOT_TIMEOUT_S,
+    with Guest(target.kernel, target.initramfs, target.accel, boot_timeout=3 * BOOT_TIMEOUT_S,
                cmdline_extra="initcall_debug ignore_loglevel") as guest:
         console = guest.console_text()
     calls = slowest_initcalls(console)

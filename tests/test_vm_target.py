@@ -171,3 +171,15 @@ def test_a_saved_guest_that_does_not_restore_gives_way_to_a_boot(base_target):
     assert base_target.run(Program.from_json(SENDFILE_TO_TCP)).ret(0) == 512
     assert not base_target.guest.restored
     assert base_target.snapshot.stat().st_size > 1 << 20  # saved again from the booted guest
+
+
+def test_guests_have_two_cpus_and_keep_time_by_the_tsc(base_target):
+    """The lean kernel has no ACPI: CPUs come from the firmware's MP table (one per socket) and
+    the TSC rate from the host, or the guest would run on one CPU and keep time in jiffies."""
+    from vm.qemu import Guest, guest_vcpus
+
+    with Guest(base_target.kernel, base_target.initramfs, base_target.accel, cmdline_extra="loglevel=7") as guest:
+        console = guest.console_text()
+    assert f"smp: Brought up 1 node, {guest_vcpus()} CPUs" in console
+    if base_target.accel == "tcg":
+        assert "Switched to clocksource tsc" in console and "Marking TSC unstable" not in console

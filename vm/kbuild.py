@@ -773,8 +773,11 @@ def publish(slot: Slot, folder: Path, base: BaseSource, revision: Revision, frag
 def kernel_info(build: KernelBuild) -> dict:
     """info.json plus where the artefacts are on this machine."""
     info = build.info
+    pvh = config_values((build.folder / "config").read_text()).get("CONFIG_PVH") == "y"
     info.update(bzimage=str(build.folder / "bzImage"), vmlinux=str(build.folder / "vmlinux"),
-                headers=str(build.folder / "headers"), key=build.key)
+                headers=str(build.folder / "headers"), key=build.key,
+                # a PVH kernel boots from vmlinux as it is: nothing to decompress
+                boot_image=str(build.folder / ("vmlinux" if pvh else "bzImage")))
     return info
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
+import mmap
 import os
+import platform
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -35,12 +36,17 @@ import psutil
 from vm import kbuild, triage
 from vm.errors import UserError, missing
 from vm.executor import executor_binary
+from vm.lifetime import die_with_parent
 from vm.program import ExecutorError, Program, ProgramResult, decode_reply
 from vm.target import KernelCrash, Target
 
 QEMU = "qemu-system-x86_64"
 READY_LINE = b"zcfuzz-executor ready"
 GUEST_MEMORY_MB = 1024
+# Two vCPUs by default, so the CPU completing TX or processing ACKs can race the sending one;
+# multi-threaded TCG gives each its own host thread.
+DEFAULT_VCPUS = 2
+MAX_VCPUS = 8  # CONFIG_NR_CPUS of the guest config
 QEMU_RSS_LIMIT = (GUEST_MEMORY_MB + 768) * 1024 * 1024
 # Every bug report but a WARNING panics the guest: the QEMU process exiting is the crash signal.
 # WARNINGs are counted by the executor (/sys/kernel/warn_count) and leave the kernel running.
@@ -48,8 +54,9 @@ KERNEL_CMDLINE = (
     "console=ttyS0 loglevel=5 printk.time=1 panic=-1 oops=panic "
     "hung_task_panic=1 softlockup_panic=1 kasan.fault=panic rdinit=/init "
     # Boot speed under TCG: ACPI probing and the W+X page-table walk (rodata) cost seconds,
-    # and a guest needs no side-channel mitigations.
-    "acpi=off rodata=off mitigations=off"
+    # and a guest needs no side-channel mitigations. Without ACPI there is no HPET, and the
+    # clocksource watchdog would find TCG's TSC unstable and fall back to jiffies (4 ms steps).
+    "acpi=off rodata=off mitigations=off tsc=reliable"
 )
 BOOT_TIMEOUT_S = 60.0
 # CONFIG_DEFAULT_HUNG_TASK_TIMEOUT is 20 s and khungtaskd checks as often: a hang is reported
@@ -59,7 +66,6 @@ WARNING_REPORT_END = "---[ end trace"
 WARNING_REPORT_WAIT_S = 5.0
 PROBE_TIMEOUT_S = 15.0
 BOOT_ATTEMPTS = 2
-PR_SET_PDEATHSIG = 1
 SNAPSHOT_SAVE_TIMEOUT_S = 120.0
 SNAPSHOTS_KEPT = 6  # a snapshot is about 250 MiB; the least recently used beyond these go
 
@@ -77,10 +83,58 @@ def qemu_version() -> str:
     return subprocess.run([qemu_binary(), "--version"], capture_output=True, text=True).stdout.strip()
 
 
-def die_with_parent() -> None:
-    """Runs in the QEMU child before exec: SIGKILL it when zcfuzz dies, however zcfuzz ends."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+# rdtsc; shl rdx, 32; or rax, rdx; ret
+RDTSC_X86_64 = bytes.fromhex("0f31" "48c1e220" "4809d0" "c3")
+
+
+@functools.cache
+def host_tsc_khz() -> int | None:
+    """The host's TSC rate, which is the guest's under TCG (QEMU passes host ticks through
+    unscaled). None off x86_64 or where executable memory is refused."""
+    if platform.machine() != "x86_64":
+        return None
+    try:
+        code = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except OSError:
+        return None
+    code.write(RDTSC_X86_64)
+    rdtsc = ctypes.CFUNCTYPE(ctypes.c_uint64)(ctypes.addressof(ctypes.c_char.from_buffer(code)))
+    rates = []
+    for _ in range(3):
+        started, ticks = time.perf_counter_ns(), rdtsc()
+        time.sleep(0.02)
+        rates.append((rdtsc() - ticks) * 1_000_000 // (time.perf_counter_ns() - started))
+    del rdtsc
+    return sorted(rates)[1]
+
+
+def tsc_rate(accel: str) -> str:
+    """Kernel parameters that give a TCG guest its TSC rate. It has neither ACPI's PM timer nor
+    an HPET to calibrate the TSC against and PIT calibration fails under TCG, so it would mark
+    the TSC unstable and keep time in 4 ms jiffies; told the rate, it keeps a TSC clocksource."""
+    khz = host_tsc_khz() if accel == "tcg" else None
+    return f"tsc_early_khz={khz}" if khz else ""
+
+
+def guest_vcpus() -> int:
+    """vCPUs per guest: ZCFUZZ_VCPUS, else DEFAULT_VCPUS."""
+    value = os.environ.get("ZCFUZZ_VCPUS", str(DEFAULT_VCPUS))
+    if not value.isdigit() or not 1 <= int(value) <= MAX_VCPUS:
+        raise UserError(f"ZCFUZZ_VCPUS={value!r}: give a number of vCPUs from 1 to {MAX_VCPUS}")
+    return int(value)
+
+
+def machine_args(accel: str) -> list[str]:
+    """QEMU and the machine every guest runs on: memory, vCPUs (multi-threaded under TCG), no
+    default devices, no display; a guest never reboots, it ends."""
+    return [
+        qemu_binary(), "-accel", "tcg,thread=multi" if accel == "tcg" else accel,
+        # One CPU per socket: the firmware's MP table, which the guest enumerates CPUs from
+        # (it has no ACPI), lists one CPU per package.
+        "-m", str(GUEST_MEMORY_MB), "-smp", f"{guest_vcpus()},sockets={guest_vcpus()}",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-cpu", "qemu64" if accel == "tcg" else "host",
+    ]
 
 
 # --- initramfs -------------------------------------------------------------------------------
@@ -125,7 +179,7 @@ def initramfs_for(executor: Path) -> Path:
 # --- accelerator -----------------------------------------------------------------------------
 
 
-def choose_accel(requested: str, bzimage: Path, initramfs: Path) -> str:
+def choose_accel(requested: str, kernel: Path, initramfs: Path) -> str:
     """KVM only where a real probe boot reaches the executor; a present /dev/kvm proves nothing."""
     if requested in ("kvm", "tcg"):
         return requested
@@ -137,7 +191,7 @@ def choose_accel(requested: str, bzimage: Path, initramfs: Path) -> str:
     accel = "tcg"
     if os.access("/dev/kvm", os.R_OK | os.W_OK):
         try:
-            with Guest(bzimage, initramfs, "kvm", boot_timeout=PROBE_TIMEOUT_S):
+            with Guest(kernel, initramfs, "kvm", boot_timeout=PROBE_TIMEOUT_S):
                 accel = "kvm"
         except GuestError:
             accel = "tcg"
@@ -160,7 +214,7 @@ class GuestError(Exception):
 class Guest:
     """One QEMU process: boot, a connected channel to the executor, the console as it arrives."""
 
-    def __init__(self, bzimage: Path, initramfs: Path, accel: str, boot_timeout: float | None = BOOT_TIMEOUT_S,
+    def __init__(self, kernel: Path, initramfs: Path, accel: str, boot_timeout: float | None = BOOT_TIMEOUT_S,
                  cmdline_extra: str = "", restore: Path | None = None):
         """Start QEMU and, unless `boot_timeout` is None, wait for the executor (`wait_ready`).
         With `restore`, the guest resumes a state `save` wrote instead of booting.
@@ -175,11 +229,8 @@ class Guest:
         self.console = bytearray()
         self.console_lock = threading.Lock()
         command = [
-            qemu_binary(), "-accel", accel, "-m", str(GUEST_MEMORY_MB), "-smp", "1",
-            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-cpu", "qemu64" if accel == "tcg" else "host",
-            "-kernel", str(bzimage), "-initrd", str(initramfs),
-            "-append", f"{KERNEL_CMDLINE} {cmdline_extra}".strip(),
+            *machine_args(accel), "-kernel", str(kernel), "-initrd", str(initramfs),
+            "-append", f"{KERNEL_CMDLINE} {tsc_rate(accel)} {cmdline_extra}".strip(),
             "-serial", "stdio",
             "-device", "virtio-serial-pci,max_ports=2",
             "-chardev", f"socket,id=zc,path={self.socket_path},server=on,wait=off",
@@ -396,9 +447,9 @@ class VmTarget(Target):
             raise UserError(f"{rev} is not built: run 'zcfuzz kernel build --rev {rev}'")
         self.info = kbuild.kernel_info(kernel)
         self.name = f"vm:{self.info['revision']}"
-        self.bzimage = Path(self.info["bzimage"])
+        self.kernel = Path(self.info["boot_image"])
         self.initramfs = initramfs_for(executor_binary())
-        self.accel = choose_accel(accel, self.bzimage, self.initramfs)
+        self.accel = choose_accel(accel, self.kernel, self.initramfs)
         self.guest: Guest | None = None
         self.spare: SpareGuest | None = None
         self.boots: list[float] = []
@@ -439,10 +490,11 @@ class VmTarget(Target):
     @functools.cached_property
     def snapshot(self) -> Path:
         """Where this target's freshly booted guest is saved: keyed by everything a restore must
-        match (kernel, initramfs, QEMU, the code that builds QEMU's command line, accelerator)."""
-        kernel = self.bzimage.stat()
-        key = kbuild.sha256_bytes(json.dumps([str(self.bzimage), kernel.st_size, kernel.st_mtime_ns,
-                                              self.initramfs.name, qemu_version(), self.accel]).encode(),
+        match (kernel, initramfs, QEMU, the code that builds QEMU's command line, accelerator, vCPUs)."""
+        kernel = self.kernel.stat()
+        key = kbuild.sha256_bytes(json.dumps([str(self.kernel), kernel.st_size, kernel.st_mtime_ns,
+                                              self.initramfs.name, qemu_version(), self.accel,
+                                              guest_vcpus()]).encode(),
                                   Path(__file__).read_bytes())[:24]
         return kbuild.cache_dir() / "snapshots" / f"{key}.vmstate"
 
@@ -450,9 +502,9 @@ class VmTarget(Target):
         """A guest on its way up, not waited for: restored where a saved one is, else booted.
         A saved guest that fails to restore is dropped, so the next one boots (and saves)."""
         if not self.snapshot.exists():
-            return Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=None)
+            return Guest(self.kernel, self.initramfs, self.accel, boot_timeout=None)
         os.utime(self.snapshot)  # recently used, so kept
-        guest = Guest(self.bzimage, self.initramfs, self.accel, boot_timeout=None, restore=self.snapshot)
+        guest = Guest(self.kernel, self.initramfs, self.accel, boot_timeout=None, restore=self.snapshot)
         guest.on_failure = lambda: self.snapshot.unlink(missing_ok=True)
         return guest
 
@@ -564,10 +616,9 @@ def shell(rev: str, source: str | None = None, config: list[str] | None = None, 
         initramfs = workdir / "shell.cpio"
         initramfs.write_bytes(b"".join(entries))
         chosen = "tcg" if accel == "auto" else accel
-        bzimage = kbuild.kernel_info(kernel)["bzimage"]
-        command = [qemu_binary(), "-accel", chosen, "-m", str(GUEST_MEMORY_MB), "-nodefaults", "-no-user-config",
-                   "-display", "none", "-no-reboot", "-kernel", bzimage, "-initrd", str(initramfs),
-                   "-append", "console=ttyS0 panic=-1 rdinit=/init", "-serial", "mon:stdio"]
+        image = kbuild.kernel_info(kernel)["boot_image"]
+        command = [*machine_args(chosen), "-kernel", image, "-initrd", str(initramfs),
+                   "-append", f"console=ttyS0 panic=-1 rdinit=/init {tsc_rate(chosen)}", "-serial", "mon:stdio"]
         return subprocess.call(command, preexec_fn=die_with_parent)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
