@@ -5,7 +5,7 @@ executor makes, each op prints its return value and errno, drains print the noti
 ranges. The sendfile2 number is the one of the kernel the finding came from. As in the
 executor, an op with `fail_nth` arms /proc/thread-self/fail-nth right before its call and says
 whether the fault was injected, and thread 1's ops run in a second thread pinned to the second
-CPU, both threads starting on a barrier (vm/PROGRAM.md).
+CPU, both threads starting together (vm/PROGRAM.md).
 """
 
 from __future__ import annotations
@@ -198,6 +198,17 @@ static __attribute__((unused)) void report_faulted(int index, const char *what, 
 	       injected ? "injected" : "not injected");
 }
 
+/* Both threads spin until the other is there, so that their first calls start together (the
+ * executor does the same). */
+static int threads_at_start;
+
+static __attribute__((unused)) void start_together(void)
+{
+	__atomic_add_fetch(&threads_at_start, 1, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(&threads_at_start, __ATOMIC_ACQUIRE) < 2)
+		sched_yield();
+}
+
 /* Thread 0 on the first CPU the process may use, thread 1 on the second, if there are two. */
 static __attribute__((unused)) void pin_to(int thread)
 {
@@ -246,7 +257,7 @@ static __attribute__((unused)) void drain(int index, int fd, int wait_ms)
 
 class CWriter:
     """Turns one program into C: fixtures at file scope (both threads use them), each thread's
-    ops in program order, thread 1's in a function of its own started on a barrier with main's."""
+    ops in program order, thread 1's in a function of its own that starts together with main."""
 
     def __init__(self, program: Program, nr_sendfile2: int | None):
         self.program = program
@@ -388,14 +399,13 @@ class CWriter:
                 self.op(i, op)
 
     def second_thread(self) -> list[str]:
-        """Thread 1: pinned to the second CPU, waits for main on the barrier, runs its ops."""
+        """Thread 1: pinned to the second CPU, starts together with main, runs its ops."""
         main, self.lines = self.lines, []
         self.emit("pin_to(1);")
-        self.emit("pthread_barrier_wait(&ops_start);")
+        self.emit("start_together();")
         self.thread_ops(1)
         body, self.lines = self.lines, main
-        return ["static pthread_barrier_t ops_start;", "", "static void *second_thread(void *unused)", "{",
-                "\t(void)unused;", *body, "\treturn NULL;", "}"]
+        return ["static void *second_thread(void *unused)", "{", "\t(void)unused;", *body, "\treturn NULL;", "}"]
 
     def final_drains(self) -> None:
         for f in self.program.fds:
@@ -412,9 +422,9 @@ def c_reproducer(program: Program, nr_sendfile2: int | None, title: str = "") ->
     threaded = any(op.thread for op in program.ops)
     second = writer.second_thread() if threaded else []
     if threaded:
-        for line in ("pthread_t second;", "pthread_barrier_init(&ops_start, NULL, 2);",
+        for line in ("pthread_t second;",
                      "if (pthread_create(&second, NULL, second_thread, NULL)) perror(\"pthread_create\");",
-                     "pin_to(0);", "pthread_barrier_wait(&ops_start);"):
+                     "pin_to(0);", "start_together();"):
             writer.emit(line)
     writer.thread_ops(0)
     if threaded:

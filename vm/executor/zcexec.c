@@ -1403,7 +1403,7 @@ static void fresh_accounting_user(void)
 
 static int thread_cpu[2] = {-1, -1}; /* the CPU each thread runs its ops on; -1: not pinned */
 static cpu_set_t executor_cpus;       /* where thread 0 runs outside the ops of a threaded program */
-static pthread_barrier_t ops_start;
+static int threads_at_start;
 static struct out thread_results[2];  /* each thread's op results, kept from program to program */
 
 /* The first two CPUs the executor may use: one per thread, so their calls truly overlap. */
@@ -1456,12 +1456,25 @@ static void run_thread_ops(int thread)
 	timer_disarm();
 }
 
+/* Both threads spin until the other is there, so their first calls start within nanoseconds of
+ * each other: a thread put to sleep and woken on an idle vCPU starts milliseconds late under TCG.
+ * Sharing one CPU, each yields to the other. */
+static void start_together(void)
+{
+	__atomic_add_fetch(&threads_at_start, 1, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(&threads_at_start, __ATOMIC_ACQUIRE) < 2)
+		if (thread_cpu[0] < 0)
+			sched_yield();
+}
+
+/* What the thread needs (its CPU, fail-nth, timer) is set up before the start, not after. */
 static void *second_thread(void *unused)
 {
 	(void)unused;
 	pin_thread(1);
 	fail_nth_open();
-	pthread_barrier_wait(&ops_start);
+	timer_make();
+	start_together();
 	run_thread_ops(1);
 	timer_release();
 	if (fail_nth_fd >= 0)
@@ -1469,8 +1482,8 @@ static void *second_thread(void *unused)
 	return NULL;
 }
 
-/* Thread 1's ops run in a second thread started for the program; both wait on a barrier so
- * their first calls start together. -1 with errno set when the thread could not start. */
+/* Thread 1's ops run in a second thread started for the program; both threads start their ops
+ * together. -1 with errno set when the thread could not start. */
 static int run_ops(void)
 {
 	pthread_t second;
@@ -1481,13 +1494,16 @@ static int run_ops(void)
 		run_thread_ops(0);
 		return 0;
 	}
+	threads_at_start = 0;
 	err = pthread_create(&second, NULL, second_thread, NULL);
 	if (err) {
 		errno = err;
 		return -1;
 	}
 	pin_thread(0);
-	pthread_barrier_wait(&ops_start);
+	if (!op_timer_made)
+		timer_make();
+	start_together();
 	run_thread_ops(0);
 	pthread_join(second, NULL);
 	if (thread_cpu[0] >= 0)
@@ -2122,7 +2138,6 @@ static int setup_process(void)
 	install_signals();
 	crc32_init();
 	find_thread_cpus();
-	pthread_barrier_init(&ops_start, NULL, 2);
 	return map_buffers();
 }
 
