@@ -8,8 +8,11 @@ Like the other vm tests these build the kernel when it is not cached yet.
 from __future__ import annotations
 
 import pytest
+from hypothesis import Phase, given, settings
 
 from fuzz.abi import MSG_ZEROCOPY, Abi
+from fuzz.profiles import profile
+from fuzz.strategies import programs
 from vm.program import Program
 from vm.qemu import guest_vcpus
 from vm.target import open_target
@@ -93,3 +96,27 @@ def test_vm_the_id_give_back_race_keeps_the_id_sequence_contiguous(v2):
     assert all(result.ret(i) == 100 for i in range(1, 2 * RACES, 2))
     ids = sorted(i for n in result.notifications("sock") for i in range(n["lo"], n["hi"] + 1))
     assert ids == list(range(len(ids))) and RACES <= len(ids) <= 2 * RACES
+
+
+def test_vm_generated_programs_with_faults_and_threads_run(v2):
+    """What the generator makes with faults_and_threads on runs on the guest: each faulted op
+    says whether its fault was met, each threaded program ran on two vCPUs, and the kernel
+    survives (a crash or WARNING raises KernelCrash)."""
+    target, _, _ = v2
+    abi = Abi.from_kernel_info(target.kernel_info())
+    met = set()
+
+    @settings(profile("ci"), max_examples=50, phases=[Phase.generate], deadline=None)
+    @given(programs(abi, faults_and_threads=True))
+    def check(program):
+        result = target.run(program)
+        assert [op["thread"] for op in result.ops] == [op.thread for op in program.ops]
+        for op, op_result in zip(program.ops, result.ops):
+            if op.fail_nth:
+                assert "skipped_fault" not in op_result
+                met.add(op_result["fault_injected"])
+        if any(op.thread for op in program.ops):
+            assert result.thread_cpus == ([0, 1] if guest_vcpus() >= 2 else [-1, -1])
+
+    check()
+    assert met == {True, False}
