@@ -590,3 +590,11 @@ def test_report_kind_title(body, title):
 def test_panic_after_a_lost_report_is_corrupted():
     crash = parse(timestamped("Kernel panic - not syncing: Fatal exception\n"))
     assert (crash.title, crash.corrupted) == ("kernel panic: Fatal exception", True)
+
+
+@pytest.mark.parametrize("source_root", ["", "../src/", "/build/linux-6.12/"])
+def test_a_bug_header_names_its_file_from_the_source_root(source_root):
+    """An out-of-tree build (make O=) prints __FILE__ relative to the build directory."""
+    body = (f"kernel BUG at {source_root}lib/list_debug.c:29!\nOops: invalid opcode: 0000 [#1] SMP KASAN\n"
+            "RIP: 0010:__list_add_valid_or_report+0x1/0x2\n" + TRACE_OF_FOO)
+    assert parse(timestamped(body)).title == "BUG: corrupted list in foo_func"

@@ -47,6 +47,10 @@ REBOOT = "REBOOT"
 READ_STACK = None
 
 CALL_TRACE = re.compile(r"Call [Tt]race:|Backtrace:")
+# What a kernel built out of its source tree (make O=..., or with an absolute source path)
+# prints before every __FILE__: `kernel BUG at ../src/lib/list_debug.c:29!`. A header that names
+# a source file matches it from the tree's root, whatever path led there.
+SOURCE_ROOT = r"(?:(?:\.\./|/)[^\s:]*?/)?"
 # `at: func+0x1a/0x2b`: where lockdep saw a lock taken.
 LOCK_SITE = re.compile(rf"at: (?:{PC} +)?{FUNC}")
 
@@ -444,10 +448,10 @@ PANIC_REPORTS = ReportKind("Kernel panic", (
 ))
 
 KERNEL_BUG_REPORTS = ReportKind("kernel BUG", (
-    _fmt(r"kernel BUG at mm/usercopy.c", "BUG: bad usercopy in {frame}", BUG,
+    _fmt(rf"kernel BUG at {SOURCE_ROOT}mm/usercopy\.c", "BUG: bad usercopy in {frame}", BUG,
          stack=_stack(CALL_TRACE, READ_STACK, skip=("usercopy", "__check"), skip_reason="the usercopy checks")),
     # CONFIG_DEBUG_LIST: the list helpers BUG on a list someone else corrupted.
-    _fmt(r"kernel BUG at lib/list_debug.c", "BUG: corrupted list in {frame}", MEMORY_SAFETY_BUG,
+    _fmt(rf"kernel BUG at {SOURCE_ROOT}lib/list_debug\.c", "BUG: corrupted list in {frame}", MEMORY_SAFETY_BUG,
          alt_titles=("bad-access in {frame}",), stack=TRACE_STACK),
     _fmt(r"kernel BUG at (?P<where>.*)", "kernel BUG in {frame}", BUG,
          stack=_stack(INSTRUCTION_POINTER, CALL_TRACE, READ_STACK, skip=("^skb_",),
