@@ -531,7 +531,8 @@ class Progress:
                 line += "; all machines: Redis away"
             else:
                 totals["shared"] = everyone
-                line += (f"; all {everyone['campaigns']} campaigns on {revision}: {everyone['programs']} programs, "
+                campaigns = f"{everyone['campaigns']} campaign{'s' if everyone['campaigns'] != 1 else ''}"
+                line += (f"; all {campaigns} on {revision}: {everyone['programs']} programs, "
                          f"{everyone['programs_per_s']:.1f}/s, {everyone['findings']} findings")
         interactive = getattr(self.out, "isatty", lambda: False)()
         if final or interactive:
@@ -548,7 +549,7 @@ def replay(folder: Path, target_spec: str, **target_options) -> tuple[bool, str]
 
 
 def replay_each(folders: list[Path], target_spec: str, **target_options):
-    """(folder, still fails, what was seen) for each finding, all on one target, each on a
+    """(folder name, still fails, what was seen) for each finding, all on one target, each on a
     kernel that has printed no report since it booted."""
     loaded = []
     for folder in folders:
@@ -559,7 +560,7 @@ def replay_each(folders: list[Path], target_spec: str, **target_options):
             raise UserError(f"{folder} is not a finding folder: {err.strerror}: {err.filename}") from None
         except ValueError as err:
             raise UserError(f"{folder}: unreadable finding: {err}") from None
-        loaded.append((folder, finding, program))
+        loaded.append((folder.name, finding, program))
     with open_target(target_spec, **target_options) as tgt:
         yield from replay_on(tgt, loaded)
 

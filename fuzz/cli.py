@@ -48,7 +48,7 @@ def cmd_repro(args) -> int:
     failing = 0
     for name, still_fails, message in replays:
         failing += still_fails
-        prefix = f"{getattr(name, 'name', name)}: " if several else ""
+        prefix = f"{name}: " if several else ""
         print(f"{prefix}{'still fails' if still_fails else 'fixed'}: {message}", flush=True)
     return 1 if failing else 0
 

@@ -91,7 +91,7 @@ class Shared:
         try:
             self.redis.ping()
         except self.errors as err:
-            raise UserError(f"cannot reach Redis at {self.url}: {err}") from None
+            raise UserError(f"cannot use Redis at {self.url}: {err}") from None
 
     def call(self, fn: Callable, default=None):
         """`fn()`, or `default` while Redis is away (tried again every RETRY_AFTER_S)."""
@@ -157,7 +157,7 @@ class Shared:
             names = self.redis.scan_iter(match=f"{PREFIX}findings:*")
             return sorted(name.decode()[len(f"{PREFIX}findings:"):] for name in names)
         except self.errors as err:
-            raise UserError(f"cannot reach Redis at {self.url}: {err}") from None
+            raise UserError(f"cannot use Redis at {self.url}: {err}") from None
 
     # --- progress ---------------------------------------------------------------------------
 

@@ -162,6 +162,8 @@ def test_a_finding_one_machine_shared_is_replayed_not_searched_for_by_another(tm
     assert (replayed["machine"], replayed["found"]) == ("machine-a", shared["found"])
     assert replayed["program"] == redis_server.findings()[SEEDED_KEY]["program"]
     assert redis_server.findings()[SEEDED_KEY]["machine"] == "machine-a"
+    assert "on host: " in (tmp_path / "b.log").read_text()  # the line over every campaign
+    assert "findings shared in " + redis_server.url + ": 1" in (tmp_path / "b.log").read_text()
 
     listed = subprocess.run([sys.executable, "zcfuzz.py", "findings", "--database", redis_server.url, "--json"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
@@ -216,7 +218,7 @@ def test_redis_stopped_mid_campaign_and_started_again(tmp_path, redis_server):
 
 
 def test_an_unreachable_or_bad_database_is_a_one_line_error(tmp_path):
-    for url, said in ((f"redis://127.0.0.1:{free_port()}/0", "cannot reach Redis"),
+    for url, said in ((f"redis://127.0.0.1:{free_port()}/0", "cannot use Redis"),
                       ("http://127.0.0.1/0", "bad database"), ("redis://127.0.0.1:x/0", "bad database"),
                       ("redis://127.0.0.1/db", "bad database")):
         ran = subprocess.run([sys.executable, "zcfuzz.py", "fuzz", "--target", "host", "--budget", "5s",
