@@ -419,9 +419,11 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
     uncounted: set[str] = set()  # fixtures an amount not compared went through
     corked: set[str] = set()  # datagram sockets a compared ZC call left corked
 
+    fixtures = {fixture.name: fixture for fixture in program.fds}
+
     def timing_set(op: Op) -> None:
         for name in moved_through(program, op):
-            (room_timing if program.fixture(name).kind in SOCKET_KINDS else contents_timing).add(name)
+            (room_timing if fixtures[name].kind in SOCKET_KINDS else contents_timing).add(name)
 
     def differ(i: int | None, what: str, ours, theirs) -> list[Violation]:
         cause = max((j for j in replaced if j <= i), default=min(replaced)) if i is not None else max(replaced)

@@ -372,3 +372,18 @@ def test_health_names_the_crash():
     (violation,) = oracles.health(crash)
     assert violation.key == "health:BUG: kernel NULL pointer dereference in splice_to_socket"
     assert violation.message == "BUG: kernel NULL ..."
+
+
+def test_parity_takes_what_a_pipe_read_left_as_timing():
+    """A 1-minute v2 campaign stopped on this: a peer_read of pipe `p` named the fixture `p`,
+    and parity looked it up as an fd name (`p.r`, `p.w`)."""
+    prog = Program.from_json({
+        "sysno": {"sendfile2": 467},
+        "fds": [{"name": "src", "kind": "file", "size": 4096}, {"name": "sock", "kind": "tcp4"},
+                {"name": "p", "kind": "pipe"}],
+        "ops": [{"op": "write", "fd": "p.w", "len": 10}, {"op": "peer_read", "fd": "p.w", "max": 10},
+                {"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": 512, "flags": 2}],
+    })
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    same = result(done(10, offset=None), done(10, offset=None), done(512))
+    assert oracles.parity(prog, same, same, replaced) == []
