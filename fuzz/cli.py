@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-DATABASE_HELP = "redis://HOST:PORT/DB shared with other machines' campaigns (default: $ZCFUZZ_DATABASE)"
+DATABASE_ENV = "ZCFUZZ_DATABASE"
+DATABASE_HELP = f"redis://HOST:PORT/DB shared with other machines' campaigns (default: ${DATABASE_ENV})"
 
 
 def cmd_fuzz(args) -> int:
@@ -58,7 +59,7 @@ def cmd_findings(args) -> int:
     from vm.errors import UserError
 
     if not args.database:
-        raise UserError("give --database redis://HOST:PORT/DB (or set ZCFUZZ_DATABASE)")
+        raise UserError(f"give --database redis://HOST:PORT/DB (or set {DATABASE_ENV})")
     shared = Shared(args.database)
     shared.check()
     docs = []
@@ -76,7 +77,7 @@ def cmd_findings(args) -> int:
 
 
 def register(sub) -> None:
-    database = os.environ.get("ZCFUZZ_DATABASE") or None
+    database = os.environ.get(DATABASE_ENV) or None
     fuzz = sub.add_parser("fuzz", help="run a fuzzing campaign against a kernel")
     fuzz.add_argument("--target", required=True, help="host, or vm:REV for a built revision")
     fuzz.add_argument("--budget", default="10m", help="how long to run: 30s, 10m, 2h (default 10m)")

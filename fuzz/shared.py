@@ -39,7 +39,6 @@ from fuzz.findings import smaller_than_recorded
 from vm.errors import UserError
 from vm.program import Program
 
-DATABASE_ENV = "ZCFUZZ_DATABASE"
 MACHINE_ENV = "ZCFUZZ_MACHINE"  # names the machine in findings; set it when campaigns share a host
 PREFIX = "zcfuzz:"
 CONNECT_TIMEOUT_S = 2.0

@@ -225,6 +225,9 @@ def test_an_unreachable_or_bad_database_is_a_one_line_error(tmp_path):
                               "--findings", str(tmp_path), "--database", url], capture_output=True, text=True,
                              cwd=ROOT, timeout=60, check=False)
         assert ran.returncode == 2 and said in ran.stderr and len(ran.stderr.splitlines()) == 1, ran.stderr
+    ran = subprocess.run([sys.executable, "zcfuzz.py", "findings"], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, ZCFUZZ_DATABASE="redis://127.0.0.1:x/0"), timeout=60, check=False)
+    assert ran.returncode == 2 and ran.stderr.startswith("zcfuzz: error: bad database"), ran.stderr
 
 
 # --- the shared database, in one process -------------------------------------------------------
