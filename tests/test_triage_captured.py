@@ -3,7 +3,8 @@
 The logs in tests/data/console/ are consoles of real guests run as zcfuzz runs them (a panic on
 an oops, KASAN report or hang; a WARNING leaves the guest running), each provoked by an `lkdtm`
 op (drivers/misc/lkdtm) or a `fail_nth` one: `base-*` of the base kernel (6.12.117, an earlier
-guest config), the rest of v2 (6.12.118).
+guest config), the rest of v2 (6.12.118). `test_every_crash_type_gets_the_same_title_twice`
+provokes the quick ones again on a v2 guest, twice each.
 
 LKDTM types that print no report on the guest's kernel are not here: those needing UBSAN,
 FORTIFY_SOURCE, CFI, hardened usercopy, STACKLEAK, KFENCE, SLUB debugging, init_on_alloc or
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from vm import triage
+from vm.program import Program
+from vm.target import KernelCrash, open_target
 
 CONSOLE_LOGS = Path(__file__).resolve().parent / "data" / "console"
 
@@ -145,3 +148,49 @@ def test_might_sleep_after_the_lockdep_report():
 def test_every_captured_log_is_in_the_table():
     assert sorted(p.name for p in CONSOLE_LOGS.glob("*.log")) == sorted(row[0] for row in CAPTURED)
 
+
+# Crash types a v2 guest reports within seconds; the hangs (HUNG_TASK, SOFTLOCKUP, LOOP,
+# SMP_CALL_LOCKUP, HARDLOCKUP) and SPINLOCKUP take 20 to 55 s each and are checked above only.
+QUICK_TYPES = [
+    "WARNING", "BUG", "EXCEPTION", "PANIC", "CORRUPT_LIST_ADD", "SLAB_LINEAR_OVERFLOW", "READ_AFTER_FREE",
+    "WRITE_AFTER_FREE", "READ_BUDDY_AFTER_FREE", "SLAB_FREE_DOUBLE", "FORTIFY_STRSCPY", "ACCESS_NULL",
+    "ACCESS_USERSPACE", "STACK_GUARD_PAGE_TRAILING", "USERCOPY_FOLIO", "VMALLOC_LINEAR_OVERFLOW", "EXEC_NULL",
+    "EXEC_STACK", "REFCOUNT_DEC_AND_TEST_NEGATIVE",
+]
+EXPECTED_TITLES = {log: title for log, title, _ in CAPTURED}
+
+
+@pytest.fixture(scope="module")
+def v2_target():
+    with open_target("vm:v2") as target:
+        yield target
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("crash", QUICK_TYPES)
+def test_every_crash_type_gets_the_same_title_twice(v2_target, crash):
+    program = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": crash}]})
+    titles = []
+    for _ in range(2):
+        # A fresh guest for each run: no spare left booting, no WARNING's taint carried over.
+        v2_target.close()
+        with pytest.raises(KernelCrash) as caught:
+            v2_target.run(program)
+        titles.append(caught.value.title)
+    v2_target.close()
+    assert titles == [EXPECTED_TITLES[lkdtm_log(crash)]] * 2
+
+
+@pytest.mark.vm
+def test_injected_faults_are_no_crash_on_a_guest(v2_target):
+    program = Program.from_json({
+        "sysno": {"sendfile2": v2_target.kernel_info()["nr_sendfile2"]},
+        "fds": [{"name": "src", "kind": "file", "size": 65536}, {"name": "sock", "kind": "tcp4", "zerocopy": True}],
+        "ops": [{"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": 8192, "flags": 2,
+                 "fail_nth": nth} for nth in (1, 2, 3)],
+    })
+    v2_target.close()
+    result = v2_target.run(program)
+    assert all(op["fault_injected"] for op in result.ops)
+    assert triage.parse(v2_target.guest.console_text()) is None
+    v2_target.close()
