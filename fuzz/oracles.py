@@ -512,6 +512,10 @@ def sent_streams(program: Program, result: ProgramResult) -> dict[str, bytes | N
     pipes: dict[str, bytearray] = {f"{f.name}.r": bytearray() for f in program.fds if f.kind == "pipe"}
     writers = {f"{f.name}.w": f"{f.name}.r" for f in program.fds if f.kind == "pipe"}
     dirty: set[str] = set()  # files a call wrote to: their contents are no longer the pattern
+    # sendfile and splice move a file's page-cache pages by reference (MSG_SPLICE_PAGES, pipe
+    # buffers): until the peer reads them, a rewrite of the file shows through. So the bytes a
+    # stream or pipe took from a file the program rewrites later are the old ones or the new.
+    referenced_by: dict[str, set[str]] = {}
 
     def deliver(out: str, data: bytes) -> None:
         if out in writers and writers[out] in pipes:
@@ -531,16 +535,19 @@ def sent_streams(program: Program, result: ProgramResult) -> dict[str, bytes | N
         written = op["out"] if "out" in op.spec.fd_fields else op["fd"] if "fd" in op.spec.fd_fields else None
         if ret > 0 and written in program.fd_index and program.fixture(written).kind in CONTENT_KINDS:
             dirty.add(program.fixture(written).name)
+            for reader in referenced_by.pop(program.fixture(written).name, set()):
+                forget(reader)
         if any(op[f] == "readonly" for f in ("offset", "off_in", "off_out") if f in dict(op.args)):
             forget(op["out"])  # data moved, then storing the offset back failed: EFAULT, count unknown
             continue
         if ret <= 0 or op.op in ("peer_read", "drain", "setsockopt_zerocopy", "peer_close", "close"):
             continue
         try:
-            if op.op in ("sendfile2", "sendfile64"):
-                deliver(op["out"], source_bytes(program, result, i, op["in"], "offset", pipes, dirty))
-            elif op.op == "splice":
-                deliver(op["out"], source_bytes(program, result, i, op["in"], "off_in", pipes, dirty))
+            if op.op in ("sendfile2", "sendfile64", "splice"):
+                offset_field = "off_in" if op.op == "splice" else "offset"
+                deliver(op["out"], source_bytes(program, result, i, op["in"], offset_field, pipes, dirty))
+                if program.fixture(op["in"]).kind in CONTENT_KINDS:
+                    referenced_by.setdefault(program.fixture(op["in"]).name, set()).add(op["out"])
             elif op.op in ("sendmsg", "write", "vmsplice"):
                 deliver(op["fd"], pattern(0, 0, ret))
             else:  # tee copies a pipe's bytes without consuming them: rare, not modelled

@@ -387,3 +387,18 @@ def test_parity_takes_what_a_pipe_read_left_as_timing():
     twin, replaced = oracles.parity_twin(prog, ABI)
     same = result(done(10, offset=None), done(10, offset=None), done(512))
     assert oracles.parity(prog, same, same, replaced) == []
+
+
+def test_data_leaves_out_bytes_sent_by_reference_from_a_file_rewritten_later():
+    """A host campaign's finding, confirmed twice: sendfile64 moves the file's pages to the
+    socket by reference, a sendfile64 of the file onto itself then rewrites them before the peer
+    read them, and the peer got the new bytes. Which ones it gets is not determined."""
+    onto_itself = {"op": "sendfile64", "out": "src", "in": "src", "offset": 1, "count": 512}
+    prog = program(sendfile64(), onto_itself)
+    sent = pattern(3, 0, 512)
+    rewritten = sent[:1] + sent[:511]  # the file after copying its bytes 0-511 to 1-512
+    for peer in (sent, rewritten):
+        assert oracles.data(prog, result(done(512), done(512, offset=1), peer=peer)) == []
+    # Without the rewrite the bytes are fixed, and a difference is a finding.
+    assert [v.clause_id for v in oracles.data(program(sendfile64()), result(done(512), peer=rewritten))] == \
+        [oracles.PEER_DATA]
