@@ -8,13 +8,13 @@ import os
 
 import pytest
 
-from vm.program import FD_KINDS, Program, digest, pattern
+from vm.program import FD_KINDS, NIC_KINDS, Program, digest, pattern
 
 MSG_ZEROCOPY = 0x4000000
 SO_EE_ORIGIN_ZEROCOPY = 5
 SO_EE_CODE_ZEROCOPY_COPIED = 1
-# Kinds the running kernel may lack, with the errno that says so.
-MAY_BE_MISSING = {"udp_dummy": errno.ENODEV}
+# Kinds the running kernel may lack, with the errno that says so: only a guest has the NIC path.
+MAY_BE_MISSING = {"udp_dummy": errno.ENODEV, **{kind: errno.ENETUNREACH for kind in NIC_KINDS}}
 
 
 def run(host, fds, ops, **options):
@@ -348,3 +348,30 @@ def timers(pid: int) -> int:
     """POSIX timers the process holds."""
     with open(f"/proc/{pid}/timers") as listing:
         return sum(line.startswith("ID:") for line in listing)
+
+
+@pytest.mark.parametrize("rewrite", ["pwrite", "mmap_write"])
+def test_rewrites_store_the_seed_pattern_in_place(host, rewrite):
+    """pwrite and mmap_write put bytes [offset, offset+len) of the seed's pattern at offset:
+    what a peer then reads from the file is known to the oracles."""
+    result = run(host, [{"name": "f", "kind": "file", "size": 8192, "seed": 1}, {"name": "s", "kind": "unix_stream"}],
+                 [{"op": rewrite, "fd": "f", "offset": 4096, "len": 8192, "seed": 7},
+                  {"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 8192}])
+    stored = 8192 if rewrite == "pwrite" else 4096  # a mapping cannot grow the file
+    assert result.ret(0) == stored
+    expected = pattern(1, 0, 4096) + pattern(7, 4096, 4096)
+    assert result.peer_digest("s") == digest(expected)
+
+
+def test_truncate_cuts_the_file_and_peer_hold_needs_a_nic(host):
+    result = run(host, [{"name": "f", "kind": "file", "size": 8192}, {"name": "s", "kind": "tcp4"}],
+                 [{"op": "truncate", "fd": "f", "length": 100},
+                  {"op": "sendfile64", "out": "s", "in": "f", "offset": 0, "count": 8192},
+                  {"op": "peer_hold", "fd": "s"}])
+    assert (result.ret(0), result.ret(1)) == (0, 100)
+    assert (result.errno(2), result.ops[2]["skipped"]) == (errno.EOPNOTSUPP, "peer not across the NIC")
+
+
+def test_a_tcp_drain_says_what_is_unacknowledged(host):
+    result = run(host, [{"name": "s", "kind": "tcp4"}], [{"op": "drain", "fd": "s"}])
+    assert result.ops[0]["outq"] == 0

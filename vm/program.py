@@ -30,6 +30,7 @@ class FdKind:
     socket: bool = False
     peer: bool = False  # the executor holds a peer that receives what the program sends
     contents: bool = False  # `size` and `seed` fill it with the file pattern
+    nic: bool = False  # the peer is across the guest's NIC path, in a namespace of its own
 
 
 FD_KINDS: dict[str, FdKind] = {
@@ -44,6 +45,12 @@ FD_KINDS: dict[str, FdKind] = {
         FdKind("tcp6", "connected loopback TCP/IPv6 client", socket=True, peer=True),
         FdKind("udp4", "UDP/IPv4 connected to a loopback receiver", socket=True, peer=True),
         FdKind("udp6", "UDP/IPv6 connected to a loopback receiver", socket=True, peer=True),
+        FdKind("tcp4_nic", "TCP/IPv4 client connected across the NIC path", socket=True, peer=True, nic=True),
+        FdKind("tcp6_nic", "TCP/IPv6 client connected across the NIC path", socket=True, peer=True, nic=True),
+        FdKind("udp4_nic", "UDP/IPv4 connected to a receiver across the NIC path", socket=True, peer=True,
+               nic=True),
+        FdKind("udp6_nic", "UDP/IPv6 connected to a receiver across the NIC path", socket=True, peer=True,
+               nic=True),
         FdKind("udp_dummy", "UDP/IPv4 bound to dummy0, sends freed undelivered", socket=True),
         FdKind("unix_stream", "AF_UNIX stream socketpair end", socket=True, peer=True),
         FdKind("unix_dgram", "AF_UNIX datagram socketpair end", socket=True, peer=True),
@@ -63,6 +70,7 @@ FD_KINDS: dict[str, FdKind] = {
 SOCKET_KINDS = tuple(k for k, spec in FD_KINDS.items() if spec.socket)
 PEER_KINDS = tuple(k for k, spec in FD_KINDS.items() if spec.peer)
 CONTENT_KINDS = tuple(k for k, spec in FD_KINDS.items() if spec.contents)
+NIC_KINDS = tuple(k for k, spec in FD_KINDS.items() if spec.nic)
 
 # --- operations ----------------------------------------------------------------------------
 
@@ -126,6 +134,15 @@ OPS: dict[str, OpSpec] = {
         _spec("close", "close(fd)", ("fd", FD)),
         _spec("lkdtm", "write crash to /sys/kernel/debug/provoke-crash/DIRECT", ("crash", CRASH),
               one_call=False),
+        _spec("peer_hold", "the peer of a *_nic fd stops taking frames: its link goes down", ("fd", FD),
+              one_call=False),
+        _spec("peer_release", "the held peer's link comes up and a TCP peer acknowledges at once",
+              ("fd", FD), one_call=False),
+        _spec("pwrite", "pwrite(2) of the pattern with seed over [offset, offset+len) of fd",
+              ("fd", FD), ("offset", INT), ("len", INT), ("seed", INT), one_call=False),
+        _spec("truncate", "ftruncate(fd, length)", ("fd", FD), ("length", INT)),
+        _spec("mmap_write", "store the pattern with seed over [offset, offset+len) through a shared mapping",
+              ("fd", FD), ("offset", INT), ("len", INT), ("seed", INT), one_call=False),
     )
 }
 

@@ -47,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/sockios.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 
 #define MAX_FIXTURES 64
 #define MAX_OPS 4096
@@ -58,6 +60,18 @@
 #define CLOSED_FD_BASE 900
 #define DUMMY_LOCAL "192.0.2.1"
 #define DUMMY_REMOTE "192.0.2.2"
+/* The NIC path (vm/PROGRAM.md, "The NIC path"): the MACs vm/qemu.py NIC_MACS gives the two
+ * virtio-net NICs, whose frames QEMU hands to each other; link-local and ULA addresses only. */
+#define NIC_LOCAL_MAC "52:54:00:5a:c0:01"
+#define NIC_PEER_MAC "52:54:00:5a:c0:02"
+#define NIC_LOCAL4 "169.254.90.1"
+#define NIC_PEER4 "169.254.90.2"
+#define NIC_MASK4 "255.255.0.0"
+#define NIC_LOCAL6 "fd00:5a::1"
+#define NIC_PEER6 "fd00:5a::2"
+#define NIC_CHECK_MS 5000
+/* After the peer's link was down, TCP resends only at its backed-off retransmission timeout. */
+#define NIC_SETTLE_MS 5000
 #define LKDTM_DIRECT "/sys/kernel/debug/provoke-crash/DIRECT"
 #define PORT_NAME "zcfuzz"
 #define READY_LINE "zcfuzz-executor ready\n"
@@ -177,7 +191,11 @@ static unsigned char read_buf[READ_CHUNK];
 static char *bad_ptr_unmapped, *bad_ptr_readonly, *bad_ptr_protnone;
 static const char *workdir;
 static __thread volatile sig_atomic_t alarm_fired;
-static int listener4 = -1, listener6 = -1;
+static int listeners[2][2] = {{-1, -1}, {-1, -1}}; /* [nic][ipv6]: kept for the executor's life */
+static int root_netns = -1, peer_netns = -1;      /* peer_netns: -1 without the NIC path */
+static char nic_peer_name[IFNAMSIZ];               /* the peer's NIC, in peer_netns */
+static int nic_held;                               /* peer_hold took the peer's link down */
+static int nic_went_down;                          /* ... at some point of this program */
 
 static void on_alarm(int sig)
 {
@@ -261,14 +279,14 @@ struct arg {
 
 enum fd_kind {
 	K_FILE, K_FILE_RO, K_FILE_WO, K_FILE_APPEND, K_PIPE, K_TCP4, K_TCP6, K_UDP4, K_UDP6,
-	K_UDP_DUMMY, K_UNIX_STREAM, K_UNIX_DGRAM, K_DIR, K_OPATH, K_EVENTFD, K_TIMERFD, K_MEMFD,
+	K_TCP4_NIC, K_TCP6_NIC, K_UDP4_NIC, K_UDP6_NIC, K_UDP_DUMMY, K_UNIX_STREAM, K_UNIX_DGRAM, K_DIR, K_OPATH, K_EVENTFD, K_TIMERFD, K_MEMFD,
 	K_PIDFD, K_EPOLL, K_DEVZERO, K_DEVNULL, K_CLOSED, K_INVALID, K_COUNT
 };
 
 /* Same names and order as vm.program.FD_KINDS. */
 static const char *const kind_names[K_COUNT] = {
 	"file", "file_ro", "file_wo", "file_append", "pipe", "tcp4", "tcp6", "udp4", "udp6",
-	"udp_dummy", "unix_stream", "unix_dgram", "dir", "opath", "eventfd", "timerfd", "memfd",
+	"tcp4_nic", "tcp6_nic", "udp4_nic", "udp6_nic", "udp_dummy", "unix_stream", "unix_dgram", "dir", "opath", "eventfd", "timerfd", "memfd",
 	"pidfd", "epoll", "devzero", "devnull", "closed", "invalid",
 };
 
@@ -279,7 +297,13 @@ static int kind_is_socket(enum fd_kind k)
 
 static int kind_is_tcp(enum fd_kind k)
 {
-	return k == K_TCP4 || k == K_TCP6;
+	return k == K_TCP4 || k == K_TCP6 || k == K_TCP4_NIC || k == K_TCP6_NIC;
+}
+
+/* The peer is across the NIC path, in the peer's network namespace. */
+static int kind_is_nic(enum fd_kind k)
+{
+	return k >= K_TCP4_NIC && k <= K_UDP6_NIC;
 }
 
 struct fixture {
@@ -337,6 +361,82 @@ static struct program {
 /* Where the running thread writes its op results: ops of two threads finish in any order, and
  * the reply lists them in program order. */
 static __thread struct out *op_out;
+
+/* ---- the peers' namespaces --------------------------------------------------------------- */
+
+/* Port 0 on the peer's address of `family`: loopback, or the peer's end of the NIC path;
+ * returns the address length. */
+static socklen_t peer_address(int family, int nic, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		if (nic)
+			inet_pton(AF_INET, NIC_PEER4, &in->sin_addr);
+		else
+			in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return sizeof(*in);
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	in6->sin6_family = AF_INET6;
+	if (nic)
+		inet_pton(AF_INET6, NIC_PEER6, &in6->sin6_addr);
+	else
+		in6->sin6_addr = in6addr_loopback;
+	return sizeof(*in6);
+}
+
+/* A socket in the peer's network namespace (nic), or in ours. Only this thread changes
+ * namespace, and only for the call: a socket stays in the namespace it was made in. */
+static int peer_socket(int nic, int family, int type)
+{
+	int fd, saved;
+
+	if (!nic)
+		return socket(family, type | SOCK_CLOEXEC, 0);
+	if (peer_netns < 0) {
+		errno = ENETUNREACH;
+		return -1;
+	}
+	if (setns(peer_netns, CLONE_NEWNET) < 0)
+		return -1;
+	fd = socket(family, type | SOCK_CLOEXEC, 0);
+	saved = errno;
+	if (setns(root_netns, CLONE_NEWNET) < 0)
+		abort(); /* sockets made from here on would be the peer's */
+	errno = saved;
+	return fd;
+}
+
+/* A listening socket on the peer's address, kept for the executor's lifetime: connecting to it
+ * is what a tcp fixture costs, not socket+bind+listen every time. */
+static int peer_listener(int family, int nic)
+{
+	int *slot = &listeners[nic][family == AF_INET6];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+
+	if (*slot >= 0)
+		return *slot;
+	*slot = peer_socket(nic, family, SOCK_STREAM);
+	if (*slot < 0)
+		return -1;
+	setsockopt(*slot, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	len = peer_address(family, nic, &ss);
+	if (bind(*slot, (struct sockaddr *)&ss, len) < 0 || listen(*slot, 64) < 0) {
+		int saved = errno;
+
+		close(*slot);
+		*slot = -1;
+		errno = saved;
+		return -1;
+	}
+	return *slot;
+}
 
 /* ---- operations -------------------------------------------------------------------------- */
 
@@ -725,6 +825,19 @@ static void op_peer_close(struct op *op)
 	out_printf(op_out, "}");
 }
 
+/* Bytes the socket sent and its peer has not acknowledged: 0 for what is no socket, -1 where
+ * the kernel does not say. */
+static int socket_outq(const struct fixture *f)
+{
+	int queued = 0;
+
+	if (!kind_is_socket(f->kind) || f->err || !f->owned[0])
+		return 0;
+	if (ioctl(f->fd[0], SIOCOUTQ, &queued) < 0)
+		return -1;
+	return queued;
+}
+
 /* Read fd's error queue until it is empty, appending records to `o`; returns how many or -1. */
 static long drain_errqueue(int fd, struct out *o)
 {
@@ -790,6 +903,10 @@ static void op_drain(struct op *op)
 		r.ns = now_ns() - r.start;
 	}
 	out_common(op, &r);
+	/* After the records: bytes of the stream still unacknowledged, so a record that covers a
+	 * call whose last byte is among them came early (vm/PROGRAM.md, "drain"). */
+	if (!r.fixture_error && kind_is_tcp(fix_of(&op->arg[0])->kind))
+		out_printf(op_out, ", \"outq\": %d", socket_outq(fix_of(&op->arg[0])));
 	out_printf(op_out, ", \"fd\": \"%s\", \"notifications\": %.*s}", name, (int)records.len,
 		   records.buf);
 	free(records.buf);
@@ -820,6 +937,157 @@ static void op_close(struct op *op)
 	}
 	out_common(op, &r);
 	out_printf(op_out, "}");
+}
+
+/* Bring the peer's NIC of the NIC path up or down, from the peer's namespace. */
+static int nic_link(int up)
+{
+	struct ifreq ifr = {0};
+	int sock, ret;
+
+	if (peer_netns < 0) {
+		errno = ENETUNREACH;
+		return -1;
+	}
+	sock = peer_socket(1, AF_INET, SOCK_DGRAM);
+	if (sock < 0)
+		return -1;
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", nic_peer_name);
+	ret = ioctl(sock, SIOCGIFFLAGS, &ifr);
+	if (ret == 0) {
+		ifr.ifr_flags = up ? ifr.ifr_flags | IFF_UP : ifr.ifr_flags & ~IFF_UP;
+		ret = ioctl(sock, SIOCSIFFLAGS, &ifr);
+	}
+	if (ret == 0)
+		nic_held = !up;
+	nic_went_down |= nic_held;
+	close(sock);
+	return ret;
+}
+
+/* Let a held peer go: its link comes up and a TCP peer acknowledges what it has at once
+ * (TCP_QUICKACK), so the sender's retransmission is all that is waited for. */
+static int nic_release(struct fixture *f)
+{
+	if (nic_link(1) < 0)
+		return -1;
+	if (f && kind_is_tcp(f->kind) && f->peer >= 0)
+		setsockopt(f->peer, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
+	return 0;
+}
+
+/* peer_hold and peer_release: only a peer across the NIC has a link to take down. */
+static void run_peer_link(struct op *op, int up)
+{
+	struct op_result r = {0};
+	struct fixture *f = fix_of(&op->arg[0]);
+
+	fd_of(&op->arg[0], &r);
+	if (skip_fixture_error(&r)) {
+	} else if (!kind_is_nic(f->kind)) {
+		r.ret = -1;
+		r.err = EOPNOTSUPP;
+		r.skipped = "peer not across the NIC";
+	} else {
+		TIMED_CALL(&r, op, up ? nic_release(f) : nic_link(0));
+	}
+	out_common(op, &r);
+	out_printf(op_out, "}");
+}
+
+static void op_peer_hold(struct op *op)
+{
+	run_peer_link(op, 0);
+}
+
+static void op_peer_release(struct op *op)
+{
+	run_peer_link(op, 1);
+}
+
+/* Bytes [offset, offset + len) of the pattern with `seed`, into buf (the file positions). */
+static void fill_range(unsigned char *buf, uint64_t offset, size_t len, int seed)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = pattern_byte(offset + i, seed);
+}
+
+/* pwrite(2) of the pattern with `seed` over [offset, offset + len), in chunks; bytes written. */
+static long pwrite_pattern(int fd, uint64_t offset, uint64_t len, int seed)
+{
+	unsigned char chunk[READ_CHUNK];
+	uint64_t done = 0;
+
+	while (done < len) {
+		size_t n = len - done < sizeof(chunk) ? len - done : sizeof(chunk);
+		ssize_t w;
+
+		fill_range(chunk, offset + done, n, seed);
+		w = pwrite(fd, chunk, n, offset + done);
+		if (w < 0)
+			return done ? (long)done : -1;
+		done += w;
+		if ((size_t)w < n)
+			break;
+	}
+	return done;
+}
+
+/* pwrite and mmap_write: fd, offset, len, seed */
+static void run_rewrite(struct op *op, long (*store)(int fd, uint64_t offset, uint64_t len, int seed))
+{
+	struct op_result r = {0};
+	int fd = fd_of(&op->arg[0], &r);
+
+	if (!skip_fixture_error(&r))
+		TIMED_CALL(&r, op, store(fd, op->arg[1].value, op->arg[2].value, op->arg[3].value & 0xff));
+	out_common(op, &r);
+	out_printf(op_out, "}");
+}
+
+static void op_pwrite(struct op *op)
+{
+	run_rewrite(op, pwrite_pattern);
+}
+
+static void op_truncate(struct op *op)
+{
+	struct op_result r = {0};
+	int fd = fd_of(&op->arg[0], &r);
+
+	if (!skip_fixture_error(&r))
+		TIMED_CALL(&r, op, ftruncate(fd, (off_t)op->arg[1].value));
+	out_common(op, &r);
+	out_printf(op_out, "}");
+}
+
+/* Store the pattern with `seed` through a shared writable mapping of the file: the page cache
+ * pages themselves change, with no write(2). The range is cut at the end of the file (a store
+ * past it would be SIGBUS); returns the bytes stored. */
+static long mmap_store(int fd, uint64_t offset, uint64_t len, int seed)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t start, end;
+	struct stat st;
+	unsigned char *map;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	if (offset >= (uint64_t)st.st_size)
+		return 0;
+	end = len > (uint64_t)st.st_size - offset ? (uint64_t)st.st_size : offset + len;
+	start = offset & ~(uint64_t)(page - 1);
+	map = mmap(NULL, end - start, PROT_READ | PROT_WRITE, MAP_SHARED, fd, start);
+	if (map == MAP_FAILED)
+		return -1;
+	fill_range(map + (offset - start), offset, end - offset, seed);
+	munmap(map, end - start);
+	return end - offset;
+}
+
+static void op_mmap_write(struct op *op)
+{
+	run_rewrite(op, mmap_store);
 }
 
 static long lkdtm_write(const char *crash)
@@ -866,6 +1134,11 @@ static const struct op_spec op_specs[] = {
 	{"setsockopt_zerocopy", "fi", op_setsockopt_zerocopy, 0, -1, 0, -1, 1},
 	{"close", "f", op_close, 0, -1, 0, -1, 1},
 	{"lkdtm", "c", op_lkdtm, 1, -1, 0, -1, 0},
+	{"peer_hold", "f", op_peer_hold, 0, -1, 0, -1, 0},
+	{"peer_release", "f", op_peer_release, 0, -1, 0, -1, 0},
+	{"pwrite", "fiii", op_pwrite, 0, -1, 0, -1, 0},
+	{"truncate", "fi", op_truncate, 0, -1, 0, -1, 1},
+	{"mmap_write", "fiii", op_mmap_write, 0, -1, 0, -1, 0},
 };
 
 static int op_keeps_fresh(const struct op *op)
@@ -892,51 +1165,6 @@ static int fill_pattern(int fd, uint64_t size, int seed)
 		done += n;
 	}
 	return 0;
-}
-
-/* Port 0 on the loopback address of `family`; returns the address length. */
-static socklen_t loopback_address(int family, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)ss;
-
-		in->sin_family = AF_INET;
-		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		return sizeof(*in);
-	}
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-
-	in6->sin6_family = AF_INET6;
-	in6->sin6_addr = in6addr_loopback;
-	return sizeof(*in6);
-}
-
-/* A listening loopback socket kept for the executor's lifetime: connecting to it is what a
- * tcp fixture costs, not socket+bind+listen every time. */
-static int loopback_listener(int family)
-{
-	int *slot = family == AF_INET ? &listener4 : &listener6;
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int one = 1;
-
-	if (*slot >= 0)
-		return *slot;
-	*slot = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (*slot < 0)
-		return -1;
-	setsockopt(*slot, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	len = loopback_address(family, &ss);
-	if (bind(*slot, (struct sockaddr *)&ss, len) < 0 || listen(*slot, 64) < 0) {
-		int saved = errno;
-
-		close(*slot);
-		*slot = -1;
-		errno = saved;
-		return -1;
-	}
-	return *slot;
 }
 
 static int bound_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
@@ -1055,7 +1283,7 @@ static int pool_give(struct fixture *f)
 	return 1;
 }
 
-static void build_tcp(struct fixture *f, int family)
+static void build_tcp(struct fixture *f, int family, int nic)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -1063,9 +1291,9 @@ static void build_tcp(struct fixture *f, int family)
 
 	if (!f->zerocopy && pool_take(f))
 		return;
-	listener = loopback_listener(family);
+	listener = peer_listener(family, nic);
 
-	STEP(f, "listen on loopback", listener);
+	STEP(f, nic ? "listen across the NIC" : "listen on loopback", listener);
 	STEP(f, "socket", f->fd[0] = socket(family, SOCK_STREAM, 0));
 	f->owned[0] = 1;
 	socket_options(f, f->fd[0]);
@@ -1076,13 +1304,13 @@ static void build_tcp(struct fixture *f, int family)
 	STEP(f, "accept", f->peer = accept4(listener, NULL, NULL, SOCK_CLOEXEC));
 }
 
-static void build_udp(struct fixture *f, int family)
+static void build_udp(struct fixture *f, int family, int nic)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 
-	len = loopback_address(family, &ss);
-	STEP(f, "receiver socket", f->peer = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	len = peer_address(family, nic, &ss);
+	STEP(f, "receiver socket", f->peer = peer_socket(nic, family, SOCK_DGRAM));
 	STEP(f, "bind receiver", bind(f->peer, (struct sockaddr *)&ss, len));
 	STEP(f, "getsockname", bound_address(f->peer, &ss, &len));
 	STEP(f, "socket", f->fd[0] = socket(family, SOCK_DGRAM, 0));
@@ -1179,16 +1407,20 @@ static void build_fixture(struct fixture *f, int index)
 		f->owned[0] = f->owned[1] = 1;
 		break;
 	case K_TCP4:
-		build_tcp(f, AF_INET);
+	case K_TCP4_NIC:
+		build_tcp(f, AF_INET, kind_is_nic(f->kind));
 		break;
 	case K_TCP6:
-		build_tcp(f, AF_INET6);
+	case K_TCP6_NIC:
+		build_tcp(f, AF_INET6, kind_is_nic(f->kind));
 		break;
 	case K_UDP4:
-		build_udp(f, AF_INET);
+	case K_UDP4_NIC:
+		build_udp(f, AF_INET, kind_is_nic(f->kind));
 		break;
 	case K_UDP6:
-		build_udp(f, AF_INET6);
+	case K_UDP6_NIC:
+		build_udp(f, AF_INET6, kind_is_nic(f->kind));
 		break;
 	case K_UDP_DUMMY:
 		build_udp_dummy(f);
@@ -1272,25 +1504,17 @@ static void teardown(void)
 
 /* ---- running a program ------------------------------------------------------------------- */
 
-/* Bytes the socket sent and its peer has not acknowledged: 0 for what is no socket, -1 where
- * the kernel does not say. */
-static int socket_outq(const struct fixture *f)
-{
-	int queued = 0;
-
-	if (!kind_is_socket(f->kind) || f->err || !f->owned[0])
-		return 0;
-	if (ioctl(f->fd[0], SIOCOUTQ, &queued) < 0)
-		return -1;
-	return queued;
-}
-
 /* Read every peer dry, waiting up to settle_ms for sockets to have nothing in flight (so the
  * peers got everything and every zerocopy completion was queued), then drain error queues. */
 static void run_final(void)
 {
-	uint64_t deadline = now_ns() + (uint64_t)prog.settle_ms * 1000000ULL;
+	long settle_ms = nic_went_down && prog.settle_ms < NIC_SETTLE_MS ? NIC_SETTLE_MS : prog.settle_ms;
+	uint64_t deadline = now_ns() + (uint64_t)settle_ms * 1000000ULL;
 	int first;
+
+	if (nic_held)
+		nic_release(NULL); /* a peer still held gets everything in the final read */
+	nic_went_down = 0;
 
 	for (int pass = 0;; pass++) {
 		int busy = 0;
@@ -1319,8 +1543,7 @@ static void run_final(void)
 	for (int i = 0; i < prog.nfix; i++) {
 		struct fixture *f = &prog.fix[i];
 
-		if (f->err || !(f->kind == K_PIPE || f->kind == K_TCP4 || f->kind == K_TCP6 || f->kind == K_UDP4 ||
-				 f->kind == K_UDP6 || f->kind == K_UNIX_STREAM || f->kind == K_UNIX_DGRAM))
+		if (f->err || !(f->kind == K_PIPE || (kind_is_socket(f->kind) && f->kind != K_UDP_DUMMY)))
 			continue;
 		out_printf(prog.out, "%s\"%s\": {\"bytes\": %" PRIu64 ", \"digest\": \"%08" PRIx32 "\"}",
 			   first ? "" : ", ", f->name, f->peer_bytes, f->peer_crc);
@@ -1861,7 +2084,7 @@ static int c_loop_setup(struct c_loop_env *e, const struct c_workload *w)
 	char path[160];
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int one = 1, listener = loopback_listener(AF_INET);
+	int one = 1, listener = peer_listener(AF_INET, 0);
 
 	snprintf(path, sizeof(path), "%s/c-loop", workdir);
 	e->file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -2206,6 +2429,169 @@ static int interface_up(int sock, const char *name, const char *address, const c
 	return ioctl(sock, SIOCSIFFLAGS, &ifr);
 }
 
+/* The name of the interface with this MAC, into name; -1 if there is none. */
+static int interface_by_mac(int sock, const char *mac, char *name)
+{
+	struct if_nameindex *all = if_nameindex(), *i;
+	int found = -1;
+
+	for (i = all; i && i->if_index; i++) {
+		struct ifreq ifr = {0};
+		unsigned char *a = (unsigned char *)ifr.ifr_hwaddr.sa_data;
+		char text[18];
+
+		snprintf(ifr.ifr_name, IFNAMSIZ, "%s", i->if_name);
+		if (ioctl(sock, SIOCGIFHWADDR, &ifr) < 0)
+			continue;
+		snprintf(text, sizeof(text), "%02x:%02x:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3], a[4], a[5]);
+		if (!strcmp(text, mac)) {
+			snprintf(name, IFNAMSIZ, "%s", i->if_name);
+			found = 0;
+			break;
+		}
+	}
+	if (all)
+		if_freenameindex(all);
+	return found;
+}
+
+/* Move interface `name` into the network namespace of `netns_fd` (RTM_NEWLINK, IFLA_NET_NS_FD). */
+static int move_to_netns(const char *name, int netns_fd)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct ifinfomsg ifi;
+		struct rtattr rta;
+		uint32_t fd;
+	} req = {
+		.nh = {.nlmsg_len = sizeof(req), .nlmsg_type = RTM_NEWLINK,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK},
+		.ifi = {.ifi_family = AF_UNSPEC, .ifi_index = (int)if_nametoindex(name)},
+		.rta = {.rta_len = RTA_LENGTH(sizeof(uint32_t)), .rta_type = IFLA_NET_NS_FD},
+		.fd = (uint32_t)netns_fd,
+	};
+	struct {
+		struct nlmsghdr nh;
+		struct nlmsgerr err;
+	} ack;
+	int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), ret = -1;
+
+	if (sock < 0)
+		return -1;
+	if (send(sock, &req, sizeof(req), 0) == sizeof(req) && recv(sock, &ack, sizeof(ack), 0) > 0 &&
+	    ack.nh.nlmsg_type == NLMSG_ERROR) {
+		errno = -ack.err.error;
+		ret = ack.err.error ? -1 : 0;
+	}
+	close(sock);
+	return ret;
+}
+
+/* An IPv6 address with a /64 prefix; DAD is off on the NIC (accept_dad 0), as `nodad` asks. */
+static int address6(const char *name, const char *address)
+{
+	struct in6_ifreq {
+		struct in6_addr addr;
+		uint32_t prefixlen;
+		int ifindex;
+	} req = {.prefixlen = 64, .ifindex = (int)if_nametoindex(name)};
+	int sock = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret;
+
+	if (sock < 0)
+		return -1;
+	inet_pton(AF_INET6, address, &req.addr);
+	ret = ioctl(sock, SIOCSIFADDR, &req);
+	close(sock);
+	return ret;
+}
+
+/* One end of the NIC path, in the calling thread's namespace: sysctls, addresses, link up. */
+static int nic_end_up(const char *name, const char *address4, const char *address6_)
+{
+	char path[128];
+	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret;
+
+	if (sock < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/accept_dad", name);
+	write_small_file(path, "0");
+	/* peer_hold takes the link down: the IPv6 address must survive it */
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/keep_addr_on_down", name);
+	write_small_file(path, "1");
+	ret = interface_up(sock, "lo", NULL, NULL);
+	if (ret == 0)
+		ret = interface_up(sock, name, address4, NIC_MASK4);
+	if (ret == 0)
+		ret = address6(name, address6_);
+	close(sock);
+	return ret;
+}
+
+/* One datagram from our end to the peer's (in its namespace) within NIC_CHECK_MS: the path
+ * carries frames both ways (ARP or neighbour discovery answers first). */
+static int nic_frame_crosses(int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = peer_address(family, 1, &ss);
+	int rx = peer_socket(1, family, SOCK_DGRAM), tx = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int ret = -1;
+
+	if (rx >= 0 && tx >= 0 && bind(rx, (struct sockaddr *)&ss, len) == 0 &&
+	    bound_address(rx, &ss, &len) == 0 && connect(tx, (struct sockaddr *)&ss, len) == 0) {
+		for (int waited = 0; waited < NIC_CHECK_MS && ret < 0; waited += 100) {
+			struct pollfd pfd = {rx, POLLIN, 0};
+
+			send(tx, "zcfuzz", 6, 0);
+			if (poll(&pfd, 1, 100) == 1 && recv(rx, read_buf, sizeof(read_buf), 0) == 6)
+				ret = 0;
+		}
+	}
+	if (rx >= 0)
+		close(rx);
+	if (tx >= 0)
+		close(tx);
+	return ret;
+}
+
+/* The NIC path: the second NIC moves into a namespace of its own, where the peers of the *_nic
+ * fixtures live; both ends get addresses and come up, and a frame must cross each way. Without
+ * it, *_nic fixtures fail with ENETUNREACH. */
+static void nic_path_up(void)
+{
+	char local[IFNAMSIZ];
+	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), netns;
+	const char *failed = NULL;
+
+	root_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (sock < 0 || root_netns < 0 || interface_by_mac(sock, NIC_LOCAL_MAC, local) < 0 ||
+	    interface_by_mac(sock, NIC_PEER_MAC, nic_peer_name) < 0)
+		failed = "no NICs with the MACs of vm/qemu.py";
+	else if (unshare(CLONE_NEWNET) < 0 ||
+		 (netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0 ||
+		 setns(root_netns, CLONE_NEWNET) < 0)
+		failed = "cannot make the peer's network namespace";
+	else if (move_to_netns(nic_peer_name, netns) < 0)
+		failed = "cannot move the peer's NIC";
+	else if (nic_end_up(local, NIC_LOCAL4, NIC_LOCAL6) < 0)
+		failed = "cannot set our NIC up";
+	else if (setns(netns, CLONE_NEWNET) < 0 || nic_end_up(nic_peer_name, NIC_PEER4, NIC_PEER6) < 0 ||
+		 setns(root_netns, CLONE_NEWNET) < 0)
+		failed = "cannot set the peer's NIC up";
+	else if ((peer_netns = netns, nic_frame_crosses(AF_INET) < 0))
+		failed = "no IPv4 frame crossed";
+	else if (nic_frame_crosses(AF_INET6) < 0)
+		failed = "no IPv6 frame crossed";
+	if (sock >= 0)
+		close(sock);
+	if (failed) {
+		peer_netns = -1;
+		say("zcfuzz-executor: no NIC path (%s: %s): *_nic fixtures will fail", failed, strerror(errno));
+		return;
+	}
+	say("zcfuzz-executor: NIC path up: %s %s/%s <-> %s %s/%s", local, NIC_LOCAL4, NIC_LOCAL6,
+	    nic_peer_name, NIC_PEER4, NIC_PEER6);
+}
+
 static void network_up(void)
 {
 	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -2337,6 +2723,7 @@ static void __attribute__((noreturn)) run_as_init(void)
 	if (setup_process() < 0)
 		die_as_init("mmap: %s", strerror(errno));
 	network_up();
+	nic_path_up();
 	fault_injection_setup();
 	port = open_port();
 	write_all(port, READY_LINE, strlen(READY_LINE));
