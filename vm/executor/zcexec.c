@@ -70,7 +70,7 @@
 #define NIC_LOCAL6 "fd00:5a::1"
 #define NIC_PEER6 "fd00:5a::2"
 #define NIC_CHECK_MS 5000
-/* After the peer's link was down, TCP resends only at its backed-off retransmission timeout. */
+/* After the peer was held back, TCP resends only at its backed-off retransmission timeout. */
 #define NIC_SETTLE_MS 5000
 #define LKDTM_DIRECT "/sys/kernel/debug/provoke-crash/DIRECT"
 #define PORT_NAME "zcfuzz"
@@ -194,7 +194,7 @@ static __thread volatile sig_atomic_t alarm_fired;
 static int listeners[2][2] = {{-1, -1}, {-1, -1}}; /* [nic][ipv6]: kept for the executor's life */
 static int root_netns = -1, peer_netns = -1;      /* peer_netns: -1 without the NIC path */
 static char nic_peer_name[IFNAMSIZ];               /* the peer's NIC, in peer_netns */
-static int nic_held;                               /* peer_hold took the peer's link down */
+static int nic_held;                               /* peer_hold took the peer's addresses away */
 static int nic_went_down;                          /* ... at some point of this program */
 
 static void on_alarm(int sig)
@@ -364,6 +364,12 @@ static __thread struct out *op_out;
 
 /* ---- the peers' namespaces --------------------------------------------------------------- */
 
+static int bound_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+	*len = sizeof(*ss);
+	return getsockname(fd, (struct sockaddr *)ss, len);
+}
+
 /* Port 0 on the peer's address of `family`: loopback, or the peer's end of the NIC path;
  * returns the address length. */
 static socklen_t peer_address(int family, int nic, struct sockaddr_storage *ss)
@@ -436,6 +442,46 @@ static int peer_listener(int family, int nic)
 		return -1;
 	}
 	return *slot;
+}
+
+static int interface_up(int sock, const char *name, const char *address, const char *netmask)
+{
+	struct ifreq ifr = {0};
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+	if (address) {
+		sin->sin_family = AF_INET;
+		inet_pton(AF_INET, address, &sin->sin_addr);
+		if (ioctl(sock, SIOCSIFADDR, &ifr) < 0)
+			return -1;
+		inet_pton(AF_INET, netmask, &sin->sin_addr);
+		if (ioctl(sock, SIOCSIFNETMASK, &ifr) < 0)
+			return -1;
+	}
+	if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+		return -1;
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	return ioctl(sock, SIOCSIFFLAGS, &ifr);
+}
+
+/* Add (SIOCSIFADDR) or remove (SIOCDIFADDR) an IPv6 address with a /64 prefix on the interface
+ * `name` of the socket's namespace; DAD is off on the NIC (accept_dad 0), as `nodad` asks. */
+static int address6(int sock, const char *name, const char *address, unsigned long request)
+{
+	struct in6_ifreq {
+		struct in6_addr addr;
+		uint32_t prefixlen;
+		int ifindex;
+	} req = {.prefixlen = 64};
+	struct ifreq ifr = {0};
+
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+	if (ioctl(sock, SIOCGIFINDEX, &ifr) < 0)
+		return -1;
+	req.ifindex = ifr.ifr_ifindex;
+	inet_pton(AF_INET6, address, &req.addr);
+	return ioctl(sock, request, &req);
 }
 
 /* ---- operations -------------------------------------------------------------------------- */
@@ -904,9 +950,16 @@ static void op_drain(struct op *op)
 	}
 	out_common(op, &r);
 	/* After the records: bytes of the stream still unacknowledged, so a record that covers a
-	 * call whose last byte is among them came early (vm/PROGRAM.md, "drain"). */
-	if (!r.fixture_error && kind_is_tcp(fix_of(&op->arg[0])->kind))
+	 * call whose last byte is among them came early, and how many segments TCP resent (a resent
+	 * skb completes as copied) (vm/PROGRAM.md, "drain"). */
+	if (!r.fixture_error && kind_is_tcp(fix_of(&op->arg[0])->kind)) {
+		struct tcp_info info = {0};
+		socklen_t len = sizeof(info);
+
 		out_printf(op_out, ", \"outq\": %d", socket_outq(fix_of(&op->arg[0])));
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0)
+			out_printf(op_out, ", \"retrans\": %u", info.tcpi_total_retrans);
+	}
 	out_printf(op_out, ", \"fd\": \"%s\", \"notifications\": %.*s}", name, (int)records.len,
 		   records.buf);
 	free(records.buf);
@@ -939,45 +992,79 @@ static void op_close(struct op *op)
 	out_printf(op_out, "}");
 }
 
-/* Bring the peer's NIC of the NIC path up or down, from the peer's namespace. */
-static int nic_link(int up)
+/* One datagram from our end to the peer's (in its namespace) within NIC_CHECK_MS: the path
+ * carries frames both ways (ARP or neighbour discovery answers first). */
+static int nic_frame_crosses(int family)
 {
-	struct ifreq ifr = {0};
-	int sock, ret;
+	struct sockaddr_storage ss;
+	socklen_t len = peer_address(family, 1, &ss);
+	int rx = peer_socket(1, family, SOCK_DGRAM), tx = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int ret = -1;
 
-	if (peer_netns < 0) {
-		errno = ENETUNREACH;
-		return -1;
+	if (rx >= 0 && tx >= 0 && bind(rx, (struct sockaddr *)&ss, len) == 0 &&
+	    bound_address(rx, &ss, &len) == 0 && connect(tx, (struct sockaddr *)&ss, len) == 0) {
+		for (int waited = 0; waited < NIC_CHECK_MS && ret < 0; waited += 100) {
+			struct pollfd pfd = {rx, POLLIN, 0};
+
+			send(tx, "zcfuzz", 6, 0);
+			if (poll(&pfd, 1, 100) == 1 && recv(rx, read_buf, sizeof(read_buf), 0) == 6)
+				ret = 0;
+		}
 	}
-	sock = peer_socket(1, AF_INET, SOCK_DGRAM);
-	if (sock < 0)
-		return -1;
-	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", nic_peer_name);
-	ret = ioctl(sock, SIOCGIFFLAGS, &ifr);
-	if (ret == 0) {
-		ifr.ifr_flags = up ? ifr.ifr_flags | IFF_UP : ifr.ifr_flags & ~IFF_UP;
-		ret = ioctl(sock, SIOCSIFFLAGS, &ifr);
-	}
-	if (ret == 0)
-		nic_held = !up;
-	nic_went_down |= nic_held;
-	close(sock);
+	if (rx >= 0)
+		close(rx);
+	if (tx >= 0)
+		close(tx);
 	return ret;
 }
 
-/* Let a held peer go: its link comes up and a TCP peer acknowledges what it has at once
+/* Hold the peer back, or let it go, by taking its addresses away or giving them back: frames
+ * for it still arrive and are dropped, so nothing is delivered or acknowledged. Its link stays
+ * up (taking a virtio-net link down trips lockdep in 6.12's virtnet_close, a WARNING of the
+ * driver's own). */
+static int nic_addresses(int present)
+{
+	struct ifreq ifr = {0};
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+	int sock = peer_socket(1, AF_INET, SOCK_DGRAM), sock6 = peer_socket(1, AF_INET6, SOCK_DGRAM);
+	int ret = sock < 0 || sock6 < 0 ? -1 : 0;
+
+	if (ret == 0 && present) {
+		ret = interface_up(sock, nic_peer_name, NIC_PEER4, NIC_MASK4);
+	} else if (ret == 0) {
+		/* address 0.0.0.0 removes the interface's IPv4 address (inet_set_ifa) */
+		snprintf(ifr.ifr_name, IFNAMSIZ, "%s", nic_peer_name);
+		sin->sin_family = AF_INET;
+		ret = ioctl(sock, SIOCSIFADDR, &ifr);
+	}
+	if (ret == 0)
+		ret = address6(sock6, nic_peer_name, NIC_PEER6, present ? SIOCSIFADDR : SIOCDIFADDR);
+	if (ret == 0) {
+		nic_held = !present;
+		nic_went_down |= nic_held;
+	}
+	if (sock >= 0)
+		close(sock);
+	if (sock6 >= 0)
+		close(sock6);
+	return ret;
+}
+
+/* Let a held peer go: its addresses come back, datagrams cross each way again (so the
+ * neighbour entries the hold left failed are fresh: a send queued behind a failed one would be
+ * resent, which completes as copied) and a TCP peer acknowledges what it has at once
  * (TCP_QUICKACK), so the sender's retransmission is all that is waited for. */
 static int nic_release(struct fixture *f)
 {
-	if (nic_link(1) < 0)
+	if (nic_addresses(1) < 0 || nic_frame_crosses(AF_INET) < 0 || nic_frame_crosses(AF_INET6) < 0)
 		return -1;
 	if (f && kind_is_tcp(f->kind) && f->peer >= 0)
 		setsockopt(f->peer, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
 	return 0;
 }
 
-/* peer_hold and peer_release: only a peer across the NIC has a link to take down. */
-static void run_peer_link(struct op *op, int up)
+/* peer_hold and peer_release: only a peer across the NIC can be held back. */
+static void run_peer_hold(struct op *op, int up)
 {
 	struct op_result r = {0};
 	struct fixture *f = fix_of(&op->arg[0]);
@@ -989,7 +1076,7 @@ static void run_peer_link(struct op *op, int up)
 		r.err = EOPNOTSUPP;
 		r.skipped = "peer not across the NIC";
 	} else {
-		TIMED_CALL(&r, op, up ? nic_release(f) : nic_link(0));
+		TIMED_CALL(&r, op, up ? nic_release(f) : nic_addresses(0));
 	}
 	out_common(op, &r);
 	out_printf(op_out, "}");
@@ -997,12 +1084,12 @@ static void run_peer_link(struct op *op, int up)
 
 static void op_peer_hold(struct op *op)
 {
-	run_peer_link(op, 0);
+	run_peer_hold(op, 0);
 }
 
 static void op_peer_release(struct op *op)
 {
-	run_peer_link(op, 1);
+	run_peer_hold(op, 1);
 }
 
 /* Bytes [offset, offset + len) of the pattern with `seed`, into buf (the file positions). */
@@ -1165,12 +1252,6 @@ static int fill_pattern(int fd, uint64_t size, int seed)
 		done += n;
 	}
 	return 0;
-}
-
-static int bound_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
-{
-	*len = sizeof(*ss);
-	return getsockname(fd, (struct sockaddr *)ss, len);
 }
 
 #define STEP(f, what, expr)                                                                       \
@@ -2408,27 +2489,6 @@ static void mount_one(const char *source, const char *target, const char *type)
 		say("zcfuzz-executor: mount %s on %s: %s", type, target, strerror(errno));
 }
 
-static int interface_up(int sock, const char *name, const char *address, const char *netmask)
-{
-	struct ifreq ifr = {0};
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
-
-	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
-	if (address) {
-		sin->sin_family = AF_INET;
-		inet_pton(AF_INET, address, &sin->sin_addr);
-		if (ioctl(sock, SIOCSIFADDR, &ifr) < 0)
-			return -1;
-		inet_pton(AF_INET, netmask, &sin->sin_addr);
-		if (ioctl(sock, SIOCSIFNETMASK, &ifr) < 0)
-			return -1;
-	}
-	if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
-		return -1;
-	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-	return ioctl(sock, SIOCSIFFLAGS, &ifr);
-}
-
 /* The name of the interface with this MAC, into name; -1 if there is none. */
 static int interface_by_mac(int sock, const char *mac, char *name)
 {
@@ -2487,69 +2547,25 @@ static int move_to_netns(const char *name, int netns_fd)
 	return ret;
 }
 
-/* An IPv6 address with a /64 prefix; DAD is off on the NIC (accept_dad 0), as `nodad` asks. */
-static int address6(const char *name, const char *address)
-{
-	struct in6_ifreq {
-		struct in6_addr addr;
-		uint32_t prefixlen;
-		int ifindex;
-	} req = {.prefixlen = 64, .ifindex = (int)if_nametoindex(name)};
-	int sock = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret;
-
-	if (sock < 0)
-		return -1;
-	inet_pton(AF_INET6, address, &req.addr);
-	ret = ioctl(sock, SIOCSIFADDR, &req);
-	close(sock);
-	return ret;
-}
-
 /* One end of the NIC path, in the calling thread's namespace: sysctls, addresses, link up. */
 static int nic_end_up(const char *name, const char *address4, const char *address6_)
 {
 	char path[128];
-	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret;
+	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), sock6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int ret = sock < 0 || sock6 < 0 ? -1 : 0;
 
-	if (sock < 0)
-		return -1;
 	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/accept_dad", name);
 	write_small_file(path, "0");
-	/* peer_hold takes the link down: the IPv6 address must survive it */
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/keep_addr_on_down", name);
-	write_small_file(path, "1");
-	ret = interface_up(sock, "lo", NULL, NULL);
+	if (ret == 0)
+		ret = interface_up(sock, "lo", NULL, NULL);
 	if (ret == 0)
 		ret = interface_up(sock, name, address4, NIC_MASK4);
 	if (ret == 0)
-		ret = address6(name, address6_);
-	close(sock);
-	return ret;
-}
-
-/* One datagram from our end to the peer's (in its namespace) within NIC_CHECK_MS: the path
- * carries frames both ways (ARP or neighbour discovery answers first). */
-static int nic_frame_crosses(int family)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = peer_address(family, 1, &ss);
-	int rx = peer_socket(1, family, SOCK_DGRAM), tx = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int ret = -1;
-
-	if (rx >= 0 && tx >= 0 && bind(rx, (struct sockaddr *)&ss, len) == 0 &&
-	    bound_address(rx, &ss, &len) == 0 && connect(tx, (struct sockaddr *)&ss, len) == 0) {
-		for (int waited = 0; waited < NIC_CHECK_MS && ret < 0; waited += 100) {
-			struct pollfd pfd = {rx, POLLIN, 0};
-
-			send(tx, "zcfuzz", 6, 0);
-			if (poll(&pfd, 1, 100) == 1 && recv(rx, read_buf, sizeof(read_buf), 0) == 6)
-				ret = 0;
-		}
-	}
-	if (rx >= 0)
-		close(rx);
-	if (tx >= 0)
-		close(tx);
+		ret = address6(sock6, name, address6_, SIOCSIFADDR);
+	if (sock >= 0)
+		close(sock);
+	if (sock6 >= 0)
+		close(sock6);
 	return ret;
 }
 
