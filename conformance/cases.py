@@ -15,8 +15,9 @@ from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, EOPNOTSUPP, EPIPE,
 from typing import Callable
 
 from fuzz.abi import MAX_RW_COUNT, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, SPLICE_F_BASE, Abi
-from fuzz.oracles import PARITY_FIELDS, data, notification_records, socket_accounting
-from vm.program import OPS, Program, ProgramResult
+from fuzz.oracles import (PARITY_FIELDS, data, early_notifications, notification_records, sent_streams,
+                          socket_accounting)
+from vm.program import OPS, Program, ProgramResult, digest, pattern
 
 from conformance.model import expected_errno, splice_flags_mask
 from conformance.spec import CLAUSE_BY_ID, CLAUSES
@@ -30,6 +31,13 @@ WAIT_MS = 1000  # drain: wait this long for POLLERR; completions on loopback tak
 # Generous: completions on loopback arrive within microseconds, under TCG within milliseconds.
 SETTLE_MS = 1000
 TIMEOUT_MS = 2000
+# The bounded waits of the promise clauses. HOLD_MS: how long a notification may not come while
+# the peer is held back (a TCG guest acknowledges across the NIC within tens of milliseconds, so
+# a notification that ran ahead of the ACK shows up well within it). ACK_MS: how long it may take
+# once the peer is let go (TCP resends at its backed-off retransmission timeout, then the ACK
+# frees the skbs).
+HOLD_MS = 500
+ACK_MS = 5000
 
 # A check gets the row's program, its result and, for twin rows, the result of the sendfile64
 # twin; it returns what went wrong, or "" when the row holds.
@@ -46,6 +54,8 @@ class Row:
     ops: tuple[dict, ...]
     check: Check
     isolate: bool = False  # may crash the kernel: run in a program of its own
+    # What the row's result shows beyond its verdict ("" for nothing): zerocopy evidence.
+    evidence: Check | None = None
     twin: bool = False  # compare with the same row, sendfile2 replaced by sendfile64
     errnos: tuple[tuple[int, frozenset[int]], ...] = ()  # (op index, acceptable errnos) as written
 
@@ -148,7 +158,7 @@ def max_id_is(sock: str, expected_max: int, required: tuple[int, ...]) -> Callab
 
 
 def data_holds(program, result, abi, twin) -> str:
-    violations = data(program, result)
+    violations = data(program, result, abi)
     return violations[0].message if violations else ""
 
 
@@ -582,11 +592,219 @@ def _msgzc_rows(clause: str) -> list[Row]:
     raise KeyError(clause)
 
 
+# --- the promise: a notification means the pages are free ------------------------------------
+
+HOLD = {"op": "peer_hold", "fd": "sock"}
+RELEASE = {"op": "peer_release", "fd": "sock"}
+NIC_TCP = ("tcp4_nic", "tcp6_nic")
+NIC_UDP = ("udp4_nic", "udp6_nic")
+BIG = 4 << 20  # a file no window or send buffer takes at once
+
+
+def drain_for(wait_ms: int) -> dict:
+    return {"op": "drain", "fd": "sock", "wait_ms": wait_ms}
+
+
+def not_early(program, result, abi, twin) -> str:
+    """fuzz.oracles' early-notification rule on every drain of the row."""
+    violations = early_notifications(program, result, abi)
+    return violations[0].message if violations else ""
+
+
+def held_back(i: int) -> Callable:
+    """The row's premise: drain ops[i] ended with bytes of the stream unacknowledged."""
+
+    def check(program, result, abi, twin):
+        outq = result.ops[i].get("outq", 0)
+        return "" if outq > 0 else f"nothing was held back: ops[{i}] drain saw outq {outq}"
+
+    return check
+
+
+def notified_by(i: int, ids: tuple[int, ...], sock: str = "sock") -> Callable:
+    """Every id in `ids` was read by the drains up to ops[i]: it came within their bounded waits."""
+
+    def check(program, result, abi, twin):
+        seen = {n for d, op in enumerate(program.ops[:i + 1]) if op.op == "drain" and op["fd"] == sock
+                for r in result.ops[d].get("notifications", []) for n in range(r["lo"], r["hi"] + 1)}
+        missing = sorted(set(ids) - seen)
+        return f"id {missing[0]} not notified by ops[{i}] (waited {program.ops[i]['wait_ms']} ms)" if missing else ""
+
+    return check
+
+
+def copied_clear_unless_resent(program, result, abi, twin) -> str:
+    """Across the NIC, TCP completes with COPIED clear, except after a resend (tail loss probe or
+    timeout under a slow guest): a resent skb completes as copied, with sendmsg(MSG_ZEROCOPY) on
+    base too, so such a row says nothing about COPIED."""
+    resent = any(r.get("retrans", 0) for op, r in zip(program.ops, result.ops) if op.op == "drain")
+    return "" if resent else copied_is("sock", False)(program, result, abi, twin)
+
+
+def copied_as(sock: str, reference: str) -> Callable:
+    """`sock`'s completions have COPIED as `reference`'s (the same path, sendmsg(MSG_ZEROCOPY))."""
+
+    def check(program, result, abi, twin):
+        flags = [{bool(r["code"] & SO_EE_CODE_ZEROCOPY_COPIED) for r in notification_records(program, result, name)}
+                 for name in (sock, reference)]
+        return "" if flags[0] == flags[1] else f"COPIED {sorted(flags[0])} where MSG_ZEROCOPY gives {sorted(flags[1])}"
+
+    return check
+
+
+def old_bytes_kept(program, result, abi, twin) -> str:
+    """The row's premise (the notification came before the rewrite) and the promise: the peer
+    received the bytes the file had when they were sent."""
+    if "sock" not in sent_streams(program, result, abi)[1]:
+        return "no notification came before the rewrite, so the row could not judge the promise"
+    return data_holds(program, result, abi, twin)
+
+
+def rewrite_evidence(program, result, abi, twin) -> str:
+    """A rewrite before the notification that reached the peer: the pages really went by reference."""
+    peer = result.final.get("peers", {}).get("sock", {})
+    sent = pattern(1, 0, peer.get("bytes", 0))
+    return "" if peer.get("digest") in (None, digest(sent)) else \
+        "the peer received rewritten bytes: the pages were sent by reference (zerocopy)"
+
+
+REWRITES = (
+    ("pwrite of new bytes", {"op": "pwrite", "fd": "src", "offset": 0, "len": 16384, "seed": 7}),
+    ("truncate to 100 bytes", {"op": "truncate", "fd": "src", "length": 100}),
+    ("a store through a shared mapping", {"op": "mmap_write", "fd": "src", "offset": 0, "len": 16384, "seed": 7}),
+)
+
+
+def _held_rows(send: dict, first: tuple[dict, ...], what: str, kinds: tuple[str, ...],
+               extra: tuple[dict, ...] = ()) -> list[Row]:
+    """Peer held back, one zerocopy send, a bounded wait with no notification, the peer let go,
+    the notification within ACK_MS."""
+    ops = first + (HOLD, send, drain_for(HOLD_MS), RELEASE, drain_for(ACK_MS))
+    n = len(first)
+    return [Row(f"{what} on {kind}, the peer held back for {HOLD_MS} ms, then let go",
+                f"no notification while held (bytes unacknowledged); id 0 within {ACK_MS} ms of the release",
+                (SRC, *extra, _zc_sock(kind=kind)), ops,
+                all_of(expect_errnos((n + 1, frozenset({0}))), held_back(n + 2), not_early,
+                       notified_by(n + 4, (0,)), accounting_holds("sock")))
+            for kind in kinds]
+
+
+def _window_full_rows(abi: Abi) -> list[Row]:
+    """Non-blocking sendfile2 calls of more than any window takes, the peer not reading: each
+    returns short (or EAGAIN) once the send buffer is full; 100 ms between them let the peer
+    acknowledge what it has room for, until its window closes with bytes queued behind it."""
+    src = fd("src", "file", size=BIG, seed=1)
+    rounds = (_sf2_zc(abi, None, BIG), drain_for(100)) * 8
+    return [Row(f"eight non-blocking sendfile2(SENDFILE_ZC) of {BIG >> 20} MiB on {kind} 100 ms apart, the "
+                "peer not reading", f"partial sends; no notification within {HOLD_MS} ms for a call with bytes "
+                "queued; each notified once the peer has read everything", (src, fd("sock", kind, nonblock=True)),
+                rounds + (drain_for(HOLD_MS), PEER_READ, DRAIN),
+                all_of(expect_errnos((0, frozenset({0}))), held_back(len(rounds)), not_early,
+                       accounting_holds("sock")))
+            for kind in ("tcp4", "tcp4_nic")]
+
+
+def _overwrite_rows(abi: Abi, via_pipe: bool) -> list[Row]:
+    szc = abi.splice_zc
+    send = ((_splice("src", "p.w", length=16384, off_in=0), _splice("p.r", "sock", length=16384, flags=szc))
+            if via_pipe else (_sf2_zc(abi, 0, 16384),))
+    extra = (PIPE,) if via_pipe else ()
+    rows = [Row(f"{'file -> pipe -> ' if via_pipe else ''}{kind}: 16384 bytes, their notification, then "
+                f"{label}", "the peer receives the bytes as they were sent",
+                (SRC, *extra, _zc_sock(kind=kind)), send + (drain_for(ACK_MS), rewrite),
+                all_of(expect_errnos(*[(i, frozenset({0})) for i in range(len(send))]),
+                       notified_by(len(send), (0,)), old_bytes_kept))
+            for kind in ("tcp4", "tcp4_nic", "tcp6_nic") for label, rewrite in REWRITES]
+    if not via_pipe:
+        rows.append(Row("tcp4_nic: the peer held back, 16384 bytes, a pwrite before their notification, "
+                        "the peer let go", "id 0 notified once; the peer may receive either bytes",
+                        (SRC, _zc_sock(kind="tcp4_nic")),
+                        (HOLD, *send, REWRITES[0][1], RELEASE, drain_for(ACK_MS)),
+                        accounting_holds("sock"), evidence=rewrite_evidence))
+    return rows
+
+
+DRAIN_NOW = {"op": "drain", "fd": "sock", "wait_ms": 0}
+
+
+def any_held_back(program, result, abi, twin) -> str:
+    """The slow client's premise: some drain saw the peer behind."""
+    held = [r.get("outq", 0) for op, r in zip(program.ops, result.ops) if op.op == "drain"]
+    return "" if any(q > 0 for q in held) else "the peer never fell behind: every drain saw outq 0"
+
+
+def _slow_client_rows(abi: Abi) -> list[Row]:
+    """Twelve rounds of a 64 KiB non-blocking sendfile2 and a 16 KiB read by the peer, drains
+    between: each drain's outq says how far the peer has acknowledged."""
+    src = fd("src", "file", size=1 << 20, seed=1)
+    rounds = (_sf2_zc(abi, None, 65536), DRAIN_NOW,
+              {"op": "peer_read", "fd": "sock", "max": 16384}, DRAIN_NOW)
+    return [Row(f"{kind}: twelve rounds of non-blocking sendfile2(SENDFILE_ZC) of 64 KiB and a 16 KiB read "
+                "by the peer", "no drain reads an id whose bytes are unacknowledged; every id notified "
+                "once; the peer receives the file's bytes in order", (src, fd("sock", kind, nonblock=True)),
+                rounds * 12, all_of(not_early, accounting_holds("sock"), data_holds,
+                                    any_held_back))
+            for kind in ("tcp4_nic", "tcp4")]
+
+
+def _promise_rows(clause: str, abi: Abi) -> list[Row]:
+    if clause == "MSGZC-NIC-COPIED":
+        return ([Row(f"sendmsg(MSG_ZEROCOPY) of 16384 bytes on {kind}", "notified once, COPIED clear",
+                     (_zc_sock(kind=kind),), (_sendmsg_zc(16384), drain_for(ACK_MS)),
+                     all_of(notified_by(1, (0,)), accounting_holds("sock"), copied_clear_unless_resent))
+                 for kind in NIC_TCP]
+                + [Row(f"sendmsg(MSG_ZEROCOPY) of 1024 bytes on {kind}", "notified once",
+                       (_zc_sock(kind=kind),), (_sendmsg_zc(1024), drain_for(ACK_MS)),
+                       all_of(notified_by(1, (0,)), accounting_holds("sock")))
+                   for kind in NIC_UDP])
+    if clause == "MSGZC-NIC-NO-EARLY":
+        return _held_rows(_sendmsg_zc(16384), (), "sendmsg(MSG_ZEROCOPY) of 16384 bytes", NIC_TCP)
+    if clause == "ZC-NIC-COPIED":
+        return ([Row(f"sendfile2(SENDFILE_ZC) of 16384 bytes on {kind}", "notified once, COPIED clear",
+                     (SRC, _zc_sock(kind=kind)), (_sf2_zc(abi, 0, 16384), drain_for(ACK_MS)),
+                     all_of(notified_by(1, (0,)), accounting_holds("sock"), copied_clear_unless_resent))
+                 for kind in NIC_TCP]
+                + [Row(f"sendfile2(SENDFILE_ZC) of 1024 bytes on {kind}, sendmsg(MSG_ZEROCOPY) of 1024 on "
+                       "another", "both notified once, COPIED the same", (SRC, _zc_sock(kind=kind), fd("ref", kind, zerocopy=True)),
+                       (_sf2_zc(abi, 0, 1024), {**_sendmsg_zc(1024), "fd": "ref"}, drain_for(ACK_MS),
+                        {"op": "drain", "fd": "ref", "wait_ms": ACK_MS}),
+                       all_of(notified_by(2, (0,)), notified_by(3, (0,), "ref"), accounting_holds("sock"),
+                              copied_as("sock", "ref")))
+                   for kind in NIC_UDP])
+    if clause == "ZC-NO-EARLY-NOTIFY":
+        return (_held_rows(_sf2_zc(abi, 0, 16384), (), "sendfile2(SENDFILE_ZC) of 16384 bytes", NIC_TCP)
+                + _window_full_rows(abi))
+    if clause == "ZC-OVERWRITE-SAFE":
+        return _overwrite_rows(abi, via_pipe=False)
+    if clause == "ZC-SLOW-CLIENT":
+        return _slow_client_rows(abi)
+    if clause == "SPLICE-ZC-NO-EARLY-NOTIFY":
+        fill = (_splice("src", "p.w", length=16384, off_in=0),)
+        splice = _splice("p.r", "sock", length=16384, flags=abi.splice_zc)
+        # A resent skb completes with COPIED set, with sendmsg(MSG_ZEROCOPY) on base too: only
+        # a send the peer took at once says whether the pages went by reference.
+        return (_held_rows(splice, fill, "file -> pipe, then splice(SPLICE_F_ZC) of 16384 bytes", NIC_TCP,
+                           extra=(PIPE,))
+                + [Row(f"file -> pipe, then splice(SPLICE_F_ZC) of 16384 bytes on {kind}", "notified once, "
+                       "COPIED clear", (SRC, PIPE, _zc_sock(kind=kind)), fill + (splice, drain_for(ACK_MS)),
+                       all_of(notified_by(2, (0,)), accounting_holds("sock"), copied_clear_unless_resent))
+                   for kind in NIC_TCP])
+    if clause == "SPLICE-ZC-OVERWRITE-SAFE":
+        return _overwrite_rows(abi, via_pipe=True)
+    raise KeyError(clause)
+
+
+PROMISE_CLAUSES = ("MSGZC-NIC-COPIED", "MSGZC-NIC-NO-EARLY", "ZC-NIC-COPIED", "ZC-NO-EARLY-NOTIFY",
+                   "ZC-OVERWRITE-SAFE", "ZC-SLOW-CLIENT", "SPLICE-ZC-NO-EARLY-NOTIFY", "SPLICE-ZC-OVERWRITE-SAFE")
+
+
 # --- the table: clause id -> rows ------------------------------------------------------------
 
 def rows_of(clause_id: str, abi: Abi, kernel_info: dict) -> list[Row]:
     """Every row of one clause for the kernel described by `abi` / `kernel_info`."""
     CLAUSE_BY_ID[clause_id]  # an unknown id is a KeyError here, not an empty clause
+    if clause_id in PROMISE_CLAUSES:
+        return _promise_rows(clause_id, abi)
     zc, default = abi.sendfile_zc, abi.sendfile_default
     if clause_id in ("SF64-EBADF", "SF64-EFAULT", "SF64-EINVAL", "SF64-ESPIPE", "SF64-EOVERFLOW",
                      "SF64-ODD-IN", "SF64-ODD-OUT"):

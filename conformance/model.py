@@ -18,7 +18,7 @@ from errno import (EAGAIN, EBADF, ECONNREFUSED, ECONNRESET, EFAULT, EINVAL, ENOS
 from typing import Any
 
 from fuzz.abi import MAX_RW_COUNT, MSG_MORE, SPLICE_F_BASE, ZEROCOPY_KINDS
-from vm.program import BAD_POINTERS, Program
+from vm.program import BAD_POINTERS, NIC_KINDS, Program
 
 SSIZE_MAX = (1 << 63) - 1
 LOFF_MAX = (1 << 63) - 1
@@ -62,7 +62,7 @@ TRAITS: dict[str, FdTraits] = {
     "pipe.r": FdTraits(read=True),
     "pipe.w": FdTraits(write=True, splice_write=True),
     **{kind: FdTraits(**_SOCK) for kind in ("tcp4", "tcp6", "udp4", "udp6", "udp_dummy",
-                                             "unix_stream", "unix_dgram")},
+                                             "unix_stream", "unix_dgram", *NIC_KINDS)},
     "dir": FdTraits(read=True, pread=True, lseek=True),
     "opath": FdTraits(valid=False),
     "eventfd": FdTraits(**_ANON),
@@ -75,7 +75,7 @@ TRAITS: dict[str, FdTraits] = {
     "closed": FdTraits(valid=False),
     "invalid": FdTraits(valid=False),
 }
-INET_SOCKETS = frozenset(ZEROCOPY_KINDS)
+INET_SOCKETS = frozenset(ZEROCOPY_KINDS + NIC_KINDS)
 UNIX_SOCKETS = frozenset(("unix_stream", "unix_dgram"))
 
 

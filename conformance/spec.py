@@ -20,6 +20,17 @@ READ_WRITE_C = "fs/read_write.c"
 SPLICE_C = "fs/splice.c"
 V2 = "the zcfuzz v2 ABI (kernel-patches, fixed revision)"
 RFC = "the RFC cover letter (March 2025)"
+# The sentences of the ABI the promise clauses check, quoted.
+PAGES_FREE = ("v2 cover letter: an application learns \"when the network stack no longer references the "
+              "pages it sent, i.e. when the file data may be overwritten\"")
+AFTER_LAST_SKB = ("v2 cover letter: one notification \"once the call has returned and the last skb "
+                  "referencing its data is freed\"")
+SLOW_CLIENT = ("RFC cover letter: \"a slow client on the other side may take time to receive and ACK the "
+               "bytes. In the meantime, the user app ... has no way to know whether it can overwrite the "
+               "data on disk\"")
+MSGZC_REUSE = "msg_zerocopy.rst: the kernel notifies \"when it is safe to reuse a previously passed buffer\""
+MSGZC_DEFERRED = ("msg_zerocopy.rst: only \"packets ... looped to a local socket will incur a deferred "
+                  "copy\"; a device that sends the pages does not copy them")
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,11 @@ CLAUSES: tuple[Clause, ...] = (
            "local delivery copies the pages", MSG_ZEROCOPY_RST),
     Clause("MSGZC-TRUE-ZEROCOPY-DUMMY", "MSG_ZEROCOPY over UDP out of dummy0 completes with COPIED clear",
            "the device frees the skb without copying", MSG_ZEROCOPY_RST),
+    Clause("MSGZC-NIC-COPIED", "sendmsg(MSG_ZEROCOPY) through the NIC path: every send notified once, TCP "
+           "completions with COPIED clear", MSGZC_DEFERRED, MSG_ZEROCOPY_RST),
+    Clause("MSGZC-NIC-NO-EARLY", "sendmsg(MSG_ZEROCOPY) on TCP through the NIC with the peer held back: no "
+           "notification while its bytes are unacknowledged; once the peer is let go, it comes",
+           MSGZC_REUSE, MSG_ZEROCOPY_RST),
     # --- sendfile2 -----------------------------------------------------------------------------
     Clause("SF2-FLAGS-UNKNOWN", "EINVAL for every flag bit outside SENDFILE_ALL, and for all bits set",
            "unknown bits must be refused so they can be given meaning later", V2, "sendfile2", ("D1",)),
@@ -149,6 +165,20 @@ CLAUSES: tuple[Clause, ...] = (
            "COPIED set", "local delivery copies the pages", MSG_ZEROCOPY_RST, "sendfile2", ("D7",)),
     Clause("ZC-TRUE-ZEROCOPY-DUMMY", "sendfile2(SENDFILE_ZC) over UDP out of dummy0 completes with COPIED "
            "clear", "the device frees the skb without copying", MSG_ZEROCOPY_RST, "sendfile2", ("D7",)),
+    Clause("ZC-NIC-COPIED", "sendfile2(SENDFILE_ZC) through the NIC path: TCP completions have COPIED "
+           "clear; UDP ones have COPIED as sendmsg(MSG_ZEROCOPY) of the same datagram has it",
+           f"{MSGZC_DEFERRED}; v2 cover letter: \"COPIED is set on loopback and deferred copies as for "
+           "MSG_ZEROCOPY\"", f"{MSG_ZEROCOPY_RST}; {V2}", "sendfile2"),
+    Clause("ZC-NO-EARLY-NOTIFY", "while any byte of a sendfile2(SENDFILE_ZC) call is queued or "
+           "unacknowledged (peer held back, window full, non-blocking partial send) no notification covers "
+           "its id; once the peer is let go, it comes", AFTER_LAST_SKB, V2, "sendfile2"),
+    Clause("ZC-OVERWRITE-SAFE", "after the notification of a sendfile2(SENDFILE_ZC) call, rewriting the file "
+           "range it sent (pwrite, truncate, a store through a shared mapping) never changes what the peer "
+           "receives; a rewrite before it may show up (zerocopy evidence, not a failure)", PAGES_FREE, V2,
+           "sendfile2"),
+    Clause("ZC-SLOW-CLIENT", "a peer reading slowly while non-blocking sendfile2(SENDFILE_ZC) calls send a "
+           "large file: notifications follow the peer's acknowledgements, never run ahead of them, and every "
+           "call is notified once", SLOW_CLIENT, f"{RFC}; {V2}", "sendfile2"),
     Clause("ZC-MEMLOCK-SENT", "a SENDFILE_ZC count far above RLIMIT_MEMLOCK sends what sendfile64 sends, "
            "without ENOBUFS", "only the bytes sent are charged to locked memory", V2, "sendfile2", ("D6",)),
     # --- SPLICE_F_ZC -----------------------------------------------------------------------------
@@ -163,6 +193,11 @@ CLAUSES: tuple[Clause, ...] = (
            "(end of file), with or without O_NONBLOCK, and takes no id",
            "end of file is found before anything is sent, as without the flag; a call that sends "
            "nothing takes no id", V2, "splice_zc"),
+    Clause("SPLICE-ZC-NO-EARLY-NOTIFY", "splice(SPLICE_F_ZC) from a pipe to TCP through the NIC with the "
+           "peer held back: no notification while its bytes are unacknowledged; once the peer is let go, it "
+           "comes; sent at once, it comes with COPIED clear", AFTER_LAST_SKB, V2, "splice_zc"),
+    Clause("SPLICE-ZC-OVERWRITE-SAFE", "after the notification of a file -> pipe -> socket splice(SPLICE_F_ZC), "
+           "rewriting the file range never changes what the peer receives", PAGES_FREE, V2, "splice_zc"),
     Clause("TEE-ZC-REJECTED", "tee with SPLICE_F_ZC: EINVAL", "tee never reaches a socket, so a "
            "notification could never be sent", V2, "splice_zc", ("D4",)),
     Clause("VMSPLICE-ZC-REJECTED", "vmsplice with SPLICE_F_ZC: EINVAL", "vmsplice never reaches a "

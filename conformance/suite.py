@@ -132,6 +132,7 @@ def run_clause(target: Target, clause: Clause, kernel_info: dict, features: Feat
     rows = rows_of(clause.id, abi, kernel_info)
     failures: list[tuple[int, str]] = []
     missing: list[str] = []
+    evidence: list[str] = []  # what passing rows showed besides (Row.evidence)
     crashes: list[tuple[int, KernelCrash]] = []
     for batch in _batches(rows, abi):
         # A row that crashes the kernel is taken out and the rest run again, so one crashing
@@ -167,6 +168,9 @@ def run_clause(target: Target, clause: Clause, kernel_info: dict, features: Feat
             problem = rows[i].check(row_program, row_result, abi, row_twin)
             if problem:
                 failures.append((i, problem))
+            elif rows[i].evidence:
+                shown = rows[i].evidence(row_program, row_result, abi, row_twin)
+                evidence += [f"{rows[i].condition}: {shown}"] if shown else []
     crash_note = f"; the kernel also crashed: {crashes[0][1].title}" if crashes else ""
     if failures:
         i, problem = failures[0]
@@ -182,7 +186,8 @@ def run_clause(target: Target, clause: Clause, kernel_info: dict, features: Feat
         return ClauseResult(clause, UNSUPPORTED, missing[0], None, len(rows))
     if missing:
         return ClauseResult(clause, FAIL, f"not every row ran: {missing[0]}", None, len(rows))
-    return ClauseResult(clause, PASS, f"{len(rows)} row(s) hold", None, len(rows))
+    shown = f"; {'; '.join(evidence)}" if evidence else ""
+    return ClauseResult(clause, PASS, f"{len(rows)} row(s) hold{shown}", None, len(rows))
 
 
 def run_suite(target: Target, clause_ids: list[str] | None = None,

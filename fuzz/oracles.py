@@ -11,7 +11,9 @@ every oracle that the kernel under it can answer (no sendfile2: no parity, no se
   sendmsg(MSG_ZEROCOPY), takes one id per call that sent more than 0 bytes; the notified ranges
   cover exactly those ids, once each.
 - errno: what conformance.model accepts for each call.
-- data: the peer receives exactly the bytes sent, from the offsets sent.
+- data: the peer receives exactly the bytes sent, from the offsets sent; after the notification
+  of every call that sent a file's bytes, rewriting the file changes nothing the peer receives.
+- promise: no notification covers a call while bytes of it are still unacknowledged.
 - health: a crash, hang, WARNING or KASAN report under a program.
 """
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from fuzz.abi import (EOF_PUSHES_KINDS, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED,
                       SO_EE_ORIGIN_ZEROCOPY, SPLICE_F_BASE, STREAM_SOCKET_KINDS, TRUE_ZEROCOPY_KINDS,
                       ZEROCOPY_KINDS, Abi)
-from vm.program import CONTENT_KINDS, SOCKET_KINDS, Op, Program, ProgramResult, digest, pattern
+from vm.program import CONTENT_KINDS, NIC_KINDS, SOCKET_KINDS, Op, Program, ProgramResult, digest, pattern
 from vm.target import KernelCrash, Target
 
 # Clause ids of the rules these oracles check (conformance/ cites the same ids).
@@ -40,6 +42,15 @@ ZC_NOTIFIES = {"sendfile2": "sendfile2.zc.notifies", "splice": "splice.zc.notifi
                "sendmsg": "msg_zerocopy.notifies"}
 NONBLOCK_NEVER_BLOCKS = "nonblock.never-blocks"
 PEER_DATA = "transfer.peer-data"
+ZC_NOT_EARLY = "zerocopy.notification.not-early"
+ZC_OVERWRITE_SAFE = "zerocopy.notification.overwrite-safe"
+# The NIC path's sockets (vm/PROGRAM.md, "The NIC path") are TCP and UDP as the loopback ones are;
+# only their peer is across a device that keeps the pages until it has sent them.
+ZC_SOCKET_KINDS = ZEROCOPY_KINDS + NIC_KINDS
+STREAM_KINDS = STREAM_SOCKET_KINDS + tuple(k for k in NIC_KINDS if k.startswith("tcp"))
+TCP_KINDS = tuple(k for k in ZC_SOCKET_KINDS if k.startswith("tcp"))
+# Ops that change a file's bytes in place: a rewrite of what a zerocopy call may still reference.
+REWRITE_OPS = ("pwrite", "truncate", "mmap_write")
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,7 @@ def accounting(program: Program, result: ProgramResult, abi: Abi) -> list[Violat
     """Notified id ranges against the counter model, socket by socket."""
     violations = []
     for fixture in program.fds:
-        if fixture.kind not in ZEROCOPY_KINDS or result.fixture_error(fixture.name) is not None:
+        if fixture.kind not in ZC_SOCKET_KINDS or result.fixture_error(fixture.name) is not None:
             continue
         violations += socket_accounting(program, result, abi, fixture.name)
     return violations
@@ -250,7 +261,9 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
                              f"{program.fixture(sock).kind} to be copied"))
     # A peer that closed before reading leaves nothing delivered, so nothing copied.
     peer_gone = any(op.op == "peer_close" and op["fd"] == sock for op in program.ops)
-    if program.fixture(sock).kind not in TRUE_ZEROCOPY_KINDS and copied and not peer_gone \
+    # Across the NIC nothing is delivered locally: whether the stack copied is the device's matter.
+    local = program.fixture(sock).kind not in TRUE_ZEROCOPY_KINDS + NIC_KINDS
+    if local and copied and not peer_gone \
             and not any(f for _, _, f in copied):
         out.append(violation(ZC_COPIED, None, f"no range has COPIED set on {program.fixture(sock).kind}, "
                              "though local delivery copies"))
@@ -295,6 +308,67 @@ def _ranges(ids: set[int]) -> str:
     return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in parts)
 
 
+# --- the promise: a notification means the pages are free ---------------------------------
+
+
+def call_ids(program: Program, result: ProgramResult, abi: Abi, sock: str) -> dict[int, int]:
+    """op index -> the id the correct counter model gives each zerocopy call on `sock` that sent."""
+    return {i: n for n, i in CounterModel().notified_ids(zerocopy_calls(program, result, abi, sock)).items()}
+
+
+def stream_ends(program: Program, result: ProgramResult, sock: str) -> list[int]:
+    """Per op, the bytes sent to stream `sock` once it has run (its call's last byte's end)."""
+    ends, sent = [], 0
+    for op, op_result in zip(program.ops, result.ops):
+        if reached_send_path(op, op_result, sock):
+            sent += max(op_result["ret"], 0)
+        ends.append(sent)
+    return ends
+
+
+def early_notifications(program: Program, result: ProgramResult, abi: Abi) -> list[Violation]:
+    """No record read by a drain covers a call whose last byte the stream still had not seen
+    acknowledged right after (the drain's `outq`): the cover letter, one notification "once the
+    call has returned and the last skb referencing its data is freed", and TCP frees an skb
+    only once the peer acknowledged it. A second thread could send between the read and the
+    outq, so only programs on one thread are judged."""
+    if any(op.thread for op in program.ops):
+        return []
+    out = []
+    for fixture in program.fds:
+        sock = fixture.name
+        if fixture.kind not in TCP_KINDS or result.fixture_error(sock) is not None:
+            continue
+        ids, ends = call_ids(program, result, abi, sock), stream_ends(program, result, sock)
+        op_of = {n: i for i, n in ids.items()}
+        for d, op in enumerate(program.ops):
+            outq = result.ops[d].get("outq")
+            if op.op != "drain" or op["fd"] != sock or not isinstance(outq, int) or outq <= 0:
+                continue
+            acked = ends[d] - outq
+            for record in result.ops[d].get("notifications", []):
+                if record.get("origin") != SO_EE_ORIGIN_ZEROCOPY:
+                    continue
+                late = [op_of[n] for n in range(record["lo"], record["hi"] + 1)
+                        if n in op_of and ends[op_of[n]] > acked]
+                if late:
+                    k = late[0]
+                    out.append(Violation("promise", ZC_NOT_EARLY, k, f"{sock}: ops[{d}] drain read id "
+                                         f"{ids[k]} of ops[{k}] {program.ops[k].op} while {ends[k] - acked} "
+                                         f"of its bytes were unacknowledged (outq {outq})"))
+                    break
+    return out
+
+
+def notified_before(program: Program, result: ProgramResult, abi: Abi, sock: str, before: int) -> set[int]:
+    """The op indexes of the zerocopy calls on `sock` whose ids drains read before op `before`."""
+    ids = {n: i for i, n in call_ids(program, result, abi, sock).items()}
+    seen = {n for d in range(before) if program.ops[d].op == "drain" and program.ops[d]["fd"] == sock
+            for r in result.ops[d].get("notifications", []) if r.get("origin") == SO_EE_ORIGIN_ZEROCOPY
+            for n in range(r["lo"], r["hi"] + 1)}
+    return {ids[n] for n in seen if n in ids}
+
+
 def corked(program: Program, result: ProgramResult, sock: str) -> bool:
     """The last call that sent to `sock` asked for more: its data may wait for more, forever."""
     last = [(op, r) for op, r in zip(program.ops, result.ops) if reached_send_path(op, r, sock)]
@@ -319,7 +393,7 @@ def parity_twin(program: Program, abi: Abi) -> tuple[Program, dict[int, str]] | 
         if op.op != "sendfile2" or op["flags"] < 0 or op["flags"] & ~known:
             continue
         if abi.is_sendfile_zc(op["flags"]):
-            if program.fixture(op["out"]).kind not in ZEROCOPY_KINDS:
+            if program.fixture(op["out"]).kind not in ZC_SOCKET_KINDS:
                 continue
             if program.fixture(op["out"]).kind.startswith("udp") and any(
                     e.op in ("sendmsg", "splice", "sendfile2", "sendfile64")
@@ -355,6 +429,7 @@ def parity_twin(program: Program, abi: Abi) -> tuple[Program, dict[int, str]] | 
 #   has arrived at an instant is no part of any ABI (zerocopy and copied pages travel and are
 #   charged differently).
 # - drain: nothing here; which ids are notified is the accounting oracle's (sendfile64 has none).
+# - peer_hold, peer_release, pwrite, truncate, mmap_write: answer from the fd and the file alone.
 PARITY_FIELDS = ("ret", "errno", "timed_out", "offset_after", "in_pos_after", "out_pos_after")
 CALL_FIELDS = ("ret", "errno", "timed_out", "in_pos_after", "out_pos_after",
                "off_in_after", "off_out_after")
@@ -365,6 +440,9 @@ DETERMINED_FIELDS = {
     "sendmsg": CALL_FIELDS,
     "setsockopt_zerocopy": ANSWER_FIELDS, "close": ANSWER_FIELDS, "peer_close": ANSWER_FIELDS,
     "peer_read": (), "drain": (), "lkdtm": (),
+    # vm/PROGRAM.md: the link goes down or up; the file's bytes change in place.
+    "peer_hold": ANSWER_FIELDS, "peer_release": ANSWER_FIELDS,
+    "pwrite": ANSWER_FIELDS, "truncate": ANSWER_FIELDS, "mmap_write": ANSWER_FIELDS,
 }
 # The ops that move bytes, and so change the state (bytes queued, room, position) of their fds.
 MOVING_OPS = ("sendfile2", "sendfile64", "splice", "tee", "vmsplice", "write", "sendmsg", "peer_read")
@@ -464,7 +542,7 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
     # show the new bytes until their notification, which is what notifications are for.
     sources = {program.fixture(dict(op.args)["in"]).name for op in program.ops if "in" in dict(op.args)}
     written = {program.fixture(dict(op.args).get("out") or op["fd"]).name for op in program.ops
-               if op.op in ("sendfile2", "sendfile64", "splice", "tee", "write", "vmsplice")}
+               if op.op in ("sendfile2", "sendfile64", "splice", "tee", "write", "vmsplice", *REWRITE_OPS)}
     fields = ("bytes",) if sources & written else ("bytes", "digest")
     for sock, peer in result.final.get("peers", {}).items():
         if sock in uncounted | corked:
@@ -498,24 +576,31 @@ def source_bytes(program: Program, result: ProgramResult, i: int, in_name: str, 
         return bytes(ret)
     if fixture.kind not in CONTENT_KINDS or fixture.name in dirty:
         raise Unknown(in_name)
-    start = op_result.get("offset_before") if isinstance(program.ops[i][offset_field], int) \
+    start = op_result.get(f"{offset_field}_before") if isinstance(program.ops[i][offset_field], int) \
         else op_result.get("in_pos_before")
     if start is None:
         raise Unknown(in_name)
     return pattern(fixture.seed, start, min(ret, max(fixture.size - start, 0)))
 
 
-def sent_streams(program: Program, result: ProgramResult) -> dict[str, bytes | None]:
-    """What each stream socket's peer should have received (None: cannot be known)."""
+def sent_streams(program: Program, result: ProgramResult,
+                 abi: Abi | None = None) -> tuple[dict[str, bytes | None], set[str]]:
+    """What each stream socket's peer should have received (None: cannot be known), and the
+    streams whose source file was rewritten only after the notification of every call that sent
+    its bytes there (with `abi`, which ids calls took is known), so they must have the old bytes."""
     streams: dict[str, bytearray | None] = {f.name: bytearray() for f in program.fds
-                                            if f.kind in STREAM_SOCKET_KINDS}
+                                            if f.kind in STREAM_KINDS}
     pipes: dict[str, bytearray] = {f"{f.name}.r": bytearray() for f in program.fds if f.kind == "pipe"}
     writers = {f"{f.name}.w": f"{f.name}.r" for f in program.fds if f.kind == "pipe"}
     dirty: set[str] = set()  # files a call wrote to: their contents are no longer the pattern
     # sendfile and splice move a file's page-cache pages by reference (MSG_SPLICE_PAGES, pipe
     # buffers): until the peer reads them, a rewrite of the file shows through. So the bytes a
-    # stream or pipe took from a file the program rewrites later are the old ones or the new.
+    # stream or pipe took from a file the program rewrites later are the old ones or the new,
+    # unless every call that sent them was notified before the rewrite: that is the ABI's
+    # promise (cover letter: the notification says "when the file data may be overwritten").
     referenced_by: dict[str, set[str]] = {}
+    carried: dict[tuple[str, str], list[int]] = {}  # (file, stream) -> the ops that sent its pages
+    promised: set[str] = set()
 
     def deliver(out: str, data: bytes) -> None:
         if out in writers and writers[out] in pipes:
@@ -528,19 +613,31 @@ def sent_streams(program: Program, result: ProgramResult) -> dict[str, bytes | N
         if name in streams:
             streams[name] = None
 
+    def keeps_promise(source: str, reader: str, rewrite: int) -> bool:
+        sends = carried.get((source, reader), [])
+        return abi is not None and reader in streams and bool(sends) and \
+            set(sends) <= notified_before(program, result, abi, reader, rewrite)
+
     for i, op in enumerate(program.ops):
         ret = result.ops[i].get("ret", -1)
         if op.op in ("peer_close", "close"):
             forget(op["fd"])
         written = op["out"] if "out" in op.spec.fd_fields else op["fd"] if "fd" in op.spec.fd_fields else None
-        if ret > 0 and written in program.fd_index and program.fixture(written).kind in CONTENT_KINDS:
-            dirty.add(program.fixture(written).name)
-            for reader in referenced_by.pop(program.fixture(written).name, set()):
-                forget(reader)
+        truncated = op.op == "truncate" and result.ops[i].get("errno", -1) == 0
+        if (ret > 0 or truncated) and written in program.fd_index and \
+                program.fixture(written).kind in CONTENT_KINDS:
+            source = program.fixture(written).name
+            dirty.add(source)
+            for reader in referenced_by.pop(source, set()):
+                if keeps_promise(source, reader, i):
+                    promised.add(reader)
+                else:
+                    forget(reader)
         if any(op[f] == "readonly" for f in ("offset", "off_in", "off_out") if f in dict(op.args)):
             forget(op["out"])  # data moved, then storing the offset back failed: EFAULT, count unknown
             continue
-        if ret <= 0 or op.op in ("peer_read", "drain", "setsockopt_zerocopy", "peer_close", "close"):
+        if ret <= 0 or op.op in ("peer_read", "drain", "setsockopt_zerocopy", "peer_close", "close",
+                                 "peer_hold", "peer_release", *REWRITE_OPS):
             continue
         try:
             if op.op in ("sendfile2", "sendfile64", "splice"):
@@ -548,27 +645,40 @@ def sent_streams(program: Program, result: ProgramResult) -> dict[str, bytes | N
                 deliver(op["out"], source_bytes(program, result, i, op["in"], offset_field, pipes, dirty))
                 if program.fixture(op["in"]).kind in CONTENT_KINDS:
                     referenced_by.setdefault(program.fixture(op["in"]).name, set()).add(op["out"])
+                    carried.setdefault((program.fixture(op["in"]).name, op["out"]), []).append(i)
+                elif program.fixture(op["in"]).kind == "pipe":  # pages a pipe held go on by reference
+                    writer = op["in"][:-1] + "w"
+                    for source, readers in referenced_by.items():
+                        if writer in readers:
+                            readers.add(op["out"])
+                            carried.setdefault((source, op["out"]), []).append(i)
             elif op.op in ("sendmsg", "write", "vmsplice"):
                 deliver(op["fd"], pattern(0, 0, ret))
             else:  # tee copies a pipe's bytes without consuming them: rare, not modelled
                 forget(op["out"])
         except Unknown:
             forget(op["out"] if "out" in op.spec.fd_fields else op["fd"])
-    return {name: bytes(data) if data is not None else None for name, data in streams.items()}
+    return ({name: bytes(data) if data is not None else None for name, data in streams.items()},
+            {name for name in promised if streams.get(name) is not None})
 
 
-def data(program: Program, result: ProgramResult) -> list[Violation]:
+def data(program: Program, result: ProgramResult, abi: Abi | None = None) -> list[Violation]:
     """Each stream socket's peer received exactly the bytes the calls report sending: count and
-    digest once the final read has drained it (SF64-COUNT, "the peer receives exactly them")."""
+    digest once the final read has drained it (SF64-COUNT, "the peer receives exactly them").
+    Where the source was rewritten after the notifications of the calls that sent it, a peer
+    that got other bytes saw pages the notification had said were free (ZC-OVERWRITE-SAFE)."""
     out = []
-    for sock, expected in sent_streams(program, result).items():
+    streams, promised = sent_streams(program, result, abi)
+    for sock, expected in streams.items():
         peer = result.final.get("peers", {}).get(sock)
         if expected is None or peer is None or result.fixture_error(sock) is not None or corked(program, result, sock):
             continue
         if peer.get("bytes") != len(expected) or peer.get("digest") != digest(expected):
-            out.append(Violation("data", PEER_DATA, None, f"peer of {sock} received {peer.get('bytes')} bytes "
+            clause, why = (ZC_OVERWRITE_SAFE, ": the file was rewritten only after every call that sent it "
+                           "was notified") if sock in promised else (PEER_DATA, "")
+            out.append(Violation("data", clause, None, f"peer of {sock} received {peer.get('bytes')} bytes "
                                  f"(digest {peer.get('digest')}), the calls sent {len(expected)} "
-                                 f"(digest {digest(expected)})"))
+                                 f"(digest {digest(expected)}){why}"))
     return out
 
 
@@ -697,8 +807,9 @@ def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verd
         return verdict
     verdict.violations += errno_violations(program, result, kernel_info, verdict.reached)
     verdict.violations += accounting(program, result, abi)
-    verdict.violations += data(program, result)
-    verdict.reached |= {ZC_NOTIFIES[call.op] for f in program.fds if f.kind in ZEROCOPY_KINDS
+    verdict.violations += data(program, result, abi)
+    verdict.violations += early_notifications(program, result, abi)
+    verdict.reached |= {ZC_NOTIFIES[call.op] for f in program.fds if f.kind in ZC_SOCKET_KINDS
                         for call in zerocopy_calls(program, result, abi, f.name) if call.sent}
     twin = parity_twin(program, abi)
     if twin is None:

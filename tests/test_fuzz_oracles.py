@@ -402,3 +402,37 @@ def test_data_leaves_out_bytes_sent_by_reference_from_a_file_rewritten_later():
     # Without the rewrite the bytes are fixed, and a difference is a finding.
     assert [v.clause_id for v in oracles.data(program(sendfile64()), result(done(512), peer=rewritten))] == \
         [oracles.PEER_DATA]
+
+
+def drained(outq: int, *notes: dict) -> dict:
+    return {"ret": len(notes), "errno": 0, "timed_out": False, "outq": outq, "notifications": list(notes)}
+
+
+def test_a_notification_read_while_its_bytes_are_unacknowledged_came_early():
+    """The cover letter: one notification "once the call has returned and the last skb
+    referencing its data is freed"; TCP frees an skb only once it is acknowledged."""
+    prog = program(sendfile2(count=4096), {"op": "drain", "fd": "sock"}, sendfile2(count=4096, offset=4096),
+                   {"op": "drain", "fd": "sock"})
+    # Call 0's last byte unacknowledged (outq 100 of its 4096) when id 0 is read: early.
+    early = result(done(4096), drained(100, note(0, 0, copied=False)), done(4096, offset=4096), drained(0))
+    found = oracles.early_notifications(prog, early, ABI)
+    assert [(v.clause_id, v.op_index) for v in found] == [(oracles.ZC_NOT_EARLY, 0)]
+    # Only the second call's bytes outstanding when id 0 is read: in time.
+    in_time = result(done(4096), drained(0), done(4096, offset=4096), drained(4096, note(0, 0, copied=False)))
+    assert oracles.early_notifications(prog, in_time, ABI) == []
+
+
+def test_a_rewrite_after_every_notification_must_not_reach_the_peer():
+    """After the notification of the call that sent them, the file's bytes are the
+    application's again: the peer must receive the old ones (ZC-OVERWRITE-SAFE). Before it, a
+    rewrite may show through (the data oracle leaves such a stream out)."""
+    rewrite = {"op": "pwrite", "fd": "src", "offset": 0, "len": 512, "seed": 9}
+    drain = {"op": "drain", "fd": "sock", "wait_ms": 100}
+    sent, new = pattern(3, 0, 512), pattern(9, 0, 512)
+    after = program(sendfile2(), drain, rewrite)
+    ops = (done(512), drained(0, note(0, 0, copied=False)), {"ret": 512, "errno": 0})
+    assert oracles.data(after, result(*ops, peer=sent), ABI) == []
+    assert [v.clause_id for v in oracles.data(after, result(*ops, peer=new), ABI)] == [oracles.ZC_OVERWRITE_SAFE]
+    before = program(sendfile2(), rewrite, drain)
+    ops = (done(512), {"ret": 512, "errno": 0}, drained(0, note(0, 0, copied=False)))
+    assert oracles.data(before, result(*ops, peer=new), ABI) == []
