@@ -331,13 +331,15 @@ def early_notifications(program: Program, result: ProgramResult, abi: Abi) -> li
     acknowledged right after (the drain's `outq`): the cover letter, one notification "once the
     call has returned and the last skb referencing its data is freed", and TCP frees an skb
     only once the peer acknowledged it. A second thread could send between the read and the
-    outq, so only programs on one thread are judged."""
+    outq, so only programs on one thread are judged; a connection closed on either side frees its
+    queue at the close, acknowledged or not, so it is not judged either."""
     if any(op.thread for op in program.ops):
         return []
     out = []
     for fixture in program.fds:
         sock = fixture.name
-        if fixture.kind not in TCP_KINDS or result.fixture_error(sock) is not None:
+        if fixture.kind not in TCP_KINDS or result.fixture_error(sock) is not None or any(
+                op.op in ("peer_close", "close") and op["fd"] == sock for op in program.ops):
             continue
         ids, ends = call_ids(program, result, abi, sock), stream_ends(program, result, sock)
         op_of = {n: i for i, n in ids.items()}

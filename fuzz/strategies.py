@@ -3,7 +3,9 @@
 Small strategies with domain names compose into `programs(abi)`. Generation leans toward what
 finds ABI bugs: zerocopy flags on TCP/UDP sockets, sendfile2(flags=0) that the parity oracle
 pairs with sendfile64, sendmsg(MSG_ZEROCOPY) sharing a socket's notification counter, partial
-peer reads and error-queue drains between calls. Every flag value comes from `Abi`.
+peer reads and error-queue drains between calls, and the ABI's promise: peers across the NIC
+held back and let go, the source file rewritten around notifications. Every flag value comes
+from `Abi`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, replace
 from hypothesis import strategies as st
 
 from fuzz.abi import MAX_RW_COUNT, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, STREAM_SOCKET_KINDS, ZEROCOPY_KINDS, Abi
-from vm.program import BAD_POINTERS, FD_KINDS, Fixture, Op, Program
+from vm.program import BAD_POINTERS, FD_KINDS, NIC_KINDS, Fixture, Op, Program
 
 PAGE = 4096
 # Blocking calls cost the whole per-op timeout; fuzz programs keep it short. Completions on
@@ -30,9 +32,15 @@ SECOND_SOCKET = "sock2"
 PIPE = "p"
 ODD = "odd"
 
+# TCP and UDP sockets, loopback and across the NIC path: the ones the ZC paths serve.
+INET_KINDS = ZEROCOPY_KINDS + NIC_KINDS
 # Kinds that are not the usual endpoints: the ZC paths must reject them cleanly.
-ODD_KINDS = tuple(k for k in FD_KINDS if k not in ZEROCOPY_KINDS and k != "pipe")
-PEER_SOCKET_KINDS = ("tcp4", "tcp6", "udp4", "udp6", "unix_stream", "unix_dgram")
+ODD_KINDS = tuple(k for k in FD_KINDS if k not in INET_KINDS and k != "pipe")
+PEER_SOCKET_KINDS = ("tcp4", "tcp6", "udp4", "udp6", "unix_stream", "unix_dgram", *NIC_KINDS)
+STREAM_KINDS = STREAM_SOCKET_KINDS + tuple(k for k in NIC_KINDS if k.startswith("tcp"))
+# How long a drain waits for a notification that must come once the peer has acknowledged:
+# across the NIC under TCG, tens of milliseconds; after a release, a backed-off resend.
+PROMISE_WAIT_MS = (0, 100, 1000)
 
 
 # --- numbers -------------------------------------------------------------------------------
@@ -107,15 +115,15 @@ def socket_states(name: str, kinds: tuple[str, ...]) -> st.SearchStrategy[Fixtur
         zerocopy=st.booleans(),
         nonblock=st.booleans(),
         sndbuf=st.sampled_from([0, 0, 0, 4608, 65536]),
-    ).map(lambda f: f if f.kind in ZEROCOPY_KINDS else Fixture(f.name, f.kind, nonblock=f.nonblock))
+    ).map(lambda f: f if f.kind in INET_KINDS else Fixture(f.name, f.kind, nonblock=f.nonblock))
 
 
 def zerocopy_sockets(name: str = SOCKET) -> st.SearchStrategy[Fixture]:
-    return socket_states(name, ZEROCOPY_KINDS + ("tcp4", "udp4"))
+    return socket_states(name, INET_KINDS + ("tcp4", "udp4", "tcp4_nic"))
 
 
 def any_sockets(name: str) -> st.SearchStrategy[Fixture]:
-    return socket_states(name, ZEROCOPY_KINDS + ("unix_stream", "unix_dgram"))
+    return socket_states(name, INET_KINDS + ("unix_stream", "unix_dgram"))
 
 
 def pipes(name: str = PIPE) -> st.SearchStrategy[Fixture]:
@@ -155,6 +163,7 @@ class Endpoints:
     sockets: tuple[str, ...]
     peer_sockets: tuple[str, ...]
     nonblocking_streams: tuple[str, ...]  # sockets whose send buffer can fill to EAGAIN
+    nic_sockets: tuple[str, ...]  # sockets whose peer peer_hold can hold back
     pipe: tuple[str, ...]  # (read end, write end) or ()
     size: int
 
@@ -165,7 +174,8 @@ class Endpoints:
             all=tuple(n for f in fixtures for n in f.fd_names),
             sockets=tuple(f.name for f in fixtures if f.spec.socket),
             peer_sockets=tuple(f.name for f in fixtures if f.kind in PEER_SOCKET_KINDS),
-            nonblocking_streams=tuple(f.name for f in fixtures if f.kind in STREAM_SOCKET_KINDS and f.nonblock),
+            nonblocking_streams=tuple(f.name for f in fixtures if f.kind in STREAM_KINDS and f.nonblock),
+            nic_sockets=tuple(f.name for f in fixtures if f.kind in NIC_KINDS),
             pipe=next((f.fd_names for f in fixtures if f.kind == "pipe"), ()),
             size=source.size,
         )
@@ -248,6 +258,28 @@ def closes(ends: Endpoints) -> st.SearchStrategy[Op]:
     return st.builds(lambda fd: Op.make("close", fd=fd), st.sampled_from(ends.all))
 
 
+def rewrites(ends: Endpoints) -> st.SearchStrategy[Op]:
+    """The source file's bytes change in place, at any point: what a zerocopy call sent from it
+    may still be referenced until its notification (vm/PROGRAM.md: pwrite, truncate, mmap_write)."""
+    spots = st.sampled_from(sorted({0, 1, PAGE - 1, PAGE, max(ends.size - 1, 0)}))
+    lengths = st.sampled_from([1, 100, PAGE, 65536])
+    seeds = st.integers(0, 255)
+    return st.one_of(
+        st.builds(lambda o, n, seed: Op.make("pwrite", fd=SOURCE, offset=o, len=n, seed=seed), spots, lengths, seeds),
+        st.builds(lambda o, n, seed: Op.make("mmap_write", fd=SOURCE, offset=o, len=n, seed=seed), spots, lengths,
+                  seeds),
+        st.builds(lambda length: Op.make("truncate", fd=SOURCE, length=length), spots),
+    )
+
+
+def holds(ends: Endpoints) -> st.SearchStrategy[Op]:
+    """A peer across the NIC held back or let go (every *_nic peer shares the hold)."""
+    if not ends.nic_sockets:
+        return st.nothing()
+    return st.builds(lambda op, fd: Op.make(op, fd=fd), st.sampled_from(["peer_hold", "peer_release"]),
+                     st.sampled_from(ends.nic_sockets))
+
+
 @functools.lru_cache(maxsize=1024)
 def operations(abi: Abi, ends: Endpoints) -> st.SearchStrategy[Op]:
     """One call, weighted toward the zerocopy transfers and what happens to their sockets."""
@@ -255,7 +287,7 @@ def operations(abi: Abi, ends: Endpoints) -> st.SearchStrategy[Op]:
     weighted = [
         (transfer, 6), (sendfile64_ops(ends), 2), (splice_ops(abi, ends), 3), (socket_ops(ends), 6),
         (pipe_ops(abi, ends), 1 if ends.pipe else 0), (peer_closes(ends), 1 if ends.peer_sockets else 0),
-        (closes(ends), 1),
+        (closes(ends), 1), (rewrites(ends), 1), (holds(ends), 1 if ends.nic_sockets else 0),
     ]
     return st.sampled_from([s for s, weight in weighted for _ in range(weight)]).flatmap(lambda s: s)
 
@@ -280,6 +312,22 @@ def zerocopy_rounds(abi: Abi, ends: Endpoints) -> st.SearchStrategy[list[Op]]:
                                             st.sampled_from(ends.peer_sockets), read_sizes())
                      if ends.peer_sockets else st.just([]))
     return st.builds(lambda send, peer, fd: send + peer + [Op.make("drain", fd=fd)], st.one_of(sends), read, sock)
+
+
+@st.composite
+def promise_rounds(draw, abi: Abi, ends: Endpoints) -> list[Op]:
+    """The ABI's promise: a zerocopy send with the peer maybe held back, a bounded wait for its
+    notification, the source rewritten, the peer let go, and a last wait: the oracles judge that
+    no record came while the bytes were unacknowledged, and that a rewrite after the record
+    changed nothing the peer got."""
+    *send, drain = draw(zerocopy_rounds(abi, ends))
+    held = bool(ends.nic_sockets) and draw(st.booleans())
+    nic = draw(st.sampled_from(ends.nic_sockets)) if held else ""
+    ops = [Op.make("peer_hold", fd=nic)] if held else []
+    ops += send + [Op.make("drain", fd=drain["fd"], wait_ms=draw(st.sampled_from(PROMISE_WAIT_MS))),
+                   draw(rewrites(ends))]
+    ops += [Op.make("peer_release", fd=nic)] if held else []
+    return ops + [Op.make("drain", fd=drain["fd"], wait_ms=draw(st.sampled_from(PROMISE_WAIT_MS)))]
 
 
 def full_buffers(ends: Endpoints) -> st.SearchStrategy[list[Op]]:
@@ -335,7 +383,8 @@ def programs(draw, abi: Abi, max_ops: int = 8, faults_and_threads: bool = False)
     """
     fixtures = draw(fixture_sets())
     ends = Endpoints.of(fixtures)
-    steps = st.one_of(operations(abi, ends).map(lambda op: [op]), zerocopy_rounds(abi, ends), full_buffers(ends))
+    rounds = st.one_of(zerocopy_rounds(abi, ends), promise_rounds(abi, ends))
+    steps = st.one_of(operations(abi, ends).map(lambda op: [op]), rounds, full_buffers(ends))
     if faults_and_threads:
         steps = st.one_of(steps, id_give_back_races(abi, ends))
     ops = [op for step in draw(st.lists(steps, min_size=1, max_size=max_ops)) for op in step][:max_ops]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import Phase, given, settings
 
 from fuzz.abi import MSG_ZEROCOPY, ZEROCOPY_KINDS, Abi
 from fuzz.profiles import profile
 from fuzz.strategies import programs
-from vm.program import Program
+from vm.program import NIC_KINDS, Program
 
 RFC = Abi(nr_sendfile2=467, sendfile_default=1, sendfile_zc=2, splice_zc=0x10, revision="rfc-v1")
 HOST = Abi()  # a kernel without the proposal: no sendfile2, no SPLICE_F_ZC
@@ -45,6 +47,13 @@ INTERESTING = {
     "O_NONBLOCK socket with a small SO_SNDBUF": lambda p: any(f.nonblock and f.sndbuf for f in p.fds),
     "a non-socket out fd for ZC": lambda p: any(
         op.op == "sendfile2" and op["flags"] & 2 and not p.fixture(op["out"]).spec.socket for op in p.ops),
+    "sendfile2 ZC across the NIC": lambda p: any(
+        op.op == "sendfile2" and op["flags"] == 2 and p.fixture(op["out"]).kind in NIC_KINDS for op in p.ops),
+    "a peer held back, then let go": lambda p: any(
+        a.op == "peer_hold" and b.op == "peer_release" for a, b in itertools.combinations(p.ops, 2)),
+    **{f"the source rewritten by {name} after a drain": (lambda name: lambda p: any(
+        a.op == "drain" and b.op == name for a, b in zip(p.ops, p.ops[1:])))(name)
+       for name in ("pwrite", "truncate", "mmap_write")},
 }
 
 
@@ -93,7 +102,7 @@ def test_faults_and_threads_when_asked_for():
 def test_generation_reaches_the_interesting_cases():
     reached = set()
 
-    @settings(profile("ci"), max_examples=200, phases=[Phase.generate])
+    @settings(profile("ci"), max_examples=400, phases=[Phase.generate])
     @given(programs(RFC))
     def collect(program):
         reached.update(name for name, predicate in INTERESTING.items() if predicate(program))
