@@ -5,7 +5,10 @@ executor makes, each op prints its return value and errno, drains print the noti
 ranges. The sendfile2 number is the one of the kernel the finding came from. As in the
 executor, an op with `fail_nth` arms /proc/thread-self/fail-nth right before its call and says
 whether the fault was injected, and thread 1's ops run in a second thread pinned to the second
-CPU, both threads starting together (vm/PROGRAM.md).
+CPU, both threads starting together (vm/PROGRAM.md). Programs with *_nic fixtures need the
+NIC path: the peer's end in the network namespace zcfuzz-peer, which `NIC_NOTE` (written at
+each such fixture) says how to make; peer_hold and peer_release take its addresses away and
+give them back, as the executor does.
 """
 
 from __future__ import annotations
@@ -13,16 +16,26 @@ from __future__ import annotations
 import json
 
 from fuzz.abi import MSG_ZEROCOPY
-from vm.program import Op, Program
+from vm.program import NIC_KINDS, Op, Program
 
 DUMMY_NOTE = ("needs dummy0: ip link add dummy0 type dummy; ip addr add 192.0.2.1/24 dev dummy0; "
               "ip link set dummy0 up")
+# The NIC path of vm/PROGRAM.md, where a zcfuzz guest's executor builds it from two virtio-net
+# NICs: here the peer's end is an interface in the network namespace zcfuzz-peer.
+NIC_NOTE = ("needs the NIC path: the peer's end in network namespace zcfuzz-peer with 169.254.90.2/16 and "
+            "fd00:5a::2/64, ours with 169.254.90.1/16 and fd00:5a::1/64, e.g. ip netns add zcfuzz-peer; "
+            "ip link add zc0 type veth peer name zc1 netns zcfuzz-peer; ip addr add 169.254.90.1/16 dev zc0; "
+            "ip addr add fd00:5a::1/64 dev zc0 nodad; ip link set zc0 up; ip -n zcfuzz-peer addr add "
+            "169.254.90.2/16 dev zc1; ip -n zcfuzz-peer addr add fd00:5a::2/64 dev zc1 nodad; ip -n zcfuzz-peer "
+            "link set zc1 up (a veth pair delivers locally, so COPIED is set as on loopback: a zcfuzz guest's "
+            "two virtio-net NICs are what gives true zerocopy)")
 
 C_PRELUDE = r"""#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/errqueue.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -33,6 +46,7 @@ C_PRELUDE = r"""#define _GNU_SOURCE
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -86,27 +100,48 @@ static __attribute__((unused)) int memfd_fixture(uint64_t size, int seed)
 	return fd;
 }
 
-static __attribute__((unused)) socklen_t loopback(int family, struct sockaddr_storage *ss)
+/* The NIC path (see the note at the fixture): a socket made in the peer's namespace. */
+static __attribute__((unused)) int peer_ns_socket(int family, int type)
+{
+	int ours = open("/proc/self/ns/net", O_RDONLY), theirs = open("/run/netns/zcfuzz-peer", O_RDONLY), fd;
+
+	if (theirs < 0 || setns(theirs, CLONE_NEWNET))
+		perror("enter /run/netns/zcfuzz-peer");
+	fd = socket(family, type, 0);
+	if (setns(ours, CLONE_NEWNET))
+		perror("back to our namespace");
+	close(ours);
+	close(theirs);
+	return fd;
+}
+
+/* The peer's address: loopback, or the peer's end of the NIC path. */
+static __attribute__((unused)) socklen_t peer_address(int family, int nic, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)ss;
 		in->sin_family = AF_INET;
 		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (nic)
+			inet_pton(AF_INET, "169.254.90.2", &in->sin_addr);
 		return sizeof(*in);
 	}
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
 	in6->sin6_family = AF_INET6;
 	in6->sin6_addr = in6addr_loopback;
+	if (nic)
+		inet_pton(AF_INET6, "fd00:5a::2", &in6->sin6_addr);
 	return sizeof(*in6);
 }
 
-/* A connected loopback socket of `type`; *peer is the accepted end or the bound receiver. */
-static __attribute__((unused)) int inet_fixture(int family, int type, int *peer)
+/* A connected socket of `type`, its peer on loopback or across the NIC path; *peer is the
+ * accepted end or the bound receiver. */
+static __attribute__((unused)) int inet_fixture(int family, int type, int nic, int *peer)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = loopback(family, &ss);
-	int server = socket(family, type, 0), fd = socket(family, type, 0);
+	socklen_t len = peer_address(family, nic, &ss);
+	int server = nic ? peer_ns_socket(family, type) : socket(family, type, 0), fd = socket(family, type, 0);
 
 	if (bind(server, (struct sockaddr *)&ss, len) || getsockname(server, (struct sockaddr *)&ss, &len))
 		perror("bind");
@@ -118,6 +153,73 @@ static __attribute__((unused)) int inet_fixture(int family, int type, int *peer)
 	if (type == SOCK_STREAM)
 		close(server);
 	return fd;
+}
+
+/* peer_hold (present 0) and peer_release (1): the peer's interface loses or gets back its
+ * addresses, so nothing reaches its stack and nothing is acknowledged meanwhile. */
+static __attribute__((unused)) long peer_addresses(int present)
+{
+	struct ifreq ifr = {0};
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+	struct {
+		struct in6_addr addr;
+		uint32_t prefixlen;
+		int ifindex;
+	} req = {.prefixlen = 64};
+	int sock = peer_ns_socket(AF_INET, SOCK_DGRAM), sock6 = peer_ns_socket(AF_INET6, SOCK_DGRAM), ret = 0;
+
+	/* the peer's interface: the one that is not lo in its namespace, asked through its socket */
+	for (int index = 1; index < 64 && !ifr.ifr_name[0]; index++) {
+		ifr.ifr_ifindex = index;
+		if (ioctl(sock, SIOCGIFNAME, &ifr) == 0 && strcmp(ifr.ifr_name, "lo"))
+			req.ifindex = index;
+		else
+			ifr.ifr_name[0] = 0;
+	}
+	sin->sin_family = AF_INET;
+	inet_pton(AF_INET, present ? "169.254.90.2" : "0.0.0.0", &sin->sin_addr);
+	ret |= ioctl(sock, SIOCSIFADDR, &ifr);
+	if (present) {
+		inet_pton(AF_INET, "255.255.0.0", &sin->sin_addr);
+		ret |= ioctl(sock, SIOCSIFNETMASK, &ifr);
+	}
+	inet_pton(AF_INET6, "fd00:5a::2", &req.addr);
+	ret |= ioctl(sock6, present ? SIOCSIFADDR : SIOCDIFADDR, &req);
+	close(sock);
+	close(sock6);
+	return ret;
+}
+
+/* pwrite(2) of bytes [offset, offset + len) of the pattern with `seed`, at offset. */
+static __attribute__((unused)) long pwrite_pattern(int fd, uint64_t offset, uint64_t len, int seed)
+{
+	unsigned char *buf = malloc(len ? len : 1);
+	long ret;
+
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = pattern_byte(offset + i, seed);
+	ret = pwrite(fd, buf, len, offset);
+	free(buf);
+	return ret;
+}
+
+/* The same bytes stored through a shared mapping, cut at the end of the file. */
+static __attribute__((unused)) long mmap_store(int fd, uint64_t offset, uint64_t len, int seed)
+{
+	off_t size = lseek(fd, 0, SEEK_END);
+	uint64_t start = offset & ~4095ULL, end;
+	unsigned char *map;
+
+	if (size < 0 || offset >= (uint64_t)size)
+		return size < 0 ? -1 : 0;
+	end = len > (uint64_t)size - offset ? (uint64_t)size : offset + len;
+	map = mmap(NULL, end - start, PROT_READ | PROT_WRITE, MAP_SHARED, fd, start);
+	if (map == MAP_FAILED)
+		return -1;
+	for (uint64_t i = offset; i < end; i++)
+		map[i - start] = pattern_byte(i, seed);
+	munmap(map, end - start);
+	return end - offset;
 }
 
 static __attribute__((unused)) int dummy_fixture(void)
@@ -300,7 +402,13 @@ class CWriter:
                 family = "AF_INET" if kind.endswith("4") else "AF_INET6"
                 sock_type = "SOCK_STREAM" if kind.startswith("tcp") else "SOCK_DGRAM"
                 self.declare(f"{v}, {v}_peer")
-                self.emit(f"{v} = inet_fixture({family}, {sock_type}, &{v}_peer);")
+                self.emit(f"{v} = inet_fixture({family}, {sock_type}, 0, &{v}_peer);")
+                self.peers[f.name] = f"{v}_peer"
+            elif kind in NIC_KINDS:
+                family = "AF_INET" if "4" in kind else "AF_INET6"
+                sock_type = "SOCK_STREAM" if kind.startswith("tcp") else "SOCK_DGRAM"
+                self.declare(f"{v}, {v}_peer")
+                self.emit(f"{v} = inet_fixture({family}, {sock_type}, 1, &{v}_peer); /* {NIC_NOTE} */")
                 self.peers[f.name] = f"{v}_peer"
             elif kind == "udp_dummy":
                 self.declare(v)
@@ -376,6 +484,13 @@ class CWriter:
                     f"setsockopt({self.var(a['fd'])}, SOL_SOCKET, SO_ZEROCOPY, &value{i}, sizeof(value{i}))")
         if op.op == "close":
             return "close", f"close({self.var(a['fd'])})"
+        if op.op == "truncate":
+            return "ftruncate", f"ftruncate({self.var(a['fd'])}, {a['length']}LL)"
+        if op.op in ("pwrite", "mmap_write"):
+            store = "pwrite_pattern" if op.op == "pwrite" else "mmap_store"
+            return op.op, f"{store}({self.var(a['fd'])}, {u(a['offset'])}, {u(a['len'])}, {a['seed'] & 0xFF})"
+        if op.op in ("peer_hold", "peer_release"):
+            return op.op, f"peer_addresses({int(op.op == 'peer_release')})"
         return None
 
     def op(self, i: int, op: Op) -> None:
@@ -445,6 +560,7 @@ def python_reproducer(program: Program, nr_sendfile2: int | None, title: str = "
         nr=nr_sendfile2 if nr_sendfile2 is not None else -1,
         msg_zerocopy=MSG_ZEROCOPY,
         dummy_note=DUMMY_NOTE,
+        nic_note=NIC_NOTE,
     )
 
 
@@ -453,12 +569,15 @@ PY_TEMPLATE = '''#!/usr/bin/env python3
 
 Replays the program below with plain system calls (stdlib only) and prints each call's result.
 udp_dummy {dummy_note}.
+The *_nic kinds {nic_note}.
 """
 import ctypes
 import errno
+import fcntl
 import json
 import mmap
 import os
+import struct
 import socket
 import tempfile
 import threading
@@ -512,6 +631,67 @@ def inet(family, kind):
     return fd, (server.accept()[0] if kind == socket.SOCK_STREAM else server)
 
 
+def peer_ns_socket(family, kind):
+    """A socket made in the peer's network namespace (the NIC path)."""
+    ours, theirs = os.open("/proc/self/ns/net", os.O_RDONLY), os.open("/run/netns/zcfuzz-peer", os.O_RDONLY)
+    libc.setns(theirs, 0x40000000)  # CLONE_NEWNET
+    try:
+        return socket.socket(family, kind)
+    finally:
+        libc.setns(ours, 0x40000000)
+        os.close(ours)
+        os.close(theirs)
+
+
+def nic(family, kind):
+    server, fd = peer_ns_socket(family, kind), socket.socket(family, kind)
+    server.bind(("fd00:5a::2" if family == socket.AF_INET6 else "169.254.90.2", 0))
+    if kind == socket.SOCK_STREAM:
+        server.listen(1)
+    fd.connect(server.getsockname())
+    return fd, (server.accept()[0] if kind == socket.SOCK_STREAM else server)
+
+
+def peer_addresses(present):
+    """peer_hold (False) and peer_release (True): the peer's interface loses or gets back its
+    addresses (SIOCSIFADDR 0.0.0.0 removes the IPv4 one; SIOCDIFADDR the IPv6 one)."""
+    sock, sock6 = peer_ns_socket(socket.AF_INET, socket.SOCK_DGRAM), peer_ns_socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    index, name = next((i, n) for i in range(1, 64) for n in [peer_name(sock, i)] if n not in ("", "lo"))
+    address = socket.inet_aton("169.254.90.2" if present else "0.0.0.0")
+    fcntl.ioctl(sock, 0x8916, struct.pack("16sH2s4s8x", name.encode(), socket.AF_INET, b"", address))
+    if present:
+        fcntl.ioctl(sock, 0x891C, struct.pack("16sH2s4s8x", name.encode(), socket.AF_INET, b"",
+                                               socket.inet_aton("255.255.0.0")))
+    fcntl.ioctl(sock6, 0x8916 if present else 0x8936,
+                struct.pack("16sIi", socket.inet_pton(socket.AF_INET6, "fd00:5a::2"), 64, index))
+    sock.close()
+    sock6.close()
+    return 0
+
+
+def peer_name(sock, index):
+    """The name of interface `index` in the socket's namespace (SIOCGIFNAME), "" if none."""
+    try:
+        return fcntl.ioctl(sock, 0x8910, struct.pack("16si20x", b"", index))[:16].rstrip(b"\\0").decode()
+    except OSError:
+        return ""
+
+
+def rewrite(fd, offset, length, seed, through_mapping):
+    """pwrite or mmap_write: bytes [offset, offset+length) of the seed's pattern at offset; a
+    mapping cannot grow the file, so its store is cut at the end."""
+    data = pattern(seed, offset, length)
+    if not through_mapping:
+        return os.pwrite(fd, data, offset)
+    end = min(os.fstat(fd).st_size, offset + length)
+    if offset >= end:
+        return 0
+    start = offset - offset % mmap.PAGESIZE
+    with mmap.mmap(fd, end - start, mmap.MAP_SHARED, offset=start) as view:
+        view[offset - start:end - start] = data[:end - offset]
+    return end - offset
+
+
 def build(f):
     kind, size, seed = f["kind"], f.get("size", 4096), f.get("seed", 0)
     if kind in ("file", "file_ro", "file_wo", "file_append", "opath"):
@@ -529,6 +709,9 @@ def build(f):
         family = socket.AF_INET if kind.endswith("4") else socket.AF_INET6
         sock, peer = inet(family, socket.SOCK_STREAM if kind.startswith("tcp") else socket.SOCK_DGRAM)
         return sock, peer
+    if kind.endswith("_nic"):
+        family = socket.AF_INET if "4" in kind else socket.AF_INET6
+        return nic(family, socket.SOCK_STREAM if kind.startswith("tcp") else socket.SOCK_DGRAM)
     if kind == "udp_dummy":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"dummy0")
@@ -618,6 +801,13 @@ def prepare(op, fds, objects, peers, keep):
         return libc_call(libc.setsockopt, fds[op["fd"]], socket.SOL_SOCKET, SO_ZEROCOPY, ctypes.byref(value), 4)
     if name == "close":
         return libc_call(libc.close, fds[op["fd"]])
+    if name == "truncate":
+        return os_call(lambda: os.ftruncate(fds[op["fd"]], op["length"]) or 0)
+    if name in ("pwrite", "mmap_write"):
+        return os_call(lambda: rewrite(fds[op["fd"]], op["offset"], op["len"], op["seed"] & 0xFF,
+                                       name == "mmap_write"))
+    if name in ("peer_hold", "peer_release"):
+        return os_call(lambda: peer_addresses(name == "peer_release"))
     return None
 
 
