@@ -813,6 +813,12 @@ def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verd
     verdict.violations += early_notifications(program, result, abi)
     verdict.reached |= {ZC_NOTIFIES[call.op] for f in program.fds if f.kind in ZC_SOCKET_KINDS
                         for call in zerocopy_calls(program, result, abi, f.name) if call.sent}
+    # The promise was put to the test: a record read while bytes were unacknowledged, or a
+    # rewrite after the notifications of every call that sent the file.
+    if any(r.get("outq", 0) > 0 and r.get("notifications") for r in result.ops):
+        verdict.reached.add(ZC_NOT_EARLY)
+    if sent_streams(program, result, abi)[1]:
+        verdict.reached.add(ZC_OVERWRITE_SAFE)
     twin = parity_twin(program, abi)
     if twin is None:
         return verdict
