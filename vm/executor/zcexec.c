@@ -70,7 +70,9 @@
 #define NIC_LOCAL6 "fd00:5a::1"
 #define NIC_PEER6 "fd00:5a::2"
 #define NIC_CHECK_MS 5000
-/* After the peer was held back, TCP resends only at its backed-off retransmission timeout. */
+/* How long the final read waits for what is in flight across the NIC at least: a datagram
+ * waits for its peer's address to resolve, and after the peer was held back TCP resends only at
+ * its backed-off retransmission timeout. It waits only while something is in flight. */
 #define NIC_SETTLE_MS 5000
 #define LKDTM_DIRECT "/sys/kernel/debug/provoke-crash/DIRECT"
 #define PORT_NAME "zcfuzz"
@@ -195,7 +197,6 @@ static int listeners[2][2] = {{-1, -1}, {-1, -1}}; /* [nic][ipv6]: kept for the 
 static int root_netns = -1, peer_netns = -1;      /* peer_netns: -1 without the NIC path */
 static char nic_peer_name[IFNAMSIZ];               /* the peer's NIC, in peer_netns */
 static int nic_held;                               /* peer_hold took the peer's addresses away */
-static int nic_went_down;                          /* ... at some point of this program */
 
 static void on_alarm(int sig)
 {
@@ -1039,10 +1040,8 @@ static int nic_addresses(int present)
 	}
 	if (ret == 0)
 		ret = address6(sock6, nic_peer_name, NIC_PEER6, present ? SIOCSIFADDR : SIOCDIFADDR);
-	if (ret == 0) {
+	if (ret == 0)
 		nic_held = !present;
-		nic_went_down |= nic_held;
-	}
 	if (sock >= 0)
 		close(sock);
 	if (sock6 >= 0)
@@ -1589,13 +1588,17 @@ static void teardown(void)
  * peers got everything and every zerocopy completion was queued), then drain error queues. */
 static void run_final(void)
 {
-	long settle_ms = nic_went_down && prog.settle_ms < NIC_SETTLE_MS ? NIC_SETTLE_MS : prog.settle_ms;
-	uint64_t deadline = now_ns() + (uint64_t)settle_ms * 1000000ULL;
+	long settle_ms = prog.settle_ms;
+	uint64_t deadline;
 	int first;
+
+	for (int i = 0; i < prog.nfix; i++)
+		if (kind_is_nic(prog.fix[i].kind) && settle_ms < NIC_SETTLE_MS)
+			settle_ms = NIC_SETTLE_MS;
+	deadline = now_ns() + (uint64_t)settle_ms * 1000000ULL;
 
 	if (nic_held)
 		nic_release(NULL); /* a peer still held gets everything in the final read */
-	nic_went_down = 0;
 
 	for (int pass = 0;; pass++) {
 		int busy = 0;
