@@ -613,7 +613,8 @@ def configure(slot: Slot, fragments: list[Path]) -> None:
         run_make(slot, "olddefconfig")
         unmet = unmet_options(required_options(DEFAULT_CONFIG_FRAGMENT), config)
         if unmet:
-            raise UserError(f"--config {full[0]}: zcfuzz needs {' '.join(unmet)}; add them and try again")
+            raise UserError(f"--config {full[0]}: it lacks what zcfuzz needs ({' '.join(unmet)}); "
+                            "set them and try again")
     else:
         merged = slot.build / "zcfuzz-allconfig"
         merged.write_text("\n".join(f.read_text() for f in fragments))
