@@ -3,7 +3,7 @@
 Each test starts its own `redis-server` on 127.0.0.1 at a free port and stops it. Campaigns run
 as a user starts them, `zcfuzz fuzz --target host`, through this file run as a script: the host
 kernel has nothing for the oracles to find, so the script adds one oracle that fails every
-program with a `tee` call (SEEDED), a finding Hypothesis makes within seconds and shrinks to one
+program with a `sendmsg` call (SEEDED), a finding Hypothesis makes within seconds and shrinks to one
 call, then runs zcfuzz's command line.
 """
 
@@ -22,18 +22,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDED_KEY = "seeded:tee"
+SEEDED_OP = "sendmsg"  # among the ops the generator draws most often
+SEEDED_KEY = f"seeded:{SEEDED_OP}"
 
 
 def seeded_judge(judge):
-    """`judge`, plus a violation for every program that calls tee."""
+    """`judge`, plus a violation for every program that calls SEEDED_OP."""
     from fuzz.oracles import Violation
 
     def judged(target, program, abi, info):
         verdict = judge(target, program, abi, info)
-        tees = [i for i, op in enumerate(program.ops) if op.op == "tee"]
-        if tees and verdict.result is not None:
-            verdict.violations.append(Violation("seeded", "tee", tees[0], "seeded: tee was called"))
+        calls = [i for i, op in enumerate(program.ops) if op.op == SEEDED_OP]
+        if calls and verdict.result is not None:
+            verdict.violations.append(Violation("seeded", SEEDED_OP, calls[0], f"seeded: {SEEDED_OP} was called"))
         return verdict
     return judged
 
@@ -147,7 +148,7 @@ def test_a_finding_one_machine_shared_is_replayed_not_searched_for_by_another(tm
     first = campaign(tmp_path / "a", "60s", tmp_path / "a.log", redis_server.url, "machine-a")
     def shrunk() -> dict | None:  # shared when found, then replaced by each smaller program confirmed
         shared = redis_server.findings().get(SEEDED_KEY)
-        return shared if shared and [op["op"] for op in shared["program"]["ops"]] == ["tee"] else None
+        return shared if shared and [op["op"] for op in shared["program"]["ops"]] == [SEEDED_OP] else None
 
     shared = wait_for("shrunk shared finding", shrunk, 60, first, tmp_path / "a.log")
     assert shared["machine"] == "machine-a"
@@ -171,7 +172,7 @@ def test_a_finding_one_machine_shared_is_replayed_not_searched_for_by_another(tm
     assert [(d["key"], d["machine"]) for d in json.loads(listed.stdout)] == [(SEEDED_KEY, "machine-a")]
     replay = subprocess.run([sys.executable, __file__, "repro", "--target", "host", "--database", redis_server.url],
                             capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
-    assert replay.returncode == 1 and "seeded: tee: still fails" in replay.stdout, replay.stdout + replay.stderr
+    assert replay.returncode == 1 and f"seeded: {SEEDED_OP}: still fails" in replay.stdout, replay.stdout + replay.stderr
 
 
 @pytest.mark.usefixtures("executor")
