@@ -49,6 +49,15 @@ STALE_PATCH = GOOD_PATCH.replace("-line 1\n", "-line 1 that is not there\n")
 CORRUPT_PATCH = GOOD_PATCH.replace("@@ -1,3 +1,3 @@", "@@ -1,3 +1,9 @@")
 
 
+def synced_good_revision(where: Path, tree: Path) -> tuple[kbuild.BaseSource, kbuild.Revision, kbuild.Slot]:
+    """GOOD_PATCH as a revision on `tree`, synced into its slot."""
+    base = kbuild.user_source(str(tree))
+    revision = kbuild.resolve_revision(str(make_revision(where, {"0001-good.patch": GOOD_PATCH})))
+    slot = kbuild.slot_for(base, revision)
+    kbuild.sync_slot(slot, base, revision)
+    return base, revision, slot
+
+
 def zcfuzz(*args: str, cache: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, ZCFUZZ_CACHE=str(cache))
     return subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), *args], env=env, capture_output=True,
@@ -99,10 +108,7 @@ def test_sync_rewrites_only_files_whose_content_changes(tmp_path, monkeypatch):
     monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
     tree = make_tree(tmp_path)
     (tree / "fs" / "other.c").write_text("untouched\n")
-    base = kbuild.user_source(str(tree))
-    revision = kbuild.resolve_revision(str(make_revision(tmp_path, {"0001-good.patch": GOOD_PATCH})))
-    slot = kbuild.slot_for(base, revision)
-    kbuild.sync_slot(slot, base, revision)
+    base, revision, slot = synced_good_revision(tmp_path, tree)
     assert "line one" in (slot.src / "fs/splice.c").read_text()
     other_inode = (slot.src / "fs/other.c").stat().st_ino
     assert other_inode == (tree / "fs/other.c").stat().st_ino  # hard-linked, never copied
@@ -259,10 +265,7 @@ def test_the_touched_c_files_get_kcov_and_line_tables_in_the_slot_only(tmp_path,
     monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
     tree = make_tree(tmp_path)
     (tree / "fs" / "Makefile").write_text("obj-y += splice.o\n")
-    base = kbuild.user_source(str(tree))
-    revision = kbuild.resolve_revision(str(make_revision(tmp_path, {"0001-good.patch": GOOD_PATCH})))
-    slot = kbuild.slot_for(base, revision)
-    kbuild.sync_slot(slot, base, revision)
+    base, revision, slot = synced_good_revision(tmp_path, tree)
     makefile = (slot.src / "fs" / "Makefile").read_text()
     assert "KCOV_INSTRUMENT_splice.o := y" in makefile and "CFLAGS_splice.o += -g1" in makefile
     assert (tree / "fs" / "Makefile").read_text() == "obj-y += splice.o\n"  # the base is untouched
