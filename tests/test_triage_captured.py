@@ -151,10 +151,13 @@ def test_every_captured_log_is_in_the_table():
 
 # Crash types a v2 guest reports within seconds; the hangs (HUNG_TASK, SOFTLOCKUP, LOOP,
 # SMP_CALL_LOCKUP, HARDLOCKUP) and SPINLOCKUP take 20 to 55 s each and are checked above only.
+# Not STACK_GUARD_PAGE_*: a write past the stack faults only where the neighbouring vmalloc
+# area leaves a hole, which depends on the boot (a v2 guest restored after an executor change
+# took the trailing write without a fault).
 QUICK_TYPES = [
     "WARNING", "BUG", "EXCEPTION", "PANIC", "CORRUPT_LIST_ADD", "SLAB_LINEAR_OVERFLOW", "READ_AFTER_FREE",
     "WRITE_AFTER_FREE", "READ_BUDDY_AFTER_FREE", "SLAB_FREE_DOUBLE", "FORTIFY_STRSCPY", "ACCESS_NULL",
-    "ACCESS_USERSPACE", "STACK_GUARD_PAGE_TRAILING", "USERCOPY_FOLIO", "VMALLOC_LINEAR_OVERFLOW", "EXEC_NULL",
+    "ACCESS_USERSPACE", "USERCOPY_FOLIO", "VMALLOC_LINEAR_OVERFLOW", "EXEC_NULL",
     "EXEC_STACK", "REFCOUNT_DEC_AND_TEST_NEGATIVE",
 ]
 EXPECTED_TITLES = {log: title for log, title, _ in CAPTURED}
