@@ -34,11 +34,19 @@ def test_base_passes_every_baseline_clause_and_lacks_the_feature():
     assert verdicts("base") == first  # two runs, identical verdicts
 
 
+# Clauses whose verdict on rfc-v1 has been seen to vary between runs of the same guest: the slow
+# client crashed on D7 in two runs and passed in one (which of its calls meet the RFC's defects
+# depends on how far the peer has read). v2 passes them every time; they run here all the same.
+UNSETTLED_ON_RFC_V1 = {"ZC-SLOW-CLIENT"}
+
+
 def test_rfc_v1_fails_exactly_the_clauses_its_defects_violate():
     result = verdicts("rfc-v1")
     failing = {c for c, v in result.items() if v in (FAIL, CRASH)}
-    assert failing == CATCHES_RFC_DEFECT
-    assert {c for c, v in result.items() if v == PASS} == set(result) - CATCHES_RFC_DEFECT
+    assert failing - UNSETTLED_ON_RFC_V1 == CATCHES_RFC_DEFECT - UNSETTLED_ON_RFC_V1
+    assert {c for c, v in result.items() if v == PASS} - UNSETTLED_ON_RFC_V1 == \
+        set(result) - CATCHES_RFC_DEFECT - UNSETTLED_ON_RFC_V1
+    assert {result[c] for c in UNSETTLED_ON_RFC_V1} <= {PASS, FAIL, CRASH}  # they ran
     assert result["SF2-ZC-NON-SOCKET"] == CRASH  # D2: the NULL socket is dereferenced
 
 
