@@ -455,20 +455,22 @@ def object_counts_file() -> Path:
     return cache_dir() / "object-counts.json"
 
 
+def object_counts() -> dict[str, int]:
+    """Config hash to the objects its last full build compiled; empty before the first."""
+    try:
+        return json.loads(object_counts_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def expected_objects(config_sha: str) -> int | None:
     """Objects the last full build of this config compiled (of any config, if none yet)."""
-    try:
-        counts = json.loads(object_counts_file().read_text())
-    except (OSError, ValueError):
-        return None
+    counts = object_counts()
     return counts.get(config_sha) or max(counts.values(), default=None)
 
 
 def record_objects(config_sha: str, count: int) -> None:
-    try:
-        counts = json.loads(object_counts_file().read_text())
-    except (OSError, ValueError):
-        counts = {}
+    counts = object_counts()
     counts[config_sha] = count
     object_counts_file().write_text(json.dumps(counts))
 
@@ -617,7 +619,8 @@ def configure(slot: Slot, fragments: list[Path]) -> None:
                             "set them and try again")
     else:
         merged = slot.build / "zcfuzz-allconfig"
-        merged.write_text("\n".join(f.read_text() for f in fragments))
+        merged_text = "\n".join(f.read_text() for f in fragments)
+        merged.write_text(merged_text)
         run_make(slot, f"KCONFIG_ALLCONFIG={merged}", "allnoconfig")
         # Ours in full; with fragments of the user's, theirs in full and what zcfuzz needs of ours
         # (an option of theirs may switch off what ours depend on).
@@ -626,7 +629,7 @@ def configure(slot: Slot, fragments: list[Path]) -> None:
             wanted_values = {**required_options(DEFAULT_CONFIG_FRAGMENT),
                              **config_values("\n".join(f.read_text() for f in users))}
         else:
-            wanted_values = config_values(merged.read_text())
+            wanted_values = config_values(merged_text)
         unmet = unmet_options(wanted_values, config)
         if unmet:
             raise UserError(f"the kernel config could not set {' '.join(unmet)} (a dependency is off or "
