@@ -371,6 +371,7 @@ class Program:
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     settle_ms: int = DEFAULT_SETTLE_MS
     memlock: int = DEFAULT_MEMLOCK
+    cover: bool = False  # the executor returns the KCOV PCs the program hit (vm/PROGRAM.md, "Coverage")
     fd_index: Mapping[str, tuple[int, int]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -380,6 +381,7 @@ class Program:
         _int("timeout_ms", self.timeout_ms, 1, 600_000)
         _int("settle_ms", self.settle_ms, 0, 60_000)
         _int("memlock", self.memlock, 0, (1 << 63) - 1)
+        _bool("cover", self.cover)
         for name, number in self.sysno:
             if name not in SYSNO_NAMES:
                 raise _fail("sysno", f"unknown syscall {name!r} (known: {', '.join(SYSNO_NAMES)})")
@@ -415,13 +417,15 @@ class Program:
                               ("memlock", DEFAULT_MEMLOCK)):
             if getattr(self, name) != default:
                 out[name] = getattr(self, name)
+        if self.cover:
+            out["cover"] = True
         out["fds"] = [f.to_json() for f in self.fds]
         out["ops"] = [op.to_json() for op in self.ops]
         return out
 
     @classmethod
     def from_json(cls, obj: Any) -> "Program":
-        _check_keys("top level", obj, ("sysno", "timeout_ms", "settle_ms", "memlock", "fds", "ops"),
+        _check_keys("top level", obj, ("sysno", "timeout_ms", "settle_ms", "memlock", "cover", "fds", "ops"),
                     ("fds", "ops"))
         sysno = obj.get("sysno") or {}
         if not isinstance(sysno, dict):
@@ -433,7 +437,7 @@ class Program:
             fds=tuple(Fixture.from_json(f, i) for i, f in enumerate(obj["fds"])),
             ops=tuple(Op.from_json(o, i) for i, o in enumerate(obj["ops"])),
             sysno=tuple(sorted((k, v) for k, v in sysno.items() if v is not None)),
-            **{k: obj[k] for k in ("timeout_ms", "settle_ms", "memlock") if k in obj},
+            **{k: obj[k] for k in ("timeout_ms", "settle_ms", "memlock", "cover") if k in obj},
         )
 
     @classmethod
@@ -460,7 +464,7 @@ class Program:
         """The one-line request the executor reads."""
         sendfile2 = self.sysno_of("sendfile2")
         records = [f"program {-1 if sendfile2 is None else sendfile2} {self.timeout_ms} "
-                   f"{self.settle_ms} {self.memlock}"]
+                   f"{self.settle_ms} {self.memlock}" + (" cover=1" if self.cover else "")]
         for f in self.fds:
             records.append(f"fd {f.name} {f.kind} {int(f.nonblock)} {int(f.zerocopy)} "
                            f"{f.sndbuf} {f.size} {f.seed}")
@@ -498,18 +502,24 @@ class ProgramResult:
     warnings: int = 0  # kernel WARNINGs printed while the program ran (guests only)
     phases_ns: dict = field(default_factory=dict)  # the executor's time: build, ops, final, teardown
     thread_cpus: list = field(default_factory=list)  # programs with thread 1: the CPU each thread ran on
+    cover: frozenset = frozenset()  # programs with `cover`: the distinct KCOV PCs hit
+    cover_error: str = ""  # programs with `cover` on a kernel without KCOV: why there are no PCs
 
     @classmethod
     def from_json(cls, obj: dict) -> "ProgramResult":
         return cls(ops=obj["ops"], final=obj["final"], fixture_errors=obj.get("fixture_errors", []),
                    reused=obj.get("reused", []), warnings=obj.get("warnings", 0),
-                   phases_ns=obj.get("phases_ns", {}), thread_cpus=obj.get("thread_cpus", []))
+                   phases_ns=obj.get("phases_ns", {}), thread_cpus=obj.get("thread_cpus", []),
+                   cover=frozenset(int(pc, 16) for pc in obj.get("cover", ())),
+                   cover_error=obj.get("cover_error", ""))
 
     def to_json(self) -> dict:
         out = {"ops": self.ops, "final": self.final, "fixture_errors": self.fixture_errors, "reused": self.reused}
-        for name in ("warnings", "thread_cpus"):
+        for name in ("warnings", "thread_cpus", "cover_error"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
+        if self.cover:
+            out["cover"] = [hex(pc) for pc in sorted(self.cover)]
         return out
 
     def ret(self, i: int) -> int:

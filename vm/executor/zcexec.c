@@ -352,6 +352,7 @@ static struct program {
 	long sendfile2_nr;
 	long timeout_ms, settle_ms;
 	uint64_t memlock;
+	int cover; /* collect KCOV coverage (vm/PROGRAM.md, "Coverage") */
 	int nfix, nops;
 	struct fixture fix[MAX_FIXTURES];
 	struct op ops[MAX_OPS];
@@ -1706,6 +1707,134 @@ static void fresh_accounting_user(void)
 		next = next < 1000000000 ? next + 1 : 100000;
 }
 
+/* ---- coverage (vm/PROGRAM.md, "Coverage") ------------------------------------------------ */
+
+#define KCOV_INIT_TRACE_ _IOR('c', 1, unsigned long)
+#define KCOV_ENABLE_ _IO('c', 100)
+#define KCOV_DISABLE_ _IO('c', 101)
+#define KCOV_TRACE_PC_ 0
+#define KCOV_PATH "/sys/kernel/debug/kcov"
+#define KCOV_WORDS (1 << 16)  /* PCs one op may record; area[0] is the count */
+#define COVER_SLOTS (1 << 16) /* the program's distinct PCs, open addressing */
+
+/* One KCOV instance per program thread, opened on the first program that asks for coverage and
+ * kept: a kcov fd is enabled by one task at a time, so thread 1 (a new thread per program) can
+ * enable the one it used last time once that thread disabled it. */
+static struct kcov {
+	int fd; /* -1: not opened yet; -2: the kernel has no KCOV */
+	unsigned long *area;
+	const char *why; /* why there is no coverage */
+} kcovs[2] = {{-1, NULL, NULL}, {-1, NULL, NULL}};
+static uint64_t cover_set[COVER_SLOTS];
+static int cover_count, cover_overflow;
+static pthread_mutex_t cover_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct kcov *kcov_get(int thread)
+{
+	struct kcov *k = &kcovs[thread];
+
+	if (k->fd == -1) {
+		k->fd = open(KCOV_PATH, O_RDWR | O_CLOEXEC);
+		if (k->fd < 0) {
+			k->fd = -2;
+			k->why = "no " KCOV_PATH;
+			return k;
+		}
+		if (ioctl(k->fd, KCOV_INIT_TRACE_, KCOV_WORDS) < 0 ||
+		    (k->area = mmap(NULL, KCOV_WORDS * sizeof(unsigned long), PROT_READ | PROT_WRITE, MAP_SHARED,
+				    k->fd, 0)) == MAP_FAILED) {
+			close(k->fd);
+			k->fd = -2;
+			k->area = NULL;
+			k->why = "KCOV_INIT_TRACE or mmap failed";
+		}
+	}
+	return k;
+}
+
+static void cover_add(uint64_t pc)
+{
+	uint64_t h = (pc * 0x9E3779B97F4A7C15ULL) >> 48;
+
+	for (int probe = 0; probe < COVER_SLOTS; probe++, h = (h + 1) & (COVER_SLOTS - 1)) {
+		if (cover_set[h] == pc)
+			return;
+		if (!cover_set[h]) {
+			if (cover_count >= COVER_SLOTS / 2) {
+				cover_overflow = 1;
+				return;
+			}
+			cover_set[h] = pc;
+			cover_count++;
+			return;
+		}
+	}
+}
+
+/* KCOV on for the calling thread (a program with `cover` only); what it returns goes to
+ * cover_stop. */
+static struct kcov *cover_start(int thread)
+{
+	struct kcov *k;
+
+	if (!prog.cover)
+		return NULL;
+	k = kcov_get(thread);
+	if (k->fd < 0 || ioctl(k->fd, KCOV_ENABLE_, KCOV_TRACE_PC_) < 0)
+		return NULL;
+	__atomic_store_n(&k->area[0], 0, __ATOMIC_RELAXED);
+	return k;
+}
+
+/* KCOV off; the PCs it recorded join the program's set. */
+static void cover_stop(struct kcov *k)
+{
+	unsigned long n;
+
+	if (!k)
+		return;
+	n = __atomic_load_n(&k->area[0], __ATOMIC_RELAXED);
+	ioctl(k->fd, KCOV_DISABLE_, 0);
+	if (n >= KCOV_WORDS - 1) {
+		n = KCOV_WORDS - 1;
+		cover_overflow = 1;
+	}
+	pthread_mutex_lock(&cover_lock);
+	for (unsigned long i = 0; i < n; i++)
+		cover_add(k->area[i + 1]);
+	pthread_mutex_unlock(&cover_lock);
+}
+
+static void cover_reset(void)
+{
+	if (cover_count)
+		memset(cover_set, 0, sizeof(cover_set));
+	cover_count = cover_overflow = 0;
+}
+
+/* "cover": the distinct PCs as hex strings, in no particular order. */
+static void out_cover(struct out *o)
+{
+	int first = 1;
+
+	if (!prog.cover)
+		return;
+	if (kcovs[0].fd == -2) {
+		out_printf(o, ", \"cover\": [], \"cover_error\": \"%s\"", kcovs[0].why);
+		return;
+	}
+	out_printf(o, ", \"cover\": [");
+	for (int i = 0; i < COVER_SLOTS; i++) {
+		if (!cover_set[i])
+			continue;
+		out_printf(o, "%s\"0x%" PRIx64 "\"", first ? "" : ", ", cover_set[i]);
+		first = 0;
+	}
+	out_printf(o, "]");
+	if (cover_overflow)
+		out_printf(o, ", \"cover_overflow\": true");
+}
+
 /* ---- concurrent calls (vm/PROGRAM.md, "Concurrent calls") ------------------------------- */
 
 static int thread_cpu[2] = {-1, -1}; /* the CPU each thread runs its ops on; -1: not pinned */
@@ -1756,8 +1885,12 @@ static void run_thread_ops(int thread)
 
 		if (op->thread != thread)
 			continue;
+		struct kcov *k;
+
 		op->result_start = op_out->len;
+		k = cover_start(thread);
 		op->spec->run(op);
+		cover_stop(k);
 		op->result_end = op_out->len;
 	}
 	timer_disarm();
@@ -1836,8 +1969,11 @@ static void run_program(struct out *o)
 	uint64_t t_start = now_ns(), t_built, t_ran, t_final;
 	int first = 1;
 
+	struct kcov *k;
+
 	prog.out = o;
 	o->len = 0;
+	cover_reset();
 	fresh_accounting_user();
 	set_memlock(prog.memlock);
 	for (int i = 0; i < prog.nfix; i++)
@@ -1872,9 +2008,12 @@ static void run_program(struct out *o)
 	out_printf(o, "], \"ops\": [");
 	out_op_results(o);
 	t_ran = now_ns();
+	k = cover_start(0); /* completions that run as the final read, drain and close free the skbs */
 	run_final();
 	t_final = now_ns();
 	teardown();
+	cover_stop(k);
+	out_cover(o);
 	if (has_second_thread())
 		out_printf(o, ", \"thread_cpus\": [%d, %d]", thread_cpu[0], thread_cpu[1]);
 	out_printf(o, ", \"phases_ns\": {\"build\": %" PRIu64 ", \"ops\": %" PRIu64 ", \"final\": %" PRIu64
@@ -2051,9 +2190,9 @@ static int parse_program(char *line, struct out *o)
 			BAD("too many records");
 		records[nrec++] = rec;
 	}
-	n = split_words(records[0], w, 5);
-	if (n != 5)
-		BAD("program record needs 4 fields");
+	n = split_words(records[0], w, 6);
+	if (n != 5 && !(n == 6 && !strcmp(w[5], "cover=1")))
+		BAD("program record needs 4 fields and an optional cover=1");
 	for (int i = 0; i < 4; i++)
 		if (parse_int(w[1 + i], &v[i]) < 0)
 			BAD("program: bad number %.40s", w[1 + i]);
@@ -2061,6 +2200,7 @@ static int parse_program(char *line, struct out *o)
 	prog.timeout_ms = v[1] < 1 ? 1 : v[1] > 600000 ? 600000 : (long)v[1];
 	prog.settle_ms = v[2] > 60000 ? 60000 : (long)v[2];
 	prog.memlock = v[3];
+	prog.cover = n == 6;
 	prog.nfix = prog.nops = 0;
 	for (int r = 1; r < nrec; r++) {
 		n = split_words(records[r], w, MAX_OP_WORDS);
