@@ -372,6 +372,7 @@ class Program:
     settle_ms: int = DEFAULT_SETTLE_MS
     memlock: int = DEFAULT_MEMLOCK
     cover: bool = False  # the executor returns the KCOV PCs the program hit (vm/PROGRAM.md, "Coverage")
+    optmem_max: int = 0  # net.core.optmem_max while the program runs, 0: as booted
     fd_index: Mapping[str, tuple[int, int]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -382,6 +383,7 @@ class Program:
         _int("settle_ms", self.settle_ms, 0, 60_000)
         _int("memlock", self.memlock, 0, (1 << 63) - 1)
         _bool("cover", self.cover)
+        _int("optmem_max", self.optmem_max, 0, (1 << 31) - 1)
         for name, number in self.sysno:
             if name not in SYSNO_NAMES:
                 raise _fail("sysno", f"unknown syscall {name!r} (known: {', '.join(SYSNO_NAMES)})")
@@ -419,14 +421,16 @@ class Program:
                 out[name] = getattr(self, name)
         if self.cover:
             out["cover"] = True
+        if self.optmem_max:
+            out["optmem_max"] = self.optmem_max
         out["fds"] = [f.to_json() for f in self.fds]
         out["ops"] = [op.to_json() for op in self.ops]
         return out
 
     @classmethod
     def from_json(cls, obj: Any) -> "Program":
-        _check_keys("top level", obj, ("sysno", "timeout_ms", "settle_ms", "memlock", "cover", "fds", "ops"),
-                    ("fds", "ops"))
+        _check_keys("top level", obj, ("sysno", "timeout_ms", "settle_ms", "memlock", "cover", "optmem_max",
+                                       "fds", "ops"), ("fds", "ops"))
         sysno = obj.get("sysno") or {}
         if not isinstance(sysno, dict):
             raise _fail("sysno", 'expected an object such as {"sendfile2": 467}')
@@ -437,7 +441,7 @@ class Program:
             fds=tuple(Fixture.from_json(f, i) for i, f in enumerate(obj["fds"])),
             ops=tuple(Op.from_json(o, i) for i, o in enumerate(obj["ops"])),
             sysno=tuple(sorted((k, v) for k, v in sysno.items() if v is not None)),
-            **{k: obj[k] for k in ("timeout_ms", "settle_ms", "memlock", "cover") if k in obj},
+            **{k: obj[k] for k in ("timeout_ms", "settle_ms", "memlock", "cover", "optmem_max") if k in obj},
         )
 
     @classmethod
@@ -464,7 +468,8 @@ class Program:
         """The one-line request the executor reads."""
         sendfile2 = self.sysno_of("sendfile2")
         records = [f"program {-1 if sendfile2 is None else sendfile2} {self.timeout_ms} "
-                   f"{self.settle_ms} {self.memlock}" + (" cover=1" if self.cover else "")]
+                   f"{self.settle_ms} {self.memlock}" + (" cover=1" if self.cover else "")
+                   + (f" optmem_max={self.optmem_max}" if self.optmem_max else "")]
         for f in self.fds:
             records.append(f"fd {f.name} {f.kind} {int(f.nonblock)} {int(f.zerocopy)} "
                            f"{f.sndbuf} {f.size} {f.seed}")

@@ -353,6 +353,7 @@ static struct program {
 	long timeout_ms, settle_ms;
 	uint64_t memlock;
 	int cover; /* collect KCOV coverage (vm/PROGRAM.md, "Coverage") */
+	uint64_t optmem_max; /* net.core.optmem_max while the program runs; 0: as booted */
 	int nfix, nops;
 	struct fixture fix[MAX_FIXTURES];
 	struct op ops[MAX_OPS];
@@ -1689,6 +1690,32 @@ static void set_memlock(uint64_t bytes)
 	setrlimit(RLIMIT_MEMLOCK, &rl);
 }
 
+/* Option memory bounds what a socket may hold in ancillary allocations, zerocopy notifications
+ * among them (sock_omalloc): a small net.core.optmem_max lets a program exhaust it with a few
+ * pending notifications, to reach ENOBUFS. Restored to the booted value for the next program. */
+static void set_optmem_max(uint64_t bytes)
+{
+	static char booted[32];
+	static uint64_t current;
+	char value[32];
+	int fd;
+
+	if (bytes == current)
+		return;
+	fd = open("/proc/sys/net/core/optmem_max", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (!booted[0] && read(fd, booted, sizeof(booted) - 1) <= 0)
+		booted[0] = 0;
+	if (bytes)
+		snprintf(value, sizeof(value), "%llu\n", (unsigned long long)bytes);
+	else
+		snprintf(value, sizeof(value), "%s", booted);
+	if (value[0] && pwrite(fd, value, strlen(value), 0) > 0)
+		current = bytes;
+	close(fd);
+}
+
 /* Pinned pages are charged to the calling user's locked_vm, one count per uid. A kernel that
  * leaks the charge (the RFC's lost zerocopy completions, which WARN) would make every later
  * program see a fuller RLIMIT_MEMLOCK than a fresh boot does; so, where the executor may, the
@@ -1976,6 +2003,7 @@ static void run_program(struct out *o)
 	cover_reset();
 	fresh_accounting_user();
 	set_memlock(prog.memlock);
+	set_optmem_max(prog.optmem_max);
 	for (int i = 0; i < prog.nfix; i++)
 		build_fixture(&prog.fix[i], i);
 	t_built = now_ns();
@@ -2191,8 +2219,16 @@ static int parse_program(char *line, struct out *o)
 		records[nrec++] = rec;
 	}
 	n = split_words(records[0], w, 6);
-	if (n != 5 && !(n == 6 && !strcmp(w[5], "cover=1")))
-		BAD("program record needs 4 fields and an optional cover=1");
+	if (n < 5)
+		BAD("program record needs 4 fields and optional cover=1, optmem_max=N");
+	prog.cover = 0;
+	prog.optmem_max = 0;
+	for (int i = 5; i < n; i++) {
+		if (!strcmp(w[i], "cover=1"))
+			prog.cover = 1;
+		else if (strncmp(w[i], "optmem_max=", 11) || parse_int(w[i] + 11, &prog.optmem_max) < 0)
+			BAD("program: unknown option %.40s", w[i]);
+	}
 	for (int i = 0; i < 4; i++)
 		if (parse_int(w[1 + i], &v[i]) < 0)
 			BAD("program: bad number %.40s", w[1 + i]);
@@ -2200,7 +2236,6 @@ static int parse_program(char *line, struct out *o)
 	prog.timeout_ms = v[1] < 1 ? 1 : v[1] > 600000 ? 600000 : (long)v[1];
 	prog.settle_ms = v[2] > 60000 ? 60000 : (long)v[2];
 	prog.memlock = v[3];
-	prog.cover = n == 6;
 	prog.nfix = prog.nops = 0;
 	for (int r = 1; r < nrec; r++) {
 		n = split_words(records[r], w, MAX_OP_WORDS);
