@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vm.errors import UserError
 
-SUBCOMMAND_MODULES = ("vm.cli", "conformance.cli", "fuzz.cli", "fuzz.gate", "fuzz.bench")
+SUBCOMMAND_MODULES = ("vm.cli", "conformance.cli", "fuzz.cli", "fuzz.gate", "fuzz.bench", "fuzz.cover")
 
 
 def cmd_test(args) -> int:

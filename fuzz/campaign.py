@@ -36,7 +36,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hypothesis import core as hypothesis_core
-from hypothesis import given, settings
+from hypothesis import event, given, settings
+from hypothesis import target as hypothesis_target
+from hypothesis.control import currently_in_test_context
 from hypothesis.database import ExampleDatabase
 
 from conformance.cases import spec_programs
@@ -130,6 +132,10 @@ class Stats:
     executor_errors: int = 0
     unconfirmed: int = 0
     reached: set[str] = field(default_factory=set)
+    # with coverage (README, "Coverage"): the series' reachable lines, and each line this worker
+    # reached first with what reached it and when (seconds into the campaign)
+    series_total: int = 0
+    series_reached: dict[tuple[str, int], tuple[str, float]] = field(default_factory=dict)
 
 
 class Fuzzer:
@@ -153,6 +159,10 @@ class Fuzzer:
         # Findings whose program a smaller one replaced this round, as they were before it: the
         # replacement is checked on a fresh kernel when the round ends, and put back if it fails.
         self.replaced: dict[str, dict[str, str]] = {}
+        self.started = time.time()
+        cover = getattr(target, "coverage", None)
+        if cover is not None:
+            self.stats.series_total = cover.total
 
     def run_round(self, round_seed: int) -> None:
         """One Hypothesis run; a finding ends it after shrinking."""
@@ -264,6 +274,7 @@ class Fuzzer:
         if self.should_stop() or time.monotonic() > self.deadline:
             raise BudgetSpent
         verdict = self.judge(program)
+        self.steer()
         if verdict is None:
             return
         failing = None
@@ -283,6 +294,21 @@ class Fuzzer:
             failing = failing or violation
         if failing is not None:
             raise finding_error(failing.key)(failing.message)
+
+    def steer(self) -> None:
+        """With coverage: credit the lines the program just judged reached first, and tell
+        Hypothesis, so that its database keeps the program (target scores are saved with it) and
+        shrinking prefers programs that still reach as much of the series."""
+        cover = getattr(self.target, "coverage", None)
+        if cover is None:
+            return
+        elapsed = time.time() - self.started
+        for key in self.target.last_new:
+            self.stats.series_reached.setdefault(key, (cover.reached[key], elapsed))
+        if currently_in_test_context():
+            hypothesis_target(float(len(self.target.last_lines)), label="series lines")
+            if self.target.last_new:
+                event("reached new series lines")
 
     def keep_if_smaller(self, violation: Violation, program: Program, verdict: Verdict) -> bool:
         """Record `program` for the violation's key if it is smaller than the recorded one and
@@ -353,6 +379,9 @@ class CampaignConfig:
     target_options: dict = field(default_factory=dict)  # open_target's options: source, build
     database: str | None = None  # redis://HOST:PORT/DB shared with other machines' campaigns
     shard: tuple[int, int] = (0, 1)  # this machine's part of the spec programs and seeds: I of N
+    cover: bool = False  # run programs with KCOV, steer by the series' lines reached (fuzz.cover)
+    cover_reached: dict = field(default_factory=dict)  # series lines reached before the campaign, and by what
+    cover_fraction: float | None = None  # stop once this fraction of the series' reachable lines is reached
 
     @property
     def findings_dir(self) -> Path:
@@ -382,11 +411,17 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started:
     with tgt:
         shared = Shared(config.database) if config.database else None
         store = FindingStore(config.findings_dir, tgt.kernel_info(), campaign_started=started, machine=machine_name())
+        corpus: list[Program] = []
+        if config.cover:
+            tgt, corpus = covering(tgt, config)
         fuzzer = Fuzzer(tgt, store, example_database(config.database_dir, shared), deadline,
                         should_stop=stop.is_set, shared=shared)
+        fuzzer.started = started
         last = time.monotonic()
         round_number = 0
         try:
+            if corpus:  # what reached new lines in earlier campaigns on this folder, first
+                fuzzer.run_spec_programs(share_of(corpus, config.shard, worker, config.workers))
             if config.spec_programs:
                 programs = spec_programs(fuzzer.abi, fuzzer.info)
                 fuzzer.run_spec_programs(share_of(programs, config.shard, worker, config.workers))
@@ -400,6 +435,20 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started:
             pass
         finally:
             reports.put((worker, fuzzer.stats))
+
+
+def covering(tgt: Target, config: CampaignConfig) -> tuple[Target, list[Program]]:
+    """The target with coverage on, and the coverage corpus of the findings folder."""
+    from fuzz.cover import CoverTarget, coverage_for, load_corpus
+
+    corpus_dir = config.findings_dir / "cover-corpus"
+    coverage = coverage_for(config.target.removeprefix("vm:"),
+                            tgt.kernel_info(), config.target_options.get("source"))
+    for key, by in config.cover_reached.items():
+        coverage.reached.setdefault(tuple(key), by)
+    corpus = load_corpus(corpus_dir)
+    info = tgt.kernel_info()
+    return CoverTarget(tgt, coverage, corpus_dir), [with_target_sysno(p, info) for p in corpus]
 
 
 def share_of(programs: list[Program], shard: tuple[int, int], worker: int, workers: int) -> list[Program]:
@@ -438,7 +487,7 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
     procs = [context.Process(target=worker_main, args=(config, w, config.budget_s, started, reports, stop,
                                                        os.getpid()), daemon=True) for w in range(config.workers)]
     start = time.monotonic()
-    progress = Progress(out, config.findings_dir, shared)
+    progress = Progress(out, config.findings_dir, shared, config.cover_fraction)
     latest: dict[int, Stats] = {}
     stopped_by: list[int] = []
 
@@ -453,7 +502,9 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
             drain_reports(reports, latest)
             if config.until_first_finding and finding_files(config.findings_dir):
                 stop.set()
-            progress.show(time.monotonic() - start, latest, final=False)
+            totals = progress.show(time.monotonic() - start, latest, final=False)
+            if config.cover_fraction is not None and totals.get("series_fraction_s") is not None:
+                stop.set()
             time.sleep(PROGRESS_INTERVAL_S if any(p.is_alive() for p in procs) else 0)
     finally:
         stop.set()
@@ -503,8 +554,9 @@ class Progress:
     """The progress line: this campaign's totals and, with a shared database, every running
     campaign's on the same revision, as each reports its own to Redis."""
 
-    def __init__(self, out, findings_dir: Path, shared: Shared | None):
+    def __init__(self, out, findings_dir: Path, shared: Shared | None, cover_fraction: float | None = None):
         self.out, self.findings_dir, self.shared = out, findings_dir, shared
+        self.cover_fraction = cover_fraction or 0.9
         self.campaign = f"{machine_name()}:{os.getpid()}"
 
     def show(self, elapsed: float, latest: dict[int, Stats], final: bool) -> dict:
@@ -523,6 +575,10 @@ class Progress:
                 f"{totals['clauses_reached']} clauses reached")
         if totals["executor_errors"]:
             line += f", {totals['executor_errors']} executor errors"
+        series_total = max((s.series_total for s in latest.values()), default=0)
+        if series_total:
+            totals.update(series_coverage(latest, series_total, self.cover_fraction))
+            line += f", series lines {totals['series_lines']}/{series_total}"
         revision = next((s.revision for s in latest.values()), None)
         if self.shared is not None and revision is not None:
             self.shared.report(revision, self.campaign, {"machine": machine_name(), **totals})
@@ -538,6 +594,21 @@ class Progress:
         if final or interactive:
             print(("\r" if interactive else "") + line + ("\n" if final else ""), end="", file=self.out, flush=True)
         return totals
+
+
+def series_coverage(latest: dict[int, Stats], total: int, fraction: float) -> dict:
+    """The workers' series lines together: each line by whichever worker reached it first, and
+    when `fraction` of the reachable lines were reached (None if not yet)."""
+    first: dict[tuple[str, int], tuple[str, float]] = {}
+    for stats in latest.values():
+        for key, (by, when) in stats.series_reached.items():
+            if key not in first or when < first[key][1]:
+                first[key] = (by, when)
+    times = sorted(when for _, when in first.values())
+    needed = max(1, -(-int(fraction * total * 1000) // 1000))  # ceil without float surprises
+    return {"series_lines": len(first), "series_total": total,
+            "series_reached_by": {f"{file}:{line}": by for (file, line), (by, _) in first.items()},
+            "series_fraction_s": times[needed - 1] if len(times) >= needed else None}
 
 
 # --- replaying a finding -----------------------------------------------------------------------

@@ -1,0 +1,277 @@
+"""`zcfuzz cover`: which lines of the series the checks reach, and which check reached each first.
+
+Conformance first (each program labelled with its clause), then fault injection on the programs
+that reached new lines (each one-call op of theirs run again with `fail_nth` 1, 2, ... until the
+call passes no more fault sites), then a campaign with coverage on for what is left of the
+budget. Every program runs with `"cover": true`; `vm.coverage` maps its PCs to the series' lines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from vm.coverage import SeriesCoverage
+from vm.errors import UserError
+from vm.program import FAULTABLE_OPS, ExecutorError, Program, ProgramResult
+from vm.target import KernelCrash, Target
+
+MAX_FAIL_NTH = 24  # a call passes fewer fault sites than this on the series' paths
+FAULT_SHARE = 0.3  # of the budget left after conformance, at most this much on fault injection
+
+
+def program_id(program: Program) -> str:
+    import hashlib
+
+    return hashlib.sha256(program.dumps().encode()).hexdigest()[:12]
+
+
+class CoverTarget(Target):
+    """A target that runs every program with coverage on and credits the series lines each
+    reaches to `label` (a clause id, a fault-injection step) or, without one, to the program,
+    which is kept in `corpus` when it reached lines no program before it reached."""
+
+    def __init__(self, inner: Target, coverage: SeriesCoverage, corpus: Path | None = None):
+        self.inner, self.coverage, self.corpus = inner, coverage, corpus
+        self.name = inner.name
+        self.label = ""
+        self.last_new: set[tuple[str, int]] = set()
+        self.last_lines: set[tuple[str, int]] = set()
+        self.finders: list[tuple[Program, str]] = []  # programs that reached new lines, and their label
+
+    def kernel_info(self) -> dict:
+        return self.inner.kernel_info()
+
+    @property
+    def tainted(self) -> bool:
+        return self.inner.tainted
+
+    def restart(self) -> None:
+        self.inner.restart()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def run(self, program: Program) -> ProgramResult:
+        try:
+            result = self.inner.run(replace(program, cover=True))
+        except KernelCrash as crash:
+            if crash.result is not None:
+                self.record(program, crash.result)
+            raise
+        self.record(program, result)
+        return result
+
+    def record(self, program: Program, result: ProgramResult) -> None:
+        label = self.label or f"program {program_id(program)}"
+        self.last_lines = self.coverage.lines_of(result.cover)
+        self.last_new = self.coverage.add(result.cover, label)
+        if not self.last_new:
+            return
+        self.finders.append((program, label))
+        if self.corpus is not None:
+            self.corpus.mkdir(parents=True, exist_ok=True)
+            (self.corpus / f"{program_id(program)}.json").write_text(program.dumps() + "\n")
+
+
+def coverage_for(rev: str, kernel_info: dict, source: str | None = None) -> SeriesCoverage:
+    """The series of REV against the kernel a target booted (its vmlinux)."""
+    from vm import kbuild
+
+    revision = kbuild.resolve_revision(rev, source)
+    vmlinux = kernel_info.get("vmlinux")
+    if not vmlinux:
+        raise UserError(f"coverage needs a guest target: {kernel_info.get('target', rev)} has no vmlinux")
+    return SeriesCoverage(revision.patches, Path(vmlinux))
+
+
+def load_corpus(folder: Path) -> list[Program]:
+    return [Program.load(str(p)) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+# --- the stages ------------------------------------------------------------------------------
+
+
+def run_conformance(target: CoverTarget, log=print) -> None:
+    from conformance.spec import CLAUSES
+    from conformance.suite import probe_features, run_clause
+
+    info = target.kernel_info()
+    target.label = "probe"
+    features = probe_features(target, info)
+    for clause in CLAUSES:
+        target.label = f"clause {clause.id}"
+        outcome = run_clause(target, clause, info, features)
+        log(f"# conformance {clause.id}: {outcome.verdict}; {target.coverage.progress()}")
+    target.label = ""
+
+
+def faulted(program: Program, i: int, nth: int) -> Program:
+    ops = list(program.ops)
+    ops[i] = replace(ops[i], fail_nth=nth)
+    return replace(program, ops=tuple(ops))
+
+
+def run_fault_injection(target: CoverTarget, programs: list[tuple[Program, str]], deadline: float,
+                        log=print) -> None:
+    """Each one-call op of each program, failed at its 1st, 2nd, ... fault site in turn until the
+    call passes no more (syzkaller's fault injection), for the allocation error paths."""
+    for program, label in programs:
+        for i, op in enumerate(program.ops):
+            if op.op not in FAULTABLE_OPS or op.fail_nth:
+                continue
+            for nth in range(1, MAX_FAIL_NTH + 1):
+                if time.monotonic() > deadline:
+                    return
+                target.label = f"fault injection: {label}, op {i} {op.op} fail_nth={nth}"
+                try:
+                    result = target.run(faulted(program, i, nth))
+                except (KernelCrash, ExecutorError) as err:
+                    log(f"# fault injection: {target.label}: {err}")
+                    if target.tainted:
+                        target.restart()
+                    continue
+                if not result.fault_injected(i):
+                    break
+    target.label = ""
+    log(f"# fault injection done; {target.coverage.progress()}")
+
+
+def fault_candidates(finders: list[tuple[Program, str]]) -> list[tuple[Program, str]]:
+    """The programs worth failing: those that reached new lines, smallest first, one per label."""
+    seen: dict[str, tuple[Program, str]] = {}
+    for program, label in sorted(finders, key=lambda f: len(f[0].ops)):
+        seen.setdefault(label, (program, label))
+    return list(seen.values())
+
+
+def cover_revision(rev: str, budget_s: float, seed: int = 0, findings: Path | None = None,
+                   source: str | None = None, log=print) -> SeriesCoverage:
+    """Conformance, fault injection and a campaign on REV, all with coverage: the series' lines
+    reached and what reached each first."""
+    from fuzz.campaign import CampaignConfig, run_campaign
+    from vm.target import open_target
+
+    started = time.monotonic()
+    options = {"source": source} if source else {}
+    findings = findings or default_cover_dir(rev)
+    with open_target(f"vm:{rev}", **options) as inner:
+        coverage = coverage_for(rev, inner.kernel_info(), source)
+        log(f"# {rev}: {len(coverage.lines)} lines added, {coverage.total} reachable")
+        target = CoverTarget(inner, coverage, findings / "cover-corpus")
+        run_conformance(target, log)
+        left = budget_s - (time.monotonic() - started)
+        run_fault_injection(target, fault_candidates(target.finders),
+                            time.monotonic() + max(0.0, left) * FAULT_SHARE, log)
+    left = budget_s - (time.monotonic() - started)
+    if left > 5:
+        log(f"# {rev}: campaign {left:.0f}s, seed {seed}")
+        totals = run_campaign(CampaignConfig(target=f"vm:{rev}", budget_s=left, seed=seed, findings=findings,
+                                             spec_programs=False, target_options=options, cover=True,
+                                             cover_reached=dict(coverage.reached)))
+        for key, by in totals.get("series_reached_by", {}).items():
+            file, line = key.rsplit(":", 1)
+            coverage.reached.setdefault((file, int(line)), by)
+    return coverage
+
+
+def default_cover_dir(rev: str) -> Path:
+    import re
+
+    from vm.kbuild import cache_dir
+
+    return cache_dir() / "cover" / re.sub(r"[^A-Za-z0-9._-]+", "_", rev)
+
+
+def time_to_cover(rev: str, budget_s: float, fraction: float = 0.9, seed: int = 0,
+                  findings: Path | None = None) -> dict:
+    """For `zcfuzz bench`: a campaign as campaigns run (spec programs first, then generation)
+    from an empty database, with coverage on; how long until it reached `fraction` of the
+    series' reachable lines (None if it did not within `budget_s`)."""
+    import tempfile
+
+    from fuzz.campaign import CampaignConfig, run_campaign
+
+    folder = findings or Path(tempfile.mkdtemp(prefix="zcfuzz-cover-"))
+    totals = run_campaign(CampaignConfig(target=f"vm:{rev}", budget_s=budget_s, seed=seed, findings=folder,
+                                         cover=True, cover_fraction=fraction))
+    return {"revision": rev, "fraction": fraction, "seconds": totals.get("series_fraction_s"),
+            "lines_reached": totals.get("series_lines", 0), "lines_total": totals.get("series_total", 0),
+            "budget_s": budget_s}
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def text_report(coverage: SeriesCoverage) -> str:
+    out = []
+    data = coverage.to_json()
+    for patch, counts in data["by_patch"].items():
+        if counts["lines_total"]:
+            out.append(f"{patch}: {counts['lines_reached']}/{counts['lines_total']}")
+    out.append("")
+    for (file, function), lines in sorted(coverage.by_function().items()):
+        reached = [s for s in lines if s.key in coverage.reached]
+        firsts = sorted({coverage.reached[s.key] for s in reached})
+        first = f"  first: {firsts[0]}" + (f" (+{len(firsts) - 1} more)" if len(firsts) > 1 else "") if firsts else ""
+        out.append(f"{file} {function}: {len(reached)}/{len(lines)}{first}")
+        for s in sorted(lines, key=lambda s: s.line):
+            if s.key not in coverage.reached:
+                out.append(f"    not reached: {s.file}:{s.line}  {s.text.strip()}")
+    why: dict[str, int] = {}
+    for reason in coverage.unreachable.values():
+        why[reason] = why.get(reason, 0) + 1
+    out.append("")
+    out.append(f"{len(coverage.lines)} lines added; {len(coverage.unreachable)} not reachable in this build:")
+    for reason, count in sorted(why.items(), key=lambda kv: -kv[1]):
+        out.append(f"  {count:4}  {reason}")
+    out.append("KCOV sees task context only: what runs only in softirq (TX completion, ACK processing) "
+               "stays unseen; 6.12 has no remote coverage for the network stack.")
+    out.append(f"series lines reached: {len(coverage.reached)}/{coverage.total} "
+               f"({100 * len(coverage.reached) / max(coverage.total, 1):.1f}%)")
+    return "\n".join(out) + "\n"
+
+
+def write_outputs(coverage: SeriesCoverage, rev: str, lcov: str | None, html_dir: str | None,
+                  json_file: str | None) -> None:
+    if lcov:
+        Path(lcov).write_text(coverage.lcov(rev))
+    if html_dir:
+        Path(html_dir).mkdir(parents=True, exist_ok=True)
+        (Path(html_dir) / "index.html").write_text(coverage.html(f"zcfuzz cover: {rev}"))
+    if json_file:
+        Path(json_file).write_text(json.dumps({"revision": rev, **coverage.to_json()}, indent=2) + "\n")
+
+
+def cmd_cover(args) -> int:
+    from fuzz.campaign import parse_budget
+    from vm import kbuild
+
+    budget_s = parse_budget(args.budget)
+    kbuild.resolve_revision(args.rev, args.source)
+    for path in (args.lcov, args.json):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UserError(f"cannot write {path}: no folder {Path(path).resolve().parent}")
+    started = time.monotonic()
+    coverage = cover_revision(args.rev, budget_s, args.seed, Path(args.findings) if args.findings else None,
+                              args.source, log=lambda line: print(line, file=sys.stderr, flush=True))
+    write_outputs(coverage, args.rev, args.lcov, args.html, args.json)
+    print(text_report(coverage), end="")
+    print(f"# {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    cover = sub.add_parser("cover", help="conformance and a campaign with KCOV: the series' lines reached and by what")
+    cover.add_argument("--rev", default="v2", help="a revision name or folder (default v2)")
+    cover.add_argument("--source", metavar="TREE", help="your kernel tree as the base (default: Debian's 6.12)")
+    cover.add_argument("--budget", default="5m", help="time for all of it: 30s, 5m (default 5m)")
+    cover.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
+    cover.add_argument("--findings", help="folder for the campaign's findings and the coverage corpus")
+    cover.add_argument("--lcov", metavar="FILE", help="write an lcov tracefile of the series' lines")
+    cover.add_argument("--html", metavar="DIR", help="write DIR/index.html: the patches' lines coloured")
+    cover.add_argument("--json", metavar="FILE", help="write the coverage as JSON")
+    cover.set_defaults(func=cmd_cover)
