@@ -615,25 +615,31 @@ class VmTarget(Target):
             self.spare = None
 
 
-def shell(rev: str, source: str | None = None, config: list[str] | None = None, accel: str = "auto") -> int:
-    """An interactive busybox shell on a guest booted on the revision (for debugging by hand)."""
-    kernel = kbuild.build_kernel(rev, source, config)
+def busybox_initramfs(init: str, files: dict[str, bytes] | None = None) -> bytes:
+    """An initramfs whose /init is the busybox shell script `init` (busybox in /bin, its applets
+    installed by the script itself), with `files` (path in the guest: contents) beside it."""
     busybox = shutil.which("busybox")
     if not busybox:
         raise missing("busybox not found", "busybox")
+    records = [("dev", 0o040755, b"", (0, 0)), ("dev/console", 0o020600, b"", (5, 1)), ("bin", 0o040755, b"", (0, 0)),
+               ("proc", 0o040755, b"", (0, 0)), ("sys", 0o040755, b"", (0, 0)), ("tmp", 0o041777, b"", (0, 0)),
+               ("bin/busybox", 0o100755, Path(busybox).read_bytes(), (0, 0)),
+               ("init", 0o100755, init.encode(), (0, 0)),
+               *((name, 0o100755, data, (0, 0)) for name, data in (files or {}).items())]
+    entries = [cpio_entry(name, mode, data, rdev, ino) for ino, (name, mode, data, rdev) in enumerate(records, 1)]
+    return b"".join(entries) + cpio_entry("TRAILER!!!", 0, ino=0)
+
+
+def shell(rev: str, source: str | None = None, config: list[str] | None = None, accel: str = "auto") -> int:
+    """An interactive busybox shell on a guest booted on the revision (for debugging by hand)."""
+    kernel = kbuild.build_kernel(rev, source, config)
     workdir = Path(tempfile.mkdtemp(prefix="zcfuzz-shell-"))
     try:
-        init = workdir / "init"
-        init.write_text("#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\n"
-                        "mount -t sysfs sys /sys\nmount -t debugfs none /sys/kernel/debug\n"
-                        "ip link set lo up\nsetsid cttyhack sh\npoweroff -f\n")
-        entries = [cpio_entry("dev", 0o040755, ino=1), cpio_entry("dev/console", 0o020600, rdev=(5, 1), ino=2),
-                   cpio_entry("bin", 0o040755, ino=3), cpio_entry("proc", 0o040755, ino=4),
-                   cpio_entry("sys", 0o040755, ino=5), cpio_entry("tmp", 0o041777, ino=6),
-                   cpio_entry("bin/busybox", 0o100755, Path(busybox).read_bytes(), ino=7),
-                   cpio_entry("init", 0o100755, init.read_bytes(), ino=8), cpio_entry("TRAILER!!!", 0, ino=0)]
         initramfs = workdir / "shell.cpio"
-        initramfs.write_bytes(b"".join(entries))
+        initramfs.write_bytes(busybox_initramfs(
+            "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\n"
+            "mount -t sysfs sys /sys\nmount -t debugfs none /sys/kernel/debug\n"
+            "ip link set lo up\nsetsid cttyhack sh\npoweroff -f\n"))
         chosen = "tcg" if accel == "auto" else accel
         image = kbuild.kernel_info(kernel)["boot_image"]
         command = [*machine_args(chosen), "-kernel", image, "-initrd", str(initramfs),
