@@ -487,7 +487,7 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
     procs = [context.Process(target=worker_main, args=(config, w, config.budget_s, started, reports, stop,
                                                        os.getpid()), daemon=True) for w in range(config.workers)]
     start = time.monotonic()
-    progress = Progress(out, config.findings_dir, shared, config.cover_fraction)
+    progress = Progress(out, config.findings_dir, shared, config.cover_fraction, len(config.cover_reached))
     latest: dict[int, Stats] = {}
     stopped_by: list[int] = []
 
@@ -554,9 +554,11 @@ class Progress:
     """The progress line: this campaign's totals and, with a shared database, every running
     campaign's on the same revision, as each reports its own to Redis."""
 
-    def __init__(self, out, findings_dir: Path, shared: Shared | None, cover_fraction: float | None = None):
+    def __init__(self, out, findings_dir: Path, shared: Shared | None, cover_fraction: float | None = None,
+                 cover_before: int = 0):
         self.out, self.findings_dir, self.shared = out, findings_dir, shared
         self.cover_fraction = cover_fraction or 0.9
+        self.cover_before = cover_before  # series lines reached before the campaign (fuzz.cover)
         self.campaign = f"{machine_name()}:{os.getpid()}"
 
     def show(self, elapsed: float, latest: dict[int, Stats], final: bool) -> dict:
@@ -578,7 +580,7 @@ class Progress:
         series_total = max((s.series_total for s in latest.values()), default=0)
         if series_total:
             totals.update(series_coverage(latest, series_total, self.cover_fraction))
-            line += f", series lines {totals['series_lines']}/{series_total}"
+            line += f", series lines {self.cover_before + totals['series_lines']}/{series_total}"
         revision = next((s.revision for s in latest.values()), None)
         if self.shared is not None and revision is not None:
             self.shared.report(revision, self.campaign, {"machine": machine_name(), **totals})

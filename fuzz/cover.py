@@ -19,6 +19,7 @@ from vm.errors import UserError
 from vm.program import FAULTABLE_OPS, ExecutorError, Program, ProgramResult
 from vm.target import KernelCrash, Target
 
+MSG_ZEROCOPY = 0x4000000
 MAX_FAIL_NTH = 24  # a call passes fewer fault sites than this on the series' paths
 FAULT_SHARE = 0.3  # of the budget left after conformance, at most this much on fault injection
 
@@ -109,6 +110,42 @@ def run_conformance(target: CoverTarget, log=print) -> None:
     target.label = ""
 
 
+def directed_programs(info: dict) -> list[tuple[str, Program]]:
+    """Programs written for series lines that no conformance row reaches, each with what it is
+    for. TCP appends a sendmsg(MSG_ZEROCOPY) to the unsent tail of its write queue, so a ZC
+    sendfile2 that filled the socket leaves its notification on that tail, and the sendmsg's
+    msg_zerocopy_realloc() meets it: it must start a new skb, not extend the call's."""
+    from fuzz.abi import Abi
+
+    abi = Abi.from_kernel_info(info)
+    out: list[tuple[str, Program]] = []
+    sysno = {"sendfile2": abi.nr_sendfile2} if abi.has_sendfile2 else {}
+    size = 4 << 20
+    zc_tail = [{"name": "src", "kind": "file", "size": size, "seed": 1},
+               {"name": "sock", "kind": "tcp4", "zerocopy": True, "nonblock": True}]
+    then = [{"op": "sendmsg", "fd": "sock", "len": 100, "flags": MSG_ZEROCOPY},
+            {"op": "peer_read", "fd": "sock", "max": 2 * size}, {"op": "drain", "fd": "sock", "wait_ms": 100}]
+    if abi.has_sendfile2 and abi.sendfile_zc:
+        out.append(("sendmsg(MSG_ZEROCOPY) behind an unsent ZC sendfile2 on the TCP write queue",
+                    Program.from_json({"sysno": sysno, "fds": zc_tail, "ops": [
+                        {"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": size,
+                         "flags": abi.sendfile_zc}, *then]})))
+    return out
+
+
+def run_directed(target: CoverTarget, log=print) -> None:
+    for what, program in directed_programs(target.kernel_info()):
+        target.label = f"directed: {what}"
+        try:
+            target.run(program)
+        except (KernelCrash, ExecutorError) as err:
+            log(f"# {target.label}: {err}")
+            if target.tainted:
+                target.restart()
+    target.label = ""
+    log(f"# directed programs done; {target.coverage.progress()}")
+
+
 def faulted(program: Program, i: int, nth: int) -> Program:
     ops = list(program.ops)
     ops[i] = replace(ops[i], fail_nth=nth)
@@ -163,6 +200,7 @@ def cover_revision(rev: str, budget_s: float, seed: int = 0, findings: Path | No
         log(f"# {rev}: {len(coverage.lines)} lines added, {coverage.total} reachable")
         target = CoverTarget(inner, coverage, findings / "cover-corpus")
         run_conformance(target, log)
+        run_directed(target, log)
         left = budget_s - (time.monotonic() - started)
         run_fault_injection(target, fault_candidates(target.finders),
                             time.monotonic() + max(0.0, left) * FAULT_SHARE, log)
@@ -220,7 +258,7 @@ def text_report(coverage: SeriesCoverage) -> str:
         out.append(f"{file} {function}: {len(reached)}/{len(lines)}{first}")
         for s in sorted(lines, key=lambda s: s.line):
             if s.key not in coverage.reached:
-                out.append(f"    not reached: {s.file}:{s.line}  {s.text.strip()}")
+                out.append(f"    not reached: {s.file}:{s.line}  {s.text.strip()}  ({coverage.why_not_reached(s)})")
     why: dict[str, int] = {}
     for reason in coverage.unreachable.values():
         why[reason] = why.get(reason, 0) + 1
@@ -275,3 +313,56 @@ def register(sub) -> None:
     cover.add_argument("--html", metavar="DIR", help="write DIR/index.html: the patches' lines coloured")
     cover.add_argument("--json", metavar="FILE", help="write the coverage as JSON")
     cover.set_defaults(func=cmd_cover)
+
+
+# --- the gate and the verdict -----------------------------------------------------------------
+
+
+def covered(target: Target, rev: str, source: str | None = None) -> Target:
+    """`target` with coverage on, or as it is where the kernel has no vmlinux or KCOV sites."""
+    try:
+        coverage = coverage_for(rev, target.kernel_info(), source)
+    except UserError:
+        return target
+    return CoverTarget(target, coverage) if coverage.total else target
+
+
+def campaign_cover(target: Target) -> dict:
+    """CampaignConfig options for a campaign that goes on from what `target` reached."""
+    if not isinstance(target, CoverTarget):
+        return {}
+    return {"cover": True, "cover_reached": dict(target.coverage.reached)}
+
+
+def merge_campaign(target: Target, totals: dict) -> SeriesCoverage | None:
+    """The conformance run's coverage plus the campaign's (`run_campaign`'s totals)."""
+    if not isinstance(target, CoverTarget):
+        return None
+    for key, by in totals.get("series_reached_by", {}).items():
+        file, line = key.rsplit(":", 1)
+        target.coverage.reached.setdefault((file, int(line)), by)
+    return target.coverage
+
+
+def summary(coverage: SeriesCoverage | None) -> str:
+    if coverage is None:
+        return "series coverage: none (no KCOV sites in this kernel)"
+    return (f"series coverage: {len(coverage.reached)}/{coverage.total} reachable lines reached "
+            f"({100 * len(coverage.reached) / max(coverage.total, 1):.1f}%)")
+
+
+def gate_lines(baseline: SeriesCoverage | None, candidate: SeriesCoverage | None) -> str:
+    """The candidate's series coverage, and each line (same file, function and text) the
+    baseline's checks reached that the candidate's did not."""
+    out = [f"candidate {summary(candidate)}", f"baseline {summary(baseline)}"]
+    if baseline is not None and candidate is not None:
+        def same(s):
+            return (s.file, s.function, s.text.strip())
+
+        reached_here = {same(candidate.reachable[k]) for k in candidate.reached if k in candidate.reachable}
+        theirs = {same(s): s for s in candidate.reachable.values()}
+        lost = [(baseline.reached[k], theirs[same(s)]) for k, s in sorted(baseline.reachable.items())
+                if k in baseline.reached and same(s) in theirs and same(s) not in reached_here]
+        out.append(f"lines the baseline reached that the candidate did not: {len(lost)}")
+        out += [f"  {s.file}:{s.line} {s.function}: {s.text.strip()}  (baseline: {by})" for by, s in lost]
+    return "\n".join(out) + "\n"

@@ -298,6 +298,19 @@ class KernelLines:
         if piece:
             flush()
 
+    @functools.cached_property
+    def dispatched_syscalls(self) -> set[str] | None:
+        """The `sys_*` functions x86_64's syscall dispatcher (`x64_sys_call`) calls: a syscall
+        only 32-bit or compat tables name (sendfile, not sendfile64) has no number here."""
+        symbols = _run(["nm", "-S", str(self.vmlinux)], "nm")
+        found = re.search(r"^([0-9a-f]+) ([0-9a-f]+) T x64_sys_call$", symbols, re.MULTILINE)
+        if not found:
+            return None
+        start, size = int(found.group(1), 16), int(found.group(2), 16)
+        text = _run(["objdump", "-d", "--no-show-raw-insn", f"--start-address={start:#x}",
+                     f"--stop-address={start + size:#x}", str(self.vmlinux)], "objdump -d")
+        return set(re.findall(r"<__x64_(sys_\w+)>", text))
+
     def _add_line(self, into: set, address: int) -> None:
         line = self.line_at(address)
         if line is not None:
@@ -363,6 +376,10 @@ class SeriesCoverage:
         self.reachable = {s.key: s for s in self.lines if s.key in self.kernel.instrumented}
         self.unreachable = {s.key: why_unreachable(s, self.kernel) for s in self.lines
                             if s.key not in self.reachable}
+        for s in list(self.reachable.values()):  # instrumented, but in a syscall nothing can call
+            if self.uncallable(s):
+                del self.reachable[s.key]
+                self.unreachable[s.key] = self.why_not_reached(s)
         # site -> the series lines it implies
         self.site_lines: dict[int, tuple[tuple[str, int], ...]] = {}
         for site, lines in self.kernel.sites.items():
@@ -389,6 +406,17 @@ class SeriesCoverage:
             self.reached[k] = by
         self.pcs_seen += 1
         return new
+
+    def uncallable(self, line: SeriesLine) -> bool:
+        dispatched = self.kernel.dispatched_syscalls
+        return line.function.startswith("sys_") and dispatched is not None and line.function not in dispatched
+
+    def why_not_reached(self, line: SeriesLine) -> str:
+        """What can be said of a line no program reached."""
+        if self.uncallable(line):
+            return (f"{line.function} has no x86_64 syscall number (only 32-bit and compat tables name it): "
+                    "no program can call it")
+        return "no program reached it"
 
     def progress(self) -> str:
         return f"series lines {len(self.reached)}/{self.total}"
@@ -424,7 +452,7 @@ class SeriesCoverage:
             "reached": [{"file": f, "line": n, "function": self.reachable[(f, n)].function, "by": by}
                         for (f, n), by in sorted(self.reached.items())],
             "unreached": [{"file": s.file, "line": s.line, "function": s.function, "patch": s.patch,
-                           "text": s.text.strip()}
+                           "text": s.text.strip(), "why": self.why_not_reached(s)}
                           for s in sorted(self.reachable.values(), key=lambda s: s.key) if s.key not in self.reached],
             "not_reachable": [{"file": s.file, "line": s.line, "function": s.function, "patch": s.patch,
                                "why": self.unreachable[s.key]} for s in self.lines if s.key in self.unreachable],
@@ -471,7 +499,7 @@ class SeriesCoverage:
                 if s.key in self.reached:
                     cls, note = "hit", self.reached[s.key]
                 elif s.key in self.reachable:
-                    cls, note = "miss", "not reached"
+                    cls, note = "miss", self.why_not_reached(s)
                 else:
                     cls, note = "none", self.unreachable[s.key]
                 rows.append(f'<tr class="{cls}"><td>{html.escape(s.file)}:{s.line}</td>'
