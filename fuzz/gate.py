@@ -20,6 +20,7 @@ from pathlib import Path
 
 from conformance.spec import CLAUSE_BY_ID, Clause
 from conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
+from fuzz import cover
 from vm.errors import UserError
 
 BAD = (FAIL, CRASH, ERROR)
@@ -62,6 +63,7 @@ class RevisionRun:
     findings: dict[str, dict]  # finding key -> finding.json, plus its "folder"
     findings_dir: Path
     seconds: float
+    coverage: object = None  # fuzz.cover: the series' lines the checks reached (a SeriesCoverage)
 
     @property
     def failed_clauses(self) -> list[ClauseResult]:
@@ -94,13 +96,14 @@ def judge_revision(rev: str, source: str | None, budget_s: float, seed: int, fin
     started = time.monotonic()
     spec = f"vm:{rev}"
     print(f"# {rev}: conformance", file=sys.stderr)
-    with open_target(spec, **target_options(source)) as target:
+    with cover.covered(open_target(spec, **target_options(source)), rev, source) as target:
         _, results = run_suite(target, progress=lambda r: print(f"# {rev}: {r.clause.id}: {r.verdict}",
                                                                   file=sys.stderr))
     print(f"# {rev}: fuzzing {budget_s:.0f}s, seed {seed}", file=sys.stderr)
-    run_campaign(CampaignConfig(target=spec, budget_s=budget_s, seed=seed, findings=findings_dir,
-                                target_options=target_options(source)))
-    return RevisionRun(rev, results, read_findings(findings_dir), findings_dir, time.monotonic() - started)
+    totals = run_campaign(CampaignConfig(target=spec, budget_s=budget_s, seed=seed, findings=findings_dir,
+                                         target_options=target_options(source), **cover.campaign_cover(target)))
+    return RevisionRun(rev, results, read_findings(findings_dir), findings_dir, time.monotonic() - started,
+                       cover.merge_campaign(target, totals))
 
 
 def run_folder(command: str) -> Path:
@@ -278,6 +281,7 @@ def cmd_gate(args) -> int:
     comparison = compare(baseline, candidate, lambda f, rev: fails_on(f, f"vm:{rev}", options))
     print(comparison_table(comparison), end="")
     print(findings_lines(comparison), end="")
+    print(cover.gate_lines(baseline.coverage, candidate.coverage), end="")
     results = gate_results(comparison, args.allow_fixes)
     write_report(args.ktap, report.ktap(results, GATE_SUITE_NAME))
     write_report(args.junitxml, report.junit(results, GATE_SUITE_NAME))
@@ -305,6 +309,7 @@ def cmd_verdict(args) -> int:
         print(f"  {finding_line(f)}")
     write_report(args.ktap, report.ktap(run.results, "zcfuzz_conformance"))
     write_report(args.junitxml, report.junit(run.results, "zcfuzz_conformance"))
+    print(cover.summary(run.coverage))
     print(verdict_line(run))
     return 1 if run.failed_clauses or run.findings else 0
 
