@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.spec import CLAUSE_BY_ID, Clause
@@ -87,6 +87,77 @@ def fails_on(finding: dict, target_spec: str, options: dict) -> bool:
     return replay(Path(finding["folder"]), target_spec, **options)[0]
 
 
+# --- whether a finding replays -------------------------------------------------------------------
+
+# How many fresh guests of each kernel a finding (or a clause's regression) is replayed on before
+# it kills a mutant or changes a gate's decision. It must fail on each of the bad kernel's and on
+# none of the good one's, so a program whose outcome is a coin toss on both passes 1 time in 64;
+# one replay on a warm guest let timing artefacts count. A replay is a restore (about a second)
+# and a program, so three per side cost seconds, not minutes.
+REPLAYS = 3
+
+
+def replays(attempt, target, times: int = REPLAYS, **options) -> tuple[int, int]:
+    """(failed, total): `attempt(target) -> bool` (it failed there) run `times` times, each on a
+    fresh guest of the target: the running guest, which a campaign or an earlier attempt may
+    have left in any state, is dropped first and the guest restored anew from its just-booted
+    state. `target` is a target or its spec (opened with `options`, and closed after)."""
+    from vm.target import Target, open_target
+
+    if not isinstance(target, Target):
+        with open_target(target, **options) as opened:
+            return replays(attempt, opened, times)
+    failed = 0
+    for _ in range(times):
+        target.restart()
+        failed += bool(attempt(target))
+    return failed, times
+
+
+def finding_fails(finding: dict):
+    """An attempt for `replays`: the finding's program fails the same way (same key) there."""
+    from fuzz.campaign import replay_on
+    from vm.program import Program
+
+    def attempt(target) -> bool:
+        loaded = (finding["key"], finding, Program.from_json(finding["program"]))
+        return next(replay_on(target, [loaded]))[1]
+
+    return attempt
+
+
+@dataclass(frozen=True)
+class Replays:
+    """How often a check failed on fresh guests of the kernel it is said to fail on (`bad`) and
+    of the kernel it is said to pass on (`good`): (failed, total) each, and their names."""
+
+    bad: str
+    on_bad: tuple[int, int]
+    good: str
+    on_good: tuple[int, int]
+
+    @property
+    def reproduces(self) -> bool:
+        """The rule: it failed on every fresh guest of the bad kernel and on none of the good's."""
+        (bad_failed, bad_total), (good_failed, good_total) = self.on_bad, self.on_good
+        return bad_total > 0 and bad_failed == bad_total and good_total > 0 and good_failed == 0
+
+    @property
+    def fails_on_both(self) -> bool:
+        return all(total > 0 and failed == total for failed, total in (self.on_bad, self.on_good))
+
+    def __str__(self) -> str:
+        return f"{self.on_bad[0]}/{self.on_bad[1]} {self.bad}, {self.on_good[0]}/{self.on_good[1]} {self.good}"
+
+
+def replay_both(attempt, bad: tuple[str, object], good: tuple[str, object], times: int = REPLAYS,
+                **options) -> Replays:
+    """`attempt` replayed on fresh guests of the bad kernel and of the good one, each given as
+    (name, target or spec)."""
+    return Replays(bad[0], replays(attempt, bad[1], times, **options), good[0],
+                   replays(attempt, good[1], times, **options))
+
+
 def judge_revision(rev: str, source: str | None, budget_s: float, seed: int, findings_dir: Path) -> RevisionRun:
     """Conformance, then a campaign of `budget_s` seconds with `seed`, on a guest booted on REV."""
     from conformance.suite import run_suite
@@ -138,8 +209,11 @@ class Comparison:
     baseline: RevisionRun
     candidate: RevisionRun
     clauses: list[ClauseChange]
-    new_findings: list[dict]  # in the candidate; its program does not fail on the baseline
-    gone_findings: list[dict]  # in the baseline; its program no longer fails on the candidate
+    new_findings: list[dict]  # in the candidate; replays on it and not on the baseline
+    gone_findings: list[dict]  # in the baseline; replays on it and not on the candidate
+    # A finding one side lacks that did not replay so (listed, not counted): with how often it
+    # failed on each side, and whether it was the candidate's or the baseline's.
+    unreproducible: list[tuple[dict, Replays]] = field(default_factory=list)
 
     @property
     def regressed(self) -> list[ClauseChange]:
@@ -155,20 +229,31 @@ class Comparison:
         return worse or (better and not allow_fixes)
 
 
-def compare(baseline: RevisionRun, candidate: RevisionRun, fails_elsewhere) -> Comparison:
+def compare(baseline: RevisionRun, candidate: RevisionRun, replay) -> Comparison:
     """Clause verdicts side by side; findings by key. A finding one side lacks is replayed on
-    the other side's kernel (`fails_elsewhere(finding, rev)`) before it counts as new or gone: a
-    campaign of a fixed budget does not always reach the same programs twice."""
+    fresh guests of both kernels (`replay(finding, its rev, the other rev) -> Replays`) before it
+    counts as new or gone: it must fail every time on its own side and never on the other (a
+    campaign of a fixed budget does not always reach the same programs twice, and a program that
+    failed once may have failed by timing). One failing every time on both is no change; any
+    other is not reproducible, listed and not counted."""
     by_id = {r.clause.id: r for r in baseline.results}
     missing = [r.clause.id for r in candidate.results if r.clause.id not in by_id]
     if missing:
         raise ValueError(f"the baseline has no verdict for {missing[0]}")
     clauses = [ClauseChange(by_id[r.clause.id], r) for r in candidate.results]
-    new = [f for key, f in sorted(candidate.findings.items())
-           if key not in baseline.findings and not fails_elsewhere(f, baseline.rev)]
-    gone = [f for key, f in sorted(baseline.findings.items())
-            if key not in candidate.findings and not fails_elsewhere(f, candidate.rev)]
-    return Comparison(baseline, candidate, clauses, new, gone)
+    decided: dict[str, list[dict]] = {"new": [], "gone": []}
+    unreproducible = []
+    for kind, side, other in (("new", candidate, baseline), ("gone", baseline, candidate)):
+        for key, f in sorted(side.findings.items()):
+            if key in other.findings:
+                continue
+            replayed = replay(f, side.rev, other.rev)
+            print(f"# {side.rev}: {f['title']}: replayed {replayed}", file=sys.stderr)
+            if replayed.reproduces:
+                decided[kind].append(f)
+            elif not replayed.fails_on_both:
+                unreproducible.append((f, replayed))
+    return Comparison(baseline, candidate, clauses, decided["new"], decided["gone"], unreproducible)
 
 
 def comparison_table(comparison: Comparison) -> str:
@@ -194,6 +279,8 @@ def findings_lines(comparison: Comparison) -> str:
                             (f"gone on {cand.rev}", comparison.gone_findings)):
         for f in findings:
             lines.append(f"  {label}: {finding_line(f)}  [{f['folder']}]")
+    for f, replayed in comparison.unreproducible:
+        lines.append(f"  not reproducible (failed {replayed}): {finding_line(f)}  [{f['folder']}]")
     return "\n".join(lines) + "\n"
 
 
@@ -219,7 +306,8 @@ def finding_clause(finding: dict, expected: str) -> Clause:
 def gate_results(comparison: Comparison, allow_fixes: bool) -> list[ClauseResult]:
     """The gate's own decision per clause and per changed finding, for the KTAP/JUnit writers:
     `fail` where the change fails the gate, the candidate's verdict where it does not (a clause
-    failing on both revisions is no change: `pass`, its reason says it fails on both)."""
+    failing on both revisions is no change: `pass`, its reason says it fails on both). A finding
+    that did not replay is `unsupported` (a KTAP SKIP, a JUnit skipped case): nothing rests on it."""
     base, cand = comparison.baseline.rev, comparison.candidate.rev
     out = []
     for c in comparison.clauses:
@@ -241,6 +329,9 @@ def gate_results(comparison: Comparison, allow_fixes: bool) -> list[ClauseResult
     for f in comparison.gone_findings:
         out.append(ClauseResult(finding_clause(f, f"present, as on {base}"), PASS if allow_fixes else FAIL,
                                 f"gone on {cand}: {f['message']}", f["program"]))
+    for f, replayed in comparison.unreproducible:  # skipped: no decision rests on them
+        out.append(ClauseResult(finding_clause(f, "replays on one revision only"), UNSUPPORTED,
+                                f"not reproducible (failed {replayed}): {f['message']}", f["program"]))
     return out
 
 
@@ -278,7 +369,8 @@ def cmd_gate(args) -> int:
     baseline = judge_revision(args.baseline, args.source, budget_s, args.seed, folder / "baseline")
     candidate = judge_revision(args.candidate, args.source, budget_s, args.seed, folder / "candidate")
     options = target_options(args.source)
-    comparison = compare(baseline, candidate, lambda f, rev: fails_on(f, f"vm:{rev}", options))
+    comparison = compare(baseline, candidate, lambda f, rev, other: replay_both(
+        finding_fails(f), (rev, f"vm:{rev}"), (other, f"vm:{other}"), **options))
     print(comparison_table(comparison), end="")
     print(findings_lines(comparison), end="")
     print(cover.gate_lines(baseline.coverage, candidate.coverage), end="")
@@ -314,10 +406,12 @@ def cmd_verdict(args) -> int:
     return 1 if run.failed_clauses or run.findings else 0
 
 
-GATE_HELP = """\
+GATE_HELP = f"""\
 Builds both revisions, runs the conformance suite and a fixed-seed fuzz campaign on a guest booted
 on each, and prints the clause verdicts side by side and the findings one side has and the other
-lacks (a finding counts only if its program, replayed on the other kernel, does not fail there).
+lacks. Such a finding counts only if its program, replayed on {REPLAYS} fresh guests of each kernel,
+fails every time on its own side and never on the other; any other is listed as not
+reproducible and counts for nothing.
 
 Every verdict change is an ABI change between the revisions, and the gate fails on it:
   regressed    the candidate fails, crashes or errs where the baseline did not, or a clause the
