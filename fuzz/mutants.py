@@ -4,8 +4,11 @@ Each mutant (a patch seeding one bug on top of a revision) is built in one slot 
 mutants, so a build recompiles only what this mutant and the previous one touched. A mutant is
 killed by the first clause whose verdict regresses from the revision's own (the gate's rule),
 trying the clauses its `Killed-by:` line names first and stopping at the first kill; if no clause
-kills it, by a finding of a fixed-seed campaign whose program does not fail on the revision. The
-matrix says which check killed each mutant, whether the patch named it, and how long it took.
+kills it, by a finding of a fixed-seed campaign. Either kills only if it replays (the gate's rule
+too, `fuzz.gate.Replays`): on each of REPLAYS fresh guests of the mutant the clause regresses or
+the finding's program fails the same way, and on none of the revision's; a candidate that does
+not is passed over for the next. The matrix says which check killed each mutant, whether the
+patch named it, how often the kill replayed, and how long it took.
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conformance.spec import CLAUSE_BY_ID, CLAUSES
-from fuzz.gate import REGRESSED, change, fails_on, read_findings, run_folder, write_report
+from fuzz.gate import (
+    REGRESSED,
+    REPLAYS,
+    Replays,
+    change,
+    finding_fails,
+    read_findings,
+    replay_both,
+    run_folder,
+    write_report,
+)
 from vm.errors import UserError
 from vm.target import KernelCrash
 
@@ -72,6 +85,8 @@ class Kill:
     detail: str
     build_s: float
     kill_s: float  # from booting the mutant to the kill (or to giving up)
+    replayed: str = ""  # how often the kill replayed on the mutant and on the revision
+    passed_over: tuple[str, ...] = ()  # candidates that did not replay: "killer (how often)"
 
     @property
     def killed(self) -> bool:
@@ -85,21 +100,33 @@ class Kill:
         return "yes" if self.killer in self.mutant.expected else "no"
 
 
-def first_regression(reference: dict[str, str], verdicts) -> tuple[str, str] | None:
-    """The first (clause id, detail) whose verdict regresses from the reference's; `verdicts`
-    yields (clause id, verdict, reason) lazily so the caller stops running clauses there."""
+def regressions(reference: dict[str, str], verdicts):
+    """Each (clause id, detail) whose verdict regresses from the reference's; `verdicts` yields
+    (clause id, verdict, reason) lazily, so clauses run only until the caller stops asking."""
     for clause_id, verdict, reason in verdicts:
         if change(reference[clause_id], verdict) == REGRESSED:
-            return clause_id, f"{verdict}: {reason}"
+            yield clause_id, f"{verdict}: {reason}"
+
+
+def first_kill(candidates, replay, passed_over: list[str]):
+    """The first (killer, detail, Replays) of `candidates`, (killer, detail) pairs, that replays
+    (`replay(killer) -> Replays`); None if none does. Each one passed over goes to `passed_over`
+    and stderr, and the next is asked for only then."""
+    for killer, detail in candidates:
+        replayed = replay(killer)
+        if replayed.reproduces:
+            return killer, detail, replayed
+        passed_over.append(f"{killer} ({replayed})")
+        print(f"# not reproducible, passed over: {killer}: failed {replayed}", file=sys.stderr)
     return None
 
 
-HEADER = ("mutant", "killed by", "clause/finding", "as named", "build s", "kill s")
+HEADER = ("mutant", "killed by", "clause/finding", "as named", "replayed", "build s", "kill s")
 
 
 def matrix_rows(kills: list[Kill]) -> list[tuple[str, ...]]:
-    return [(k.mutant.name, k.check or "SURVIVED", k.killer or "-", k.as_named, f"{k.build_s:.0f}", f"{k.kill_s:.0f}")
-            for k in kills]
+    return [(k.mutant.name, k.check or "SURVIVED", k.killer or "-", k.as_named, k.replayed or "-",
+             f"{k.build_s:.0f}", f"{k.kill_s:.0f}") for k in kills]
 
 
 def matrix_text(kills: list[Kill]) -> str:
@@ -117,6 +144,10 @@ def matrix_markdown(kills: list[Kill], rev: str) -> str:
     if details:
         lines += ["", "## How each was killed", ""]
         lines += [f"- `{k.mutant.name}`: {k.detail}" for k in details]
+    passed_over = [k for k in kills if k.passed_over]
+    if passed_over:
+        lines += ["", "## Candidates that did not replay (passed over)", ""]
+        lines += [f"- `{k.mutant.name}`: {'; '.join(k.passed_over)}" for k in passed_over]
     return "\n".join(lines) + "\n" + score_line(kills) + "\n"
 
 
@@ -145,17 +176,66 @@ def materialise(revision, mutant: Mutant, folder: Path) -> Path:
     return folder
 
 
-def conformance_kill(target_spec: str, reference: dict[str, str], mutant: Mutant) -> tuple[str, str, str] | None:
-    """(check, killer, detail) of the first clause that kills the mutant, or of its boot crash."""
-    from conformance.suite import probe_features, run_clause
+def probed(target):
+    """kernel_info and the features probed on the target's guest (the suite's first program)."""
+    from conformance.suite import probe_features
+
+    info = target.kernel_info()
+    return info, probe_features(target, info)
+
+
+def crashes_probing(title: str):
+    """An attempt for `replays`: the guest crashes with `title` before any clause runs."""
+    def attempt(target) -> bool:
+        try:
+            probed(target)
+        except KernelCrash as crash:
+            return crash.title == title
+        return False
+
+    return attempt
+
+
+def clause_regresses(clause_id: str, reference: str):
+    """An attempt for `replays`: the clause's verdict there regresses from `reference`."""
+    from conformance.suite import run_clause
+
+    def attempt(target) -> bool:
+        info, features = probed(target)
+        return change(reference, run_clause(target, CLAUSE_BY_ID[clause_id], info, features).verdict) == REGRESSED
+
+    return attempt
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The two kernels a kill is replayed on: the mutant's (`vm:FOLDER`) and the revision's."""
+
+    mutant_spec: str
+    rev: str
+    reference_spec: str
+
+    def replay(self, attempt, mutant_target=None) -> Replays:
+        """`attempt` on fresh guests of the mutant (of `mutant_target` if given, a target open on
+        it) and of the revision; both are built, so neither is built again here."""
+        return replay_both(attempt, ("mutant", mutant_target or self.mutant_spec), (self.rev, self.reference_spec),
+                           build=False)
+
+
+def conformance_kill(sides: Sides, reference: dict[str, str], mutant: Mutant,
+                     passed_over: list[str]) -> tuple[str, str, str, Replays] | None:
+    """(check, killer, detail, replays) of the first clause that kills the mutant, or of its
+    boot crash: each regression found is replayed before it kills."""
+    from conformance.suite import run_clause
     from vm.target import open_target
 
-    with open_target(target_spec, build=False) as target:
+    with open_target(sides.mutant_spec, build=False) as target:
         try:
-            info = target.kernel_info()
-            features = probe_features(target, info)
+            info, features = probed(target)
         except KernelCrash as crash:
-            return BOOT, crash.title, f"crash before any clause ran: {crash.title}"
+            found = first_kill([(crash.title, f"crash before any clause ran: {crash.title}")],
+                               lambda title: sides.replay(crashes_probing(title), target), passed_over)
+            return (BOOT, *found) if found else None
 
         def verdicts():
             for clause_id in clause_order(mutant.expected):
@@ -163,21 +243,24 @@ def conformance_kill(target_spec: str, reference: dict[str, str], mutant: Mutant
                 print(f"# {mutant.name}: {clause_id}: {result.verdict}", file=sys.stderr)
                 yield clause_id, result.verdict, result.reason
 
-        found = first_regression(reference, verdicts())
+        found = first_kill(regressions(reference, verdicts()),
+                           lambda clause_id: sides.replay(clause_regresses(clause_id, reference[clause_id]), target),
+                           passed_over)
     return (CONFORMANCE, *found) if found else None
 
 
-def fuzz_kill(target_spec: str, reference_spec: str, budget_s: float, seed: int,
-              findings_dir: Path) -> tuple[str, str, str] | None:
-    """(check, finding key, message) of the first finding whose program passes on the revision."""
+def fuzz_kill(sides: Sides, budget_s: float, seed: int, findings_dir: Path,
+              passed_over: list[str]) -> tuple[str, str, str, Replays] | None:
+    """(check, finding key, message, replays) of the first finding of a campaign on the mutant
+    that replays: fails on each fresh guest of the mutant and on none of the revision's."""
     from fuzz.campaign import CampaignConfig, run_campaign
 
-    run_campaign(CampaignConfig(target=target_spec, budget_s=budget_s, seed=seed, findings=findings_dir,
+    run_campaign(CampaignConfig(target=sides.mutant_spec, budget_s=budget_s, seed=seed, findings=findings_dir,
                                 target_options={"build": False}))
-    for key, finding in read_findings(findings_dir).items():
-        if not fails_on(finding, reference_spec, {}):
-            return FUZZ, key, f"{finding['title']}: {finding['message']} [{finding['folder']}]"
-    return None
+    findings = read_findings(findings_dir)
+    candidates = ((key, f"{f['title']}: {f['message']} [{f['folder']}]") for key, f in findings.items())
+    found = first_kill(candidates, lambda key: sides.replay(finding_fails(findings[key])), passed_over)
+    return (FUZZ, *found) if found else None
 
 
 def run_mutant(revision, mutant: Mutant, reference: dict[str, str], reference_spec: str, budget_s: float,
@@ -188,12 +271,15 @@ def run_mutant(revision, mutant: Mutant, reference: dict[str, str], reference_sp
     kbuild.build_kernel(revision.with_patch(mutant.patch, slot=f"{revision.name}-mutants"),
                         progress=lambda line: print(line, file=sys.stderr))
     build_s = time.monotonic() - started
-    target_spec = f"vm:{materialise(revision, mutant, workdir / mutant.name / 'revision')}"
+    sides = Sides(f"vm:{materialise(revision, mutant, workdir / mutant.name / 'revision')}", revision.name,
+                  reference_spec)
     started = time.monotonic()
-    found = (conformance_kill(target_spec, reference, mutant)
-             or fuzz_kill(target_spec, reference_spec, budget_s, seed, workdir / mutant.name / "findings"))
-    check, killer, detail = found or ("", "", "")
-    return Kill(mutant, check, killer, detail, build_s, time.monotonic() - started)
+    passed_over: list[str] = []
+    found = (conformance_kill(sides, reference, mutant, passed_over)
+             or fuzz_kill(sides, budget_s, seed, workdir / mutant.name / "findings", passed_over))
+    check, killer, detail, replayed = found or ("", "", "", "")
+    return Kill(mutant, check, killer, detail, build_s, time.monotonic() - started, str(replayed),
+                tuple(passed_over))
 
 
 def cmd_mutants(args) -> int:
@@ -216,6 +302,7 @@ def cmd_mutants(args) -> int:
     for mutant in mutants:
         kill = run_mutant(revision, mutant, reference, reference_spec, budget_s, args.seed, workdir)
         print(f"# {mutant.name}: {kill.check or 'SURVIVED'} {kill.killer} "
+              f"{f'(replayed {kill.replayed}) ' if kill.killed else ''}"
               f"(build {kill.build_s:.0f}s, kill {kill.kill_s:.0f}s)", file=sys.stderr)
         kills.append(kill)
     print(matrix_text(kills), end="")
@@ -232,8 +319,10 @@ def register(subparsers) -> None:
         description="For each *.patch of the mutants folder, in name order: build REV plus that patch "
                     "(incrementally, in one shared slot), run the clauses its Killed-by line names, then "
                     "the rest, stopping at the first clause whose verdict regresses from REV's; if none "
-                    "does, a fixed-seed campaign whose findings must not fail on REV. Prints the kill "
-                    "matrix; exit 1 if any mutant survives.")
+                    "does, a fixed-seed campaign, whose first finding that replays kills it. A clause or "
+                    f"finding replays if it fails on each of {REPLAYS} "
+                    "fresh guests of the mutant and on none of REV's. Prints the kill matrix, with how "
+                    "often each kill replayed; exit 1 if any mutant survives.")
     parser.add_argument("--rev", default="v2", help="the revision the mutants apply to (default v2)")
     parser.add_argument("--mutants", default=PATCHES_DIR / "mutants", type=Path, metavar="DIR",
                         help="folder of mutant patches (default kernel-patches/mutants)")

@@ -1,7 +1,8 @@
-"""The kill matrix: which check kills each seeded bug, in what order checks are tried.
+"""The kill matrix: which check kills each seeded bug, in what order checks are tried, and the
+rule that a kill must replay on fresh guests.
 
-Unit tests use the real mutant patches and hand-made verdicts; the VM test builds and kills
-every mutant for real.
+Unit tests use the real mutant patches, hand-made verdicts and, for the decision alone, made-up
+replay counts; the VM tests replay programs on fresh guests and kill mutants for real.
 """
 
 from __future__ import annotations
@@ -13,11 +14,39 @@ import pytest
 
 from conformance.spec import CLAUSE_BY_ID, CLAUSES
 from conformance.suite import ERROR, FAIL, PASS, UNSUPPORTED
-from fuzz.mutants import (CONFORMANCE, FUZZ, Kill, Mutant, clause_order, first_regression, load_mutants,
-                          materialise, matrix_markdown, matrix_text, read_mutant, score_line)
+from fuzz.abi import Abi
+from fuzz.campaign import with_target_sysno
+from fuzz.gate import (
+    REPLAYS,
+    Replays,
+    finding_fails,
+    read_findings,
+    replay_both,
+    replays,
+)
+from fuzz.mutants import (
+    CONFORMANCE,
+    FUZZ,
+    Kill,
+    Mutant,
+    Sides,
+    clause_order,
+    first_kill,
+    fuzz_kill,
+    load_mutants,
+    materialise,
+    matrix_markdown,
+    matrix_text,
+    read_mutant,
+    regressions,
+    score_line,
+)
+from fuzz.oracles import judge
 from tests.test_gate import assert_one_line_error, zcfuzz
 from vm import kbuild
 from vm.errors import UserError
+from vm.program import Program
+from vm.target import open_target
 
 MUTANTS_DIR = kbuild.PATCHES_DIR / "mutants"
 PATCHES = sorted(MUTANTS_DIR.glob("*.patch"))
@@ -56,7 +85,11 @@ def test_clauses_the_mutant_names_run_first_then_every_other_once():
     assert order[2:] == [c.id for c in CLAUSES if c.id not in expected]
 
 
-def test_the_first_regression_kills_and_no_later_clause_runs():
+def always(on_mutant: int = REPLAYS, on_rev: int = 0) -> Replays:
+    return Replays("mutant", (on_mutant, REPLAYS), "v2", (on_rev, REPLAYS))
+
+
+def test_the_first_regression_that_replays_kills_and_no_later_clause_runs():
     reference = {"A": PASS, "B": FAIL, "C": PASS, "D": PASS, "E": UNSUPPORTED}
     ran = []
 
@@ -66,30 +99,64 @@ def test_the_first_regression_kills_and_no_later_clause_runs():
             yield clause_id, verdict, f"{clause_id} said {verdict}"
 
     # B fails on the reference too (fail and error rank alike): no kill; C regresses; D never runs.
-    assert first_regression(reference, verdicts([("A", PASS), ("B", ERROR), ("C", ERROR), ("D", FAIL)])) \
-        == ("C", "error: C said error")
+    passed_over: list[str] = []
+    found = first_kill(regressions(reference, verdicts([("A", PASS), ("B", ERROR), ("C", ERROR), ("D", FAIL)])),
+                       lambda clause_id: always(), passed_over)
+    assert found == ("C", "error: C said error", always()) and passed_over == []
     assert ran == ["A", "B", "C"]
-    assert first_regression(reference, verdicts([("A", PASS), ("B", FAIL), ("E", UNSUPPORTED)])) is None
+    assert list(regressions(reference, verdicts([("A", PASS), ("B", FAIL), ("E", UNSUPPORTED)]))) == []
 
 
-def kill(name: str, expected: tuple[str, ...], check: str = "", killer: str = "") -> Kill:
+def test_a_kill_that_fails_only_sometimes_is_passed_over_for_the_next():
+    """The issue's case: a finding that failed once, then replayed clean on some fresh guests of
+    the mutant, kills nothing; nor does one that fails on the revision now and then, or on every
+    guest of both. The next candidate, failing every time on the mutant only, kills."""
+    replayed = {"parity:SF2-FLAGS0-PARITY": always(on_mutant=1), "accounting:ZC-NOTIFY-ONCE": always(on_rev=1),
+                "WARNING in skb_zcopy": always(on_rev=REPLAYS), "data:ZC-DATA-EXACT": always(),
+                "never asked": always()}
+    asked = []
+
+    def replay(key):
+        asked.append(key)
+        return replayed[key]
+
+    passed_over: list[str] = []
+    found = first_kill(((key, f"{key} detail") for key in replayed), replay, passed_over)
+    assert found == ("data:ZC-DATA-EXACT", "data:ZC-DATA-EXACT detail", always())
+    assert asked == list(replayed)[:4]
+    assert passed_over == [f"parity:SF2-FLAGS0-PARITY (1/{REPLAYS} mutant, 0/{REPLAYS} v2)",
+                           f"accounting:ZC-NOTIFY-ONCE ({REPLAYS}/{REPLAYS} mutant, 1/{REPLAYS} v2)",
+                           f"WARNING in skb_zcopy ({REPLAYS}/{REPLAYS} mutant, {REPLAYS}/{REPLAYS} v2)"]
+    # Only flaky candidates: no kill, the mutant survives.
+    assert first_kill([("parity:SF2-FLAGS0-PARITY", "")], lambda key: always(on_mutant=REPLAYS - 1), []) is None
+    assert not Replays("mutant", (0, 0), "v2", (0, 0)).reproduces  # nothing replayed proves nothing
+
+
+def kill(name: str, expected: tuple[str, ...], check: str = "", killer: str = "",
+         passed_over: tuple[str, ...] = ()) -> Kill:
     return Kill(Mutant(Path(f"{name}.patch"), expected), check, killer, f"{killer} detail" if check else "", 40.0,
-                12.0)
+                12.0, str(always()) if check else "", passed_over)
 
 
 def test_kill_matrix_rows_and_score():
+    flaky = f"parity:SF2-FLAGS0-PARITY (1/{REPLAYS} mutant, 0/{REPLAYS} v2)"
     kills = [kill("0001-a", ("SF2-FLAGS-UNKNOWN",), CONFORMANCE, "SF2-FLAGS-UNKNOWN"),
              kill("0002-b", ("ZC-NOTIFY-ONCE",), CONFORMANCE, "ZC-ID-ONCE"),
-             kill("0003-c", ("ZC-NOTIFY-ONCE",), FUZZ, "accounting:ZC-NOTIFY-ONCE"),
-             kill("0004-d", ("ZC-MEMLOCK-SENT",))]
-    rows = [line.split() for line in matrix_text(kills).splitlines()[1:]]
-    assert rows == [["0001-a", CONFORMANCE, "SF2-FLAGS-UNKNOWN", "yes", "40", "12"],
-                    ["0002-b", CONFORMANCE, "ZC-ID-ONCE", "no", "40", "12"],
-                    ["0003-c", FUZZ, "accounting:ZC-NOTIFY-ONCE", "no", "40", "12"],
-                    ["0004-d", "SURVIVED", "-", "-", "40", "12"]]
+             kill("0003-c", ("ZC-NOTIFY-ONCE",), FUZZ, "accounting:ZC-NOTIFY-ONCE", (flaky,)),
+             kill("0004-d", ("ZC-MEMLOCK-SENT",), passed_over=(flaky,))]
+    lines = matrix_text(kills).splitlines()
+    assert re.split(r"\s{2,}", lines[0])[4] == "replayed"
+    replayed = f"{REPLAYS}/{REPLAYS} mutant, 0/{REPLAYS} v2"
+    assert [re.split(r"\s{2,}", line) for line in lines[1:]] == [
+        ["0001-a", CONFORMANCE, "SF2-FLAGS-UNKNOWN", "yes", replayed, "40", "12"],
+        ["0002-b", CONFORMANCE, "ZC-ID-ONCE", "no", replayed, "40", "12"],
+        ["0003-c", FUZZ, "accounting:ZC-NOTIFY-ONCE", "no", replayed, "40", "12"],
+        ["0004-d", "SURVIVED", "-", "-", "-", "40", "12"]]
     assert score_line(kills) == "mutants: 3/4 killed (75%); survived: 0004-d"
     markdown = matrix_markdown(kills, "v2")
     assert markdown.count("\n| `") == 4 and "- `0002-b`: ZC-ID-ONCE detail" in markdown
+    assert f"| `accounting:ZC-NOTIFY-ONCE` | no | {replayed} | 40 | 12 |" in markdown
+    assert f"- `0003-c`: {flaky}" in markdown and f"- `0004-d`: {flaky}" in markdown
 
 
 def test_a_materialised_mutant_is_the_shared_slot_build(tmp_path):
@@ -113,4 +180,71 @@ def test_every_mutant_of_v2_is_killed(tmp_path):
     rows = [line.split()[:2] for line in done.stdout.splitlines()[1:-1]]
     assert rows == [[p.stem, rows[i][1]] for i, p in enumerate(PATCHES)]
     assert all(check in (CONFORMANCE, FUZZ, "boot") for _, check in rows)
+    replayed = [re.split(r"\s{2,}", line)[4] for line in done.stdout.splitlines()[1:-1]]
+    assert replayed == [f"{REPLAYS}/{REPLAYS} mutant, 0/{REPLAYS} v2"] * len(PATCHES)
     assert (tmp_path / "kills.md").read_text().count("\n| `") == len(PATCHES)
+
+
+# --- replays on real guests -----------------------------------------------------------------------
+
+UNKNOWN_FLAG = {  # rfc-v1's D1: sendfile2 takes an unknown flag bit; v2 says EINVAL
+    "fds": [{"name": "src", "kind": "file", "size": 4096, "seed": 1}, {"name": "sock", "kind": "tcp4"}],
+    "ops": [{"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": 512, "flags": 4},
+            {"op": "peer_read", "fd": "sock", "max": 65536}],
+}
+
+
+@pytest.mark.vm
+def test_each_replay_runs_on_a_fresh_guest_not_the_warm_one():
+    program = Program.from_json({"fds": [{"name": "src", "kind": "file", "size": 4096}], "ops": []})
+    guests = []
+
+    def attempt(target) -> bool:
+        target.run(program)
+        guests.append(target.guest.process.pid)
+        return len(guests) == 2  # fails on the second guest only
+
+    with open_target("vm:v2") as target:
+        target.run(program)
+        warm = target.guest.process.pid
+        assert replays(attempt, target) == (1, REPLAYS)
+    assert len(set(guests)) == REPLAYS and warm not in guests
+
+
+@pytest.mark.vm
+def test_a_finding_replays_on_every_fresh_guest_of_the_kernel_it_fails_on_and_none_of_the_other():
+    with open_target("vm:rfc-v1") as target:
+        info = target.kernel_info()
+        program = with_target_sysno(Program.from_json(UNKNOWN_FLAG), info)
+        violations = judge(target, program, Abi.from_kernel_info(info), info).violations
+    assert violations, "rfc-v1 took the unknown flag without a violation"
+    finding = {"key": violations[0].key, "title": violations[0].key, "program": program.to_json()}
+    replayed = replay_both(finding_fails(finding), ("rfc-v1", "vm:rfc-v1"), ("v2", "vm:v2"), build=False)
+    assert str(replayed) == f"{REPLAYS}/{REPLAYS} rfc-v1, 0/{REPLAYS} v2" and replayed.reproduces
+    # The other way round, as the gate asks when v2 is the candidate: a finding of rfc-v1 only.
+    backwards = replay_both(finding_fails(finding), ("v2", "vm:v2"), ("rfc-v1", "vm:rfc-v1"), times=1, build=False)
+    assert str(backwards) == "0/1 v2, 1/1 rfc-v1" and not backwards.reproduces
+
+
+@pytest.mark.vm
+def test_a_campaign_finding_kills_only_once_it_replayed(tmp_path):
+    """fuzz_kill for real, with rfc-v1 standing for a mutant of v2: its campaign finds the RFC's
+    defects, and the finding that kills failed on every fresh guest of rfc-v1 and none of v2's."""
+    passed_over: list[str] = []
+    found = fuzz_kill(Sides("vm:rfc-v1", "v2", "vm:v2"), 20.0, 0, tmp_path / "findings", passed_over)
+    assert found is not None, passed_over
+    check, key, _, replayed = found
+    assert check == FUZZ and key in read_findings(tmp_path / "findings")
+    assert replayed.reproduces and str(replayed) == f"{REPLAYS}/{REPLAYS} mutant, 0/{REPLAYS} v2"
+    assert all("mutant" in p for p in passed_over)
+
+
+@pytest.mark.vm
+def test_one_mutant_killed_end_to_end_says_how_often_the_kill_replayed(tmp_path):
+    done = zcfuzz("mutants", "--rev", "v2", "--only", "0001", "--budget", "20s", "--md", str(tmp_path / "kills.md"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    header, row = done.stdout.splitlines()[:2]
+    assert re.split(r"\s{2,}", header)[4] == "replayed"
+    assert re.split(r"\s{2,}", row)[:5] == [PATCHES[0].stem, CONFORMANCE, "SF2-FLAGS-UNKNOWN", "yes",
+                                           f"{REPLAYS}/{REPLAYS} mutant, 0/{REPLAYS} v2"]
+    assert f"| {REPLAYS}/{REPLAYS} mutant, 0/{REPLAYS} v2 |" in (tmp_path / "kills.md").read_text()
