@@ -231,7 +231,7 @@ def test_a_campaign_finding_kills_only_once_it_replayed(tmp_path):
     """fuzz_kill for real, with rfc-v1 standing for a mutant of v2: its campaign finds the RFC's
     defects, and the finding that kills failed on every fresh guest of rfc-v1 and none of v2's."""
     passed_over: list[str] = []
-    found = fuzz_kill(Sides("vm:rfc-v1", "v2", "vm:v2"), 20.0, 0, tmp_path / "findings", passed_over)
+    found = fuzz_kill(Sides("vm:rfc-v1", "v2", "vm:v2"), 90.0, 0, tmp_path / "findings", passed_over)
     assert found is not None, passed_over
     check, key, _, replayed = found
     assert check == FUZZ and key in read_findings(tmp_path / "findings")
