@@ -20,6 +20,7 @@ from vm.program import FAULTABLE_OPS, ExecutorError, Program, ProgramResult
 from vm.target import KernelCrash, Target
 
 MSG_ZEROCOPY = 0x4000000
+SERIES_CALLS = ("sendfile2", "sendfile64", "splice")
 MAX_FAIL_NTH = 24  # a call passes fewer fault sites than this on the series' paths
 FAULT_SHARE = 0.3  # of the budget left after conformance, at most this much on fault injection
 
@@ -155,24 +156,29 @@ def faulted(program: Program, i: int, nth: int) -> Program:
 def run_fault_injection(target: CoverTarget, programs: list[tuple[Program, str]], deadline: float,
                         log=print) -> None:
     """Each one-call op of each program, failed at its 1st, 2nd, ... fault site in turn until the
-    call passes no more (syzkaller's fault injection), for the allocation error paths."""
-    for program, label in programs:
-        for i, op in enumerate(program.ops):
-            if op.op not in FAULTABLE_OPS or op.fail_nth:
+    call passes no more (syzkaller's fault injection), for the allocation error paths. The
+    series' calls first (sendfile2, sendfile64, splice), then the program's other one-call ops."""
+    steps = [(program, label, i) for program, label in programs for i, op in enumerate(program.ops)
+             if op.op in SERIES_CALLS and not op.fail_nth]
+    steps += [(program, label, i) for program, label in programs for i, op in enumerate(program.ops)
+              if op.op in FAULTABLE_OPS and op.op not in SERIES_CALLS and not op.fail_nth]
+    for program, label, i in steps:
+        op = program.ops[i]
+        for nth in range(1, MAX_FAIL_NTH + 1):
+            if time.monotonic() > deadline:
+                log(f"# fault injection: out of time; {target.coverage.progress()}")
+                target.label = ""
+                return
+            target.label = f"fault injection: {label}, op {i} {op.op} fail_nth={nth}"
+            try:
+                result = target.run(faulted(program, i, nth))
+            except (KernelCrash, ExecutorError) as err:
+                log(f"# fault injection: {target.label}: {err}")
+                if target.tainted:
+                    target.restart()
                 continue
-            for nth in range(1, MAX_FAIL_NTH + 1):
-                if time.monotonic() > deadline:
-                    return
-                target.label = f"fault injection: {label}, op {i} {op.op} fail_nth={nth}"
-                try:
-                    result = target.run(faulted(program, i, nth))
-                except (KernelCrash, ExecutorError) as err:
-                    log(f"# fault injection: {target.label}: {err}")
-                    if target.tainted:
-                        target.restart()
-                    continue
-                if not result.fault_injected(i):
-                    break
+            if not result.fault_injected(i):
+                break
     target.label = ""
     log(f"# fault injection done; {target.coverage.progress()}")
 
