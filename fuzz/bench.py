@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from fuzz.abi import Abi
+from fuzz.abi import MSG_ZEROCOPY, Abi
 from fuzz.findings import finding_files
 from vm import kbuild
 from vm.errors import UserError
@@ -55,7 +55,8 @@ TARGETS = {
     "time_to_find_generated_median_s": ("<=", 30.0),
 }
 GUEST_FIGURES = ("boot_s_median", "cold_boot_s_median", "reboot_after_first_crash_s", "reboot_after_crash_s",
-                 "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "time_split", "round_trip_ms", "time_to_find_s",
+                 "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "time_split",
+                 "nic_programs_per_s", "round_trip_ms", "time_to_find_s",
                  "time_to_find_generated_s", "time_to_kill_s")
 
 
@@ -90,6 +91,24 @@ def representative_programs(info: dict) -> dict[str, Program | str]:
             "ops": [{"op": "sendfile2", "out": "s", "in": "f", "offset": 0, "count": C_LOOP_BYTES,
                      "flags": abi.sendfile_zc}, read, drain]})
     return programs
+
+
+def nic_programs() -> dict[str, Program]:
+    """Programs through the NIC path (vm/PROGRAM.md, "The NIC path"), as campaigns draw them: one
+    that sends to a TCP and a UDP peer across the NIC, and one that holds the TCP peer back, sends
+    with MSG_ZEROCOPY, lets the peer go and waits for the notification (the resend waits for
+    TCP's retransmission timeout, and the program settles until nothing is in flight)."""
+    file = {"name": "f", "kind": "file", "size": C_LOOP_BYTES}
+    tcp, udp = {"name": "t", "kind": "tcp4_nic"}, {"name": "u", "kind": "udp4_nic"}
+    send = {"op": "sendfile64", "in": "f", "offset": 0, "count": C_LOOP_BYTES}
+    return {
+        "nic_send": Program.from_json({"fds": [file, tcp, udp], "ops": [
+            dict(send, out="t"), dict(send, out="u"),
+            {"op": "peer_read", "fd": "t", "max": 65536}, {"op": "peer_read", "fd": "u", "max": 65536}]}),
+        "nic_hold_release": Program.from_json({"fds": [dict(tcp, zerocopy=True)], "ops": [
+            {"op": "peer_hold", "fd": "t"}, {"op": "sendmsg", "fd": "t", "len": C_LOOP_BYTES, "flags": MSG_ZEROCOPY},
+            {"op": "peer_release", "fd": "t"}, {"op": "drain", "fd": "t", "wait_ms": 5000}]}),
+    }
 
 
 def c_loop_request(name: str, info: dict, iterations: int) -> str:
@@ -262,6 +281,24 @@ def program_figures(target: Target, seconds: float) -> dict:
         time_split[name] = {part: round(share, 3) for part, share in splits[median_round].items()}
     return {"programs_per_s": programs_per_s, "c_loop_per_s": c_loop_per_s,
             "ratio_to_c_loop": ratios(programs_per_s, c_loop_per_s), "time_split": time_split}
+
+
+def mix_rate(rates: list) -> float:
+    """Programs per second of a mix running each program equally often (their harmonic mean)."""
+    return round(len(rates) / sum(1 / rate for rate in rates), 2)
+
+
+def nic_figures(target: Target, seconds: float, programs_per_s: dict) -> dict:
+    """Programs per second of each NIC program (one round each: they are slow), of the two in
+    equal numbers (`nic_mix`) and of them and the representative programs (`programs_per_s`) in
+    equal numbers (`all_mix`)."""
+    if not target.name.startswith("vm:"):
+        return {"nic_programs_per_s": "n/a: the NIC path is a guest's"}
+    rates = {name: program_rate(target, program, seconds)[0] for name, program in nic_programs().items()}
+    measured = [rate for rate in programs_per_s.values() if isinstance(rate, float)]
+    figures = {name: round(rate, 2) for name, rate in rates.items()}
+    figures.update(nic_mix=mix_rate(list(rates.values())), all_mix=mix_rate([*rates.values(), *measured]))
+    return {"nic_programs_per_s": figures}
 
 
 def boot_figures(target, boots: int) -> dict:
@@ -501,6 +538,8 @@ def run_bench(args, progress=print) -> dict:
         progress("bench: programs and C loops")
         figures["round_trip_ms"] = round_trip_ms(target)
         figures.update(program_figures(target, args.seconds))
+        progress("bench: programs across the NIC")
+        figures.update(nic_figures(target, args.seconds / ROUNDS, figures["programs_per_s"]))
         if args.target.startswith("vm:"):
             target.close()
             progress("bench: a boot with initcall_debug")

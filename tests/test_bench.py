@@ -36,6 +36,20 @@ def test_mixed_program_has_six_calls():
     assert len(bench.representative_programs(BASE_INFO)["mixed6"].ops) == 6
 
 
+def test_nic_programs_cross_the_nic_and_one_holds_the_peer_back():
+    programs = bench.nic_programs()
+    assert {f.kind for f in programs["nic_send"].fds} >= {"tcp4_nic", "udp4_nic"}
+    assert [op.op for op in programs["nic_hold_release"].ops] == ["peer_hold", "sendmsg", "peer_release", "drain"]
+
+
+def test_a_mix_runs_each_program_equally_often():
+    assert bench.mix_rate([1.0, 4.0]) == 1.6  # 2 programs in 1 s + 0.25 s
+
+
+def test_nic_figures_need_a_guest(host):
+    assert bench.nic_figures(host, 1.0, {})["nic_programs_per_s"].startswith("n/a")
+
+
 def test_ratio_is_program_rate_over_c_loop_rate_and_keeps_reasons():
     reason = "n/a: kernel has no sendfile2"
     out = bench.ratios({"sendfile64": 500.0, "sendfile2_zc": reason}, {"sendfile64": 1000.0, "sendfile2_zc": reason})
@@ -132,7 +146,8 @@ def test_program_figures_on_the_host(host):
 # --- a reduced bench on a real guest ---------------------------------------------------------------
 
 FIGURES = ("boot_s_median", "cold_boot_s_median", "reboot_after_first_crash_s", "reboot_after_crash_s",
-           "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "round_trip_ms",
+           "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "nic_programs_per_s",
+           "round_trip_ms",
            "hypothesis_ms_per_example", "time_to_find_s", "time_to_find_generated_s", "time_to_kill_s", "build_cache_hit_s", "build_one_file_s", "host_peak_rss_mb", "children_peak_rss_mb")
 
 
@@ -165,8 +180,20 @@ def test_reduced_bench_on_a_guest(tmp_path):
     for figure in FIGURES:
         assert positive(figures[figure]), (figure, figures[figure])
     assert figures["build_cold_s"].startswith("not measured")
+    assert set(figures["nic_programs_per_s"]) == {"nic_send", "nic_hold_release", "nic_mix", "all_mix"}
     assert isinstance(figures["time_to_find_s"], dict)  # rfc-v1 was there to measure it on
     assert set(figures["time_to_kill_s"]) == {"0001-sendfile2-signed-flags"}
+
+
+@pytest.mark.vm
+def test_nic_figures_on_a_guest():
+    from vm.target import open_target
+
+    with open_target("vm:v2") as target:
+        figures = bench.nic_figures(target, 0.5, {"sendfile64": 100.0})["nic_programs_per_s"]
+    assert figures["nic_send"] > figures["nic_hold_release"] > 0  # holding the peer costs a resend
+    assert figures["nic_hold_release"] <= figures["nic_mix"] <= figures["nic_send"]
+    assert figures["nic_hold_release"] <= figures["all_mix"] <= 100
 
 
 @pytest.mark.parametrize("args, words", [
