@@ -11,10 +11,10 @@ from __future__ import annotations
 import errno as errno_module
 import itertools
 from dataclasses import dataclass
-from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, EOPNOTSUPP, EPIPE, ESPIPE)
+from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, ENOBUFS, EOPNOTSUPP, EPIPE, ESPIPE)
 from typing import Callable
 
-from fuzz.abi import MAX_RW_COUNT, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, SPLICE_F_BASE, Abi
+from fuzz.abi import MAX_RW_COUNT, MSG_MORE, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, SPLICE_F_BASE, Abi
 from fuzz.oracles import (PARITY_FIELDS, data, early_notifications, notification_records, sent_streams,
                           socket_accounting)
 from vm.program import OPS, Program, ProgramResult, digest, pattern
@@ -58,6 +58,12 @@ class Row:
     evidence: Check | None = None
     twin: bool = False  # compare with the same row, sendfile2 replaced by sendfile64
     errnos: tuple[tuple[int, frozenset[int]], ...] = ()  # (op index, acceptable errnos) as written
+    # Program-wide fields of its own (`memlock`, `optmem_max`): such a row runs in a program alone.
+    settings: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def alone(self) -> bool:
+        return self.isolate or bool(self.settings)
 
     def program(self, abi: Abi, prefix: str = "") -> dict:
         """This row as a program in vm/PROGRAM.md's JSON form, fixture names prefixed."""
@@ -65,6 +71,7 @@ class Row:
             **({"sysno": {"sendfile2": abi.nr_sendfile2}} if abi.has_sendfile2 else {}),
             "timeout_ms": TIMEOUT_MS,
             "settle_ms": SETTLE_MS,
+            **dict(self.settings),
             "fds": [{**fd, "name": prefix + fd["name"]} for fd in self.fds],
             "ops": [_rename(op, prefix) for op in self.ops],
         }
@@ -780,6 +787,211 @@ def _promise_rows(clause: str, abi: Abi) -> list[Row]:
     raise KeyError(clause)
 
 
+# --- v2's decided behaviours (cover letter, "sendfile2 errors", "Notifications", "Memory accounting")
+
+MSG_MORE_ZC = MSG_ZEROCOPY | MSG_MORE
+
+
+def _sendfile2(abi: Abi, count: int, flags: int, in_: str = "src", offset: int | str | None = 0,
+               out: str = "sock") -> dict:
+    return {"op": "sendfile2", "out": out, "in": in_, "offset": offset, "count": count, "flags": flags}
+
+
+def peer_received(total: int, sock: str = "sock") -> Callable:
+    """The peer of `sock` received `total` bytes by the end."""
+
+    def check(program, result, abi, twin):
+        got = result.final.get("peers", {}).get(sock, {}).get("bytes")
+        return "" if got == total else f"the peer received {got} bytes, expected {total}"
+
+    return check
+
+
+def ret_between(i: int, low: int, high: int) -> Callable:
+    """ops[i] succeeded with low <= ret <= high."""
+
+    def check(program, result, abi, twin):
+        op = result.ops[i]
+        return "" if op["errno"] == 0 and low <= op["ret"] <= high else \
+            f"ops[{i}] {program.ops[i].op} gave {_observed(result, i)}, expected {low}..{high} bytes"
+
+    return check
+
+
+def some_errno(indexes: range, errno: int, premise: str) -> Callable:
+    """The row's premise: at least one of ops[indexes] failed with `errno`."""
+
+    def check(program, result, abi, twin):
+        return "" if any(result.ops[i]["errno"] == errno for i in indexes) else f"premise not met: {premise}"
+
+    return check
+
+
+def _error_order_rows(abi: Abi) -> list[Row]:
+    """Pairs of conditions, each row expecting the one the cover letter checks first."""
+    zc = abi.sendfile_zc
+    tcp = _zc_sock()
+    big = SSIZE_MAX - 100
+    pairs = (
+        ("offset unmapped (EFAULT) and in_fd -1 (EBADF)", [fd("src", "invalid"), tcp], "src", "unmapped", 512, 0,
+         EFAULT),
+        ("in_fd a pipe's write end (EBADF) and an offset (ESPIPE)", [PIPE, tcp], "p.w", 0, 512, 0, EBADF),
+        ("in_fd a pipe with an offset (ESPIPE) and offset -1 (EINVAL)", [PIPE, tcp], "p.r", -1, 512, 0, ESPIPE),
+        ("offset -1 (EINVAL) and out_fd -1 (EBADF)", [SRC, fd("sock", "invalid")], "src", -1, 512, 0, EINVAL),
+        ("count above SSIZE_MAX (EINVAL) and out_fd -1 (EBADF)", [SRC, fd("sock", "invalid")], "src", 0,
+         SSIZE_MAX + 1, 0, EINVAL),
+        ("out_fd -1 (EBADF) and SENDFILE_ZC (EOPNOTSUPP for a non-socket)", [SRC, fd("sock", "invalid")], "src", 0,
+         512, zc, EBADF),
+        ("out_fd read-only (EBADF) and SENDFILE_ZC to a file (EOPNOTSUPP)", [SRC, fd("sock", "file_ro")], "src", 0,
+         512, zc, EBADF),
+        ("SENDFILE_ZC to a file (EOPNOTSUPP) and a position near LLONG_MAX", [SRC, fd("sock", "file")], "src", big,
+         50, zc, EOPNOTSUPP),
+        ("SENDFILE_ZC to a file (EOPNOTSUPP) and an O_APPEND output (EINVAL)", [SRC, fd("sock", "file_append")],
+         "src", 0, 512, zc, EOPNOTSUPP),
+        ("SENDFILE_ZC to AF_UNIX (EOPNOTSUPP) and in_fd a pipe without offset (EINVAL)",
+         [PIPE, fd("sock", "unix_stream")], "p.r", None, 512, zc, EOPNOTSUPP),
+    )
+    return [errno_row(cond, fds, _sendfile2(abi, count, flags, in_=in_, offset=offset), errno, isolate=bool(flags))
+            for cond, fds, in_, offset, count, flags, errno in pairs]
+
+
+def _efault_after_send_rows(abi: Abi) -> list[Row]:
+    return [Row(f"sendfile2(SENDFILE_ZC) of 4096 bytes on {kind} with *offset on a read-only page, then "
+                "sendmsg(MSG_ZEROCOPY) of 512", "EFAULT, the peer has the 4096 bytes; ids 0 and 1 notified",
+                (SRC, _zc_sock(kind=kind)),
+                (_sendfile2(abi, 4096, abi.sendfile_zc, offset="readonly"), _sendmsg_zc(), PEER_READ, DRAIN),
+                all_of(expect_errnos((0, frozenset({EFAULT})), (1, frozenset({0}))), max_id_is("sock", 1, (0, 1)),
+                       peer_received(4096 + 512)),
+                errnos=((0, frozenset({EFAULT})),))
+            for kind in ("tcp4", "udp4")]
+
+
+def _udp_corked_rows(abi: Abi) -> list[Row]:
+    """A datagram corked by sendmsg(MSG_ZEROCOPY|MSG_MORE) refuses ZC calls (EINVAL), and, as after
+    any failed UDP send, the corked datagram is dropped (udp_flush_pending_frames): its id is still
+    notified. Without the flag the same calls append."""
+    zc, szc = abi.sendfile_zc, abi.splice_zc
+    more = SPLICE_F_BASE["SPLICE_F_MORE"]
+    fill = {"op": "write", "fd": "p.w", "len": 300}
+    corked = {"op": "sendmsg", "fd": "sock", "len": 100, "flags": MSG_MORE_ZC}
+    push = {"op": "sendmsg", "fd": "sock", "len": 10, "flags": 0}
+    refused = [("SENDFILE_ZC", _sendfile2(abi, 100, zc))]
+    if szc is not None:
+        refused.append(("SPLICE_F_MORE|SPLICE_F_ZC", _splice("p.r", "sock", length=100, flags=szc | more)))
+    rows = []
+    for kind in ("udp4", "udp4_nic"):
+        for label, call in refused:
+            rows.append(Row(f"{kind}: sendmsg(MSG_ZEROCOPY|MSG_MORE) of 100 bytes, then {label} of 100 onto it, "
+                            "then a push of 10", "EINVAL; the corked datagram is dropped: the peer gets 10 bytes; "
+                            "id 0 notified, no other", (SRC, PIPE, _zc_sock(kind=kind)),
+                            (fill, corked, call, push, PEER_READ, DRAIN),
+                            all_of(expect_errnos((1, frozenset({0})), (2, frozenset({EINVAL})), (3, frozenset({0}))),
+                                   max_id_is("sock", 0, (0,)), peer_received(10)),
+                            errnos=((2, frozenset({EINVAL})),)))
+        plain = [_sendfile2(abi, 100, 0)] + ([_splice("p.r", "sock", length=100, flags=more)] if szc is not None else [])
+        ops = (fill, corked, *plain, push, PEER_READ, DRAIN)
+        total = 100 + 100 * len(plain) + 10
+        rows.append(Row(f"{kind}: sendmsg(MSG_ZEROCOPY|MSG_MORE) of 100 bytes, then sendfile2 without SENDFILE_ZC"
+                        + (" and splice(SPLICE_F_MORE)" if szc is not None else "") + " of 100 onto it, then a push",
+                        f"all append: one datagram of {total} bytes; only id 0",
+                        (SRC, PIPE, _zc_sock(kind=kind)), ops,
+                        all_of(expect_errnos(*[(i, frozenset({0})) for i in range(len(plain) + 3)]),
+                               max_id_is("sock", 0, (0,)), peer_received(total))))
+        if szc is None:
+            continue
+        ops = (fill, _splice("p.r", "sock", length=100, flags=szc | more),
+               _splice("p.r", "sock", length=100, flags=szc | more),
+               {"op": "sendmsg", "fd": "sock", "len": 10, "flags": MSG_ZEROCOPY}, PEER_READ, DRAIN)
+        rows.append(Row(f"{kind}: two splice(SPLICE_F_MORE|SPLICE_F_ZC) of 100 bytes, then sendmsg(MSG_ZEROCOPY) "
+                        "of 10", "all succeed: one datagram of 210 bytes; ids 0, 1 and 2 notified",
+                        (PIPE, _zc_sock(kind=kind)), ops,
+                        all_of(expect_errnos(*[(i, frozenset({0})) for i in range(4)], ret={1: 100, 2: 100, 3: 10}),
+                               max_id_is("sock", 2, (0, 1, 2)), peer_received(210))))
+    return rows
+
+
+# A socket's option memory small enough that two pending notifications exhaust it.
+OPTMEM_TIGHT = 2048
+
+
+def _enobufs_optmem_rows(abi: Abi) -> list[Row]:
+    zc, szc = abi.sendfile_zc, abi.splice_zc
+    pending = tuple(_sendfile2(abi, 1, zc, offset=n) for n in range(4))
+    tail = [_sendfile2(abi, 10, zc, in_="p.r", offset=None), _sendfile2(abi, 10, 0, in_="p.r", offset=None)]
+    expected = [(5, frozenset({ENOBUFS})), (6, frozenset({EINVAL}))]
+    if szc is not None:
+        tail += [{"op": "write", "fd": "p.w", "len": 10}, _splice("p.r", "sock", length=10, flags=szc)]
+        expected.append((8, frozenset({ENOBUFS})))
+    after = (RELEASE, drain_for(ACK_MS), _sendfile2(abi, 10, zc, offset=0), drain_for(ACK_MS))
+    ops = (HOLD, *pending, *tail, *after)
+    last_call = len(ops) - 2
+    return [Row(f"tcp4_nic held back, non-blocking, optmem_max {OPTMEM_TIGHT}: 1-byte SENDFILE_ZC calls until "
+                "ENOBUFS, then SENDFILE_ZC and sendfile64 from a pipe without offset"
+                + (", and splice(SPLICE_F_ZC) from a pipe" if szc is not None else "")
+                + "; the peer let go, the notifications read, one more SENDFILE_ZC",
+                "ENOBUFS for the ZC calls (no id), EINVAL for sendfile64; the last call sends 10 bytes",
+                (SRC, PIPE, fd("sock", "tcp4_nic", nonblock=True)), ops,
+                all_of(some_errno(range(1, 5), ENOBUFS, "no 1-byte call met exhausted option memory"),
+                       expect_errnos(*expected, (last_call, frozenset({0})), ret={last_call: 10}),
+                       accounting_holds("sock")),
+                errnos=tuple(expected), settings=(("optmem_max", OPTMEM_TIGHT),))]
+
+
+def _memlock_limit_rows(abi: Abi) -> list[Row]:
+    zc, szc = abi.sendfile_zc, abi.splice_zc
+    big = fd("src", "file", size=1 << 20, seed=1)
+    sock = fd("sock", "tcp4_nic", nonblock=True, sndbuf=4 << 20)
+    # 128 KiB: one 64 KiB sendmsg is charged 18 pages (its pages and two more, as MSG_ZEROCOPY
+    # charges), a second would need 36 of 32.
+    ops = (HOLD, _sendfile2(abi, 1 << 20, zc, offset=None), RELEASE, drain_for(ACK_MS), PEER_READ,
+           _sendfile2(abi, 1 << 20, zc, offset=65536), PEER_READ, drain_for(ACK_MS))
+    rows = [Row("tcp4_nic held back, RLIMIT_MEMLOCK 128 KiB: SENDFILE_ZC of a 1 MiB file; the peer let go and "
+                "the notification read; SENDFILE_ZC of the file again",
+                "each call returns a short count at the limit (at most 128 KiB), never ENOBUFS; id 0 notified "
+                "before the second call", (big, sock), ops,
+                all_of(ret_between(1, 1, 131072), notified_by(3, (0,)), ret_between(5, 1, 131072),
+                       accounting_holds("sock")),
+                settings=(("memlock", 131072),))]
+    if szc is not None:
+        ops = (_splice("src", "p.w", length=65536, off_in=0), _splice("p.r", "sock", length=65536, flags=szc),
+               _splice("p.r", "sock", length=65536), PEER_READ, DRAIN)
+        rows.append(Row("RLIMIT_MEMLOCK 48 KiB: file -> pipe 64 KiB, then splice(SPLICE_F_ZC) of it to tcp4, then "
+                        "splice without the flag", "ENOBUFS (nothing sent, no id), then 65536; nothing notified",
+                        (big, PIPE, _zc_sock()), ops,
+                        all_of(expect_errnos((1, frozenset({ENOBUFS})), (2, frozenset({0})), ret={2: 65536}),
+                               peer_received(65536), max_id_is_none("sock")),
+                        errnos=((1, frozenset({ENOBUFS})),), settings=(("memlock", 49152),)))
+    return rows
+
+
+def max_id_is_none(sock: str) -> Callable:
+    def check(program, result, abi, twin):
+        ids = notified_ids(program, result, sock)
+        return f"ids notified: {sorted(ids)}, expected none" if ids else ""
+
+    return check
+
+
+def _memlock_partial_rows(abi: Abi) -> list[Row]:
+    """38 pages of RLIMIT_MEMLOCK: the first call's 64 KiB (18 pages) is sent in part and its rest
+    charged again (at least 3 more); a 64 KiB call then needs 18 more: over the limit only if
+    the rest was charged again (39 or more), within it if not (36)."""
+    zc = abi.sendfile_zc
+    big = fd("src", "file", size=1 << 20, seed=1)
+    ops = (HOLD, _sendfile2(abi, 65536, zc, offset=0), _sendfile2(abi, 65536, zc, offset=65536))
+    return [Row("tcp4_nic held back, non-blocking, RLIMIT_MEMLOCK 38 pages: SENDFILE_ZC of 64 KiB sent in part, "
+                "then another of 64 KiB", "the first returns a short count; the second ENOBUFS (the first's "
+                "charge is held for all it was given, its rest charged again)",
+                (big, fd("sock", "tcp4_nic", nonblock=True)), ops,
+                all_of(ret_between(1, 1, 65536 - 4096), expect_errnos((2, frozenset({ENOBUFS})))),
+                errnos=((2, frozenset({ENOBUFS})),), settings=(("memlock", 38 * 4096),))]
+
+
+DECIDED_ROWS = {"SF2-ERROR-ORDER": _error_order_rows, "ZC-EFAULT-AFTER-SEND": _efault_after_send_rows,
+                "ZC-UDP-CORKED": _udp_corked_rows, "ZC-ENOBUFS-OPTMEM": _enobufs_optmem_rows,
+                "ZC-MEMLOCK-LIMIT": _memlock_limit_rows, "ZC-MEMLOCK-PARTIAL": _memlock_partial_rows}
+
+
 PROMISE_CLAUSES = ("MSGZC-NIC-NOTIFY", "MSGZC-NIC-NO-EARLY", "ZC-NIC-NOTIFY", "ZC-NO-EARLY-NOTIFY",
                    "ZC-OVERWRITE-SAFE", "ZC-SLOW-CLIENT", "SPLICE-ZC-NO-EARLY-NOTIFY", "SPLICE-ZC-OVERWRITE-SAFE")
 
@@ -791,6 +1003,8 @@ def rows_of(clause_id: str, abi: Abi, kernel_info: dict) -> list[Row]:
     CLAUSE_BY_ID[clause_id]  # an unknown id is a KeyError here, not an empty clause
     if clause_id in PROMISE_CLAUSES:
         return _promise_rows(clause_id, abi)
+    if clause_id in DECIDED_ROWS:
+        return DECIDED_ROWS[clause_id](abi)
     zc, default = abi.sendfile_zc, abi.sendfile_default
     if clause_id in ("SF64-EBADF", "SF64-EFAULT", "SF64-EINVAL", "SF64-ESPIPE", "SF64-EOVERFLOW",
                      "SF64-ODD-IN", "SF64-ODD-OUT"):

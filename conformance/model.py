@@ -13,12 +13,12 @@ cross-checked against the tables' hand-written expectations (tests/test_conforma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from errno import (EAGAIN, EBADF, ECONNREFUSED, ECONNRESET, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EPIPE,
-                   ESPIPE)
-from typing import Any
+from errno import (EAGAIN, EBADF, ECONNREFUSED, ECONNRESET, EFAULT, EINVAL, ENOBUFS, ENOSYS, EOPNOTSUPP,
+                   EPIPE, ESPIPE)
+from typing import Any, Callable
 
 from fuzz.abi import MAX_RW_COUNT, MSG_MORE, SPLICE_F_BASE, ZEROCOPY_KINDS
-from vm.program import BAD_POINTERS, NIC_KINDS, Program
+from vm.program import BAD_POINTERS, DEFAULT_MEMLOCK, NIC_KINDS, Program
 
 SSIZE_MAX = (1 << 63) - 1
 LOFF_MAX = (1 << 63) - 1
@@ -301,6 +301,25 @@ def _do_sendfile(state: _State, in_fd: _Fd, out: _Fd, given: bool, pos: int | No
         return frozenset({0})
     if out.traits.append:
         raise _Err(EINVAL)
+    if zc and count:
+        return _or_optmem_exhausted(state, lambda: _direct_splice(state, in_fd, out, pos, count))
+    return _direct_splice(state, in_fd, out, pos, count)
+
+
+def _or_optmem_exhausted(state: _State, rest: Callable[[], frozenset[int]]) -> frozenset[int]:
+    """What `rest` of a ZC call's checks gives, or ENOBUFS where the program tightened option
+    memory (v2 allocates the notification there: its cover letter's sendfile2 errors, in order)
+    or RLIMIT_MEMLOCK (charged before the first send)."""
+    if not state.program.optmem_max and state.program.memlock >= DEFAULT_MEMLOCK:
+        return rest()
+    try:
+        return rest() | {ENOBUFS}
+    except _Err as err:
+        return frozenset({err.errno, ENOBUFS})
+
+
+def _direct_splice(state: _State, in_fd: _Fd, out: _Fd, pos: int | None, count: int) -> frozenset[int]:
+    """do_splice_direct past its O_APPEND test: the input, then the transfer."""
     if not in_fd.traits.lseek:
         raise _Err(EINVAL)
     if count == 0:
@@ -348,41 +367,46 @@ def _splice(state: _State, args: dict, kernel_info: dict) -> frozenset[int]:
     if zc and not in_pipe:
         raise _Unknown  # the ABI fixes SPLICE_F_ZC only for pipe -> INET socket
     _corked_datagram(state, out, zc)
-    nonblock = bool(flags & SPLICE_F_NONBLOCK)
-    if in_pipe and out_pipe:
-        if state.pipe_of(in_fd.name) == state.pipe_of(out.name):
-            raise _Err(EINVAL)
-        _pipe_data(state, in_fd, nonblock or in_fd.nonblock or out.nonblock)
-        _pipe_space(state, out, nonblock or in_fd.nonblock or out.nonblock)
-        result = frozenset({0})
-    elif in_pipe:
-        if off_out_given and not out.traits.pread:
-            raise _Err(EINVAL)
-        if out.traits.append:
-            raise _Err(EINVAL)
-        _verify_area(state, out, length, off_out)
-        if not out.traits.splice_write:
-            raise _Err(EINVAL)
-        may_be_eof, may_have_data = _pipe_data(state, in_fd, nonblock or in_fd.nonblock)
-        if out.kind in INET_SOCKETS | UNIX_SOCKETS:
-            result = frozenset({0} if may_be_eof else ())  # end of file: 0, the socket untouched
-            if may_have_data:
-                result |= _socket_send(state, out, min(length, PIPE_SLOTS * PAGE_SIZE))
-        else:
+
+    def rest() -> frozenset[int]:
+        """The checks after the ZC ones: the pipe ends, then the transfer."""
+        nonblock = bool(flags & SPLICE_F_NONBLOCK)
+        if in_pipe and out_pipe:
+            if state.pipe_of(in_fd.name) == state.pipe_of(out.name):
+                raise _Err(EINVAL)
+            _pipe_data(state, in_fd, nonblock or in_fd.nonblock or out.nonblock)
+            _pipe_space(state, out, nonblock or in_fd.nonblock or out.nonblock)
             result = frozenset({0})
-    elif out_pipe:
-        if off_in_given and not in_fd.traits.pread:
+        elif in_pipe:
+            if off_out_given and not out.traits.pread:
+                raise _Err(EINVAL)
+            if out.traits.append:
+                raise _Err(EINVAL)
+            _verify_area(state, out, length, off_out)
+            if not out.traits.splice_write:
+                raise _Err(EINVAL)
+            may_be_eof, may_have_data = _pipe_data(state, in_fd, nonblock or in_fd.nonblock)
+            if out.kind in INET_SOCKETS | UNIX_SOCKETS:
+                result = frozenset({0} if may_be_eof else ())  # end of file: 0, the socket untouched
+                if may_have_data:
+                    result |= _socket_send(state, out, min(length, PIPE_SLOTS * PAGE_SIZE))
+            else:
+                result = frozenset({0})
+        elif out_pipe:
+            if off_in_given and not in_fd.traits.pread:
+                raise _Err(EINVAL)
+            _verify_area(state, in_fd, length, off_in)
+            _pipe_space(state, out, nonblock or out.nonblock)
+            if not in_fd.traits.splice_read:
+                raise _Err(EINVAL)
+            if in_fd.kind in INET_SOCKETS | UNIX_SOCKETS:
+                raise _Unknown
+            result = frozenset({0})
+        else:
             raise _Err(EINVAL)
-        _verify_area(state, in_fd, length, off_in)
-        _pipe_space(state, out, nonblock or out.nonblock)
-        if not in_fd.traits.splice_read:
-            raise _Err(EINVAL)
-        if in_fd.kind in INET_SOCKETS | UNIX_SOCKETS:
-            raise _Unknown
-        result = frozenset({0})
-    else:
-        raise _Err(EINVAL)
-    return frozenset({EFAULT}) if readonly else result
+        return frozenset({EFAULT}) if readonly else result
+
+    return _or_optmem_exhausted(state, rest) if zc else rest()
 
 
 def _corked_datagram(state: _State, out: _Fd, zc: bool) -> None:

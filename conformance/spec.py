@@ -178,6 +178,37 @@ CLAUSES: tuple[Clause, ...] = (
     Clause("ZC-SLOW-CLIENT", "a peer reading slowly while non-blocking sendfile2(SENDFILE_ZC) calls send a "
            "large file: notifications follow the peer's acknowledgements, never run ahead of them, and every "
            "call is notified once", SLOW_CLIENT, f"{RFC}; {V2}", "sendfile2", ("D3", "D7")),
+    # --- v2's decided behaviours: each a sentence of its cover letter ------------------------------
+    Clause("SF2-ERROR-ORDER", "sendfile2 with two error conditions at once gives the one its cover letter "
+           "lists first: flags, offset readable, in_fd, offset/in_fd pread, offset and count, out_fd, "
+           "SENDFILE_ZC output, then sendfile64's own", "the errors are checked in the order the cover letter "
+           "lists them, so an answer never depends on which of two mistakes a caller made first", V2,
+           "sendfile2", ("D2",)),
+    Clause("ZC-EFAULT-AFTER-SEND", "sendfile2(SENDFILE_ZC) whose offset cannot be written back returns EFAULT "
+           "after its data was sent; that call took its id and is notified", "sendfile64 stores *offset "
+           "after do_sendfile, so the bytes have left when the store fails; v2 cover letter: \"EFAULT offset "
+           "not writable on return (as sendfile64): the data was sent, the call took an id\"", V2, "sendfile2",
+           ("D7",)),
+    Clause("ZC-UDP-CORKED", "onto a UDP datagram corked with sendmsg(MSG_ZEROCOPY|MSG_MORE), SENDFILE_ZC and "
+           "SPLICE_F_ZC fail with EINVAL, take no id and drop the corked datagram (its id is still notified), while the same calls without the flag append; a "
+           "datagram corked by ZC calls is copied, so ZC calls and sendmsg(MSG_ZEROCOPY) append to it, each "
+           "with its own id", "ip_append_data: one datagram carries one notification; a corked datagram "
+           "(MSG_MORE) has no checksum offload, so its bytes are copied and carry none; a failed send drops the "
+           "corked datagram, as every UDP send error does", V2, "sendfile2", ("D4", "D7")),
+    Clause("ZC-ENOBUFS-OPTMEM", "with the socket's option memory held by pending notifications, SENDFILE_ZC "
+           "and SPLICE_F_ZC fail with ENOBUFS and take no id, even from an input sendfile64 refuses later "
+           "(EINVAL); once the notifications are read, the next call succeeds", "the notification is "
+           "allocated before the input is read (v2 cover letter, sendfile2 errors in order)", V2, "sendfile2",
+           ("D4",)),
+    Clause("ZC-MEMLOCK-LIMIT", "a ZC transfer larger than RLIMIT_MEMLOCK stops at the limit: sendfile2 "
+           "returns the bytes sent so far, a splice whose first send exceeds it fails with ENOBUFS; the "
+           "charge is released with the notification", "v2 cover letter: \"if the limit is reached mid-call, "
+           "the call returns the bytes sent so far (a short count), and ENOBUFS only if it sent nothing\"",
+           V2, "sendfile2", ("D6",)),
+    Clause("ZC-MEMLOCK-PARTIAL", "a sendmsg of a ZC call that sends only part of what it was given keeps the "
+           "charge for all of it until the notification, and the unsent rest is charged again when given to "
+           "the next sendmsg", "as sendmsg(MSG_ZEROCOPY) charges a partial send for its whole buffer; v2 "
+           "cover letter, memory accounting", V2, "sendfile2", ("D7",)),
     Clause("ZC-MEMLOCK-SENT", "a SENDFILE_ZC count far above RLIMIT_MEMLOCK sends what sendfile64 sends, "
            "without ENOBUFS", "only the bytes sent are charged to locked memory", V2, "sendfile2", ("D6",)),
     # --- SPLICE_F_ZC -----------------------------------------------------------------------------

@@ -84,11 +84,11 @@ def row_view(program: Program, result: ProgramResult, row: Row, prefix: str, fir
 def _batches(rows: list[Row], abi: Abi) -> list[list[int]]:
     """Row indexes per program: every isolated row alone, the rest together in as few programs
     as the executor's fixture table allows, order kept."""
-    isolated = [[i] for i, row in enumerate(rows) if row.isolate]
+    isolated = [[i] for i, row in enumerate(rows) if row.alone]
     shared: list[list[int]] = []
     fixtures = MAX_FIXTURES
     for i, row in enumerate(rows):
-        if row.isolate:
+        if row.alone:
             continue
         needed = len(row.program(abi)["fds"])
         if fixtures + needed > MAX_FIXTURES:
