@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from errno import EAGAIN, EINVAL, EINTR
+from errno import EAGAIN, EFAULT, EINTR, EINVAL
 
 import pytest
 
@@ -354,6 +354,11 @@ ERRNO_CASES = {
     "O_NONBLOCK ZC blocks": (program(sendfile2(), nonblock=True), done(-1, EINTR, timed_out=True),
                              ["sendfile2.nonblock.never-blocks"]),
     "blocking call interrupted": (program(sendfile2()), done(-1, EINTR, timed_out=True), []),
+    # A v2 soak: MSG_DONTWAIT sends of 4 MiB through loopback ran past a 300 ms timer and
+    # returned what they sent; the timer fired, but nothing slept.
+    "non-blocking call slower than the timer": (
+        program({"op": "sendmsg", "fd": "sock", "len": 4 << 20, "flags": MSG_DONTWAIT}),
+        done(2_621_440, timed_out=True, offset=None), []),
 }
 
 
@@ -450,3 +455,40 @@ def test_parity_leaves_out_what_a_udp_peer_across_the_nic_received():
     arrived = ProgramResult.from_json({"ops": [done(512)], "final": {"peers": {"sock": {"bytes": 512, "digest": "x"}}}})
     lost = ProgramResult.from_json({"ops": [done(512)], "final": {"peers": {"sock": {"bytes": 0, "digest": "y"}}}})
     assert oracles.parity(prog, arrived, lost, replaced) == []
+
+
+def test_a_readonly_offset_leaves_the_stream_uncounted():
+    """A v2 soak: the EFAULT call sent its byte (ZC-EFAULT-AFTER-SEND), so outq 1 was that
+    byte, not the first call's; a stream with such a call is not judged."""
+    prog = program(sendfile2(count=65536, offset=None), sendfile2(count=1, offset="readonly"),
+                   {"op": "peer_read", "fd": "sock", "max": 1}, {"op": "drain", "fd": "sock"})
+    res = result(done(65536, offset=None), done(-1, EFAULT, offset=None), {"ret": 1, "errno": 0},
+                 drained(1, note(0, 1)))
+    assert oracles.early_notifications(prog, res, ABI) == []
+    clean = program(sendfile2(count=65536, offset=None), {"op": "peer_read", "fd": "sock", "max": 1},
+                    {"op": "drain", "fd": "sock"})
+    early = result(done(65536, offset=None), {"ret": 1, "errno": 0}, drained(1, note(0, 0)))
+    assert [v.clause_id for v in oracles.early_notifications(clean, early, ABI)] == [oracles.ZC_NOT_EARLY]
+
+
+def test_parity_leaves_out_a_datagram_a_sendfile_left_waiting_for_more():
+    """A v2 soak: SENDFILE_ZC of a 4095-byte file with count 4096 on udp4 delivered the datagram,
+    sendfile64 kept it corked (the peer had 0 bytes); where it goes is not the ABI's."""
+    prog = Program.from_json({
+        "sysno": {"sendfile2": 467},
+        "fds": [{"name": "src", "kind": "file", "size": 4095, "seed": 1}, {"name": "sock", "kind": "udp4"}],
+        "ops": [{"op": "sendfile2", "out": "sock", "in": "src", "offset": None, "count": 4096, "flags": ZC},
+                {"op": "pwrite", "fd": "src", "offset": 0, "len": 1, "seed": 0}],
+    })
+    _, replaced = oracles.parity_twin(prog, ABI)
+    sent = pattern(1, 0, 4095)
+    ran = {**done(4095, offset=None), "in_pos_after": 4095, "in_size_after": 4095}
+
+    def run(peer: bytes) -> ProgramResult:
+        return ProgramResult.from_json({"ops": [ran, {"ret": 1, "errno": 0}],
+                                        "final": {"peers": {"sock": {"bytes": len(peer), "digest": digest(peer)}}}})
+
+    assert oracles.parity(prog, run(sent), run(b""), replaced) == []
+    short = {**ran, "ret": 4000, "offset_after": None}
+    assert [v.op_index for v in oracles.parity(prog, ProgramResult.from_json(
+        {"ops": [short, {"ret": 1, "errno": 0}], "final": {"peers": {}}}), run(b""), replaced)] == [0]
