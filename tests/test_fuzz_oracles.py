@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from errno import EAGAIN, EFAULT, EINTR, EINVAL
+from errno import EAGAIN, EFAULT, EINTR, EINVAL, ENOBUFS
 
 import pytest
 
@@ -492,3 +492,25 @@ def test_parity_leaves_out_a_datagram_a_sendfile_left_waiting_for_more():
     short = {**ran, "ret": 4000, "offset_after": None}
     assert [v.op_index for v in oracles.parity(prog, ProgramResult.from_json(
         {"ops": [short, {"ret": 1, "errno": 0}], "final": {"peers": {}}}), run(b""), replaced)] == [0]
+
+
+def test_parity_leaves_out_a_zc_call_its_own_limits_refused():
+    """A v2 soak ran the ZC-MEMLOCK-PARTIAL row: ENOBUFS is SENDFILE_ZC's own (RLIMIT_MEMLOCK,
+    option memory), so the call and its socket after it do not compare with sendfile64."""
+    prog = Program.from_json({
+        "sysno": {"sendfile2": 467}, "memlock": 155648,
+        "fds": [{"name": "src", "kind": "file", "size": 1 << 20, "seed": 1},
+                {"name": "sock", "kind": "tcp4_nic", "nonblock": True}],
+        "ops": [{"op": "peer_hold", "fd": "sock"}, sendfile2(count=65536), sendfile2(count=65536, offset=65536),
+                sendfile2(count=512, offset=0, flags=0)],
+    })
+    _, replaced = oracles.parity_twin(prog, ABI)
+    hold = {"ret": 0, "errno": 0}
+    ours = result(hold, done(46336), done(-1, ENOBUFS, offset=65536), done(-1, EAGAIN))
+    theirs = result(hold, done(46336), done(-1, EAGAIN, offset=65536), done(-1, EAGAIN))
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+    refused_first = result(hold, done(-1, ENOBUFS), done(-1, ENOBUFS, offset=65536), done(-1, EAGAIN))
+    assert oracles.parity(prog, refused_first, theirs, replaced) == []
+    # Any other failure still compares.
+    assert [v.op_index for v in oracles.parity(prog, result(hold, done(-1, EINVAL), done(-1, ENOBUFS, offset=65536),
+                                                          done(-1, EAGAIN)), theirs, replaced)] == [1]
