@@ -987,9 +987,37 @@ def _memlock_partial_rows(abi: Abi) -> list[Row]:
                 errnos=((2, frozenset({ENOBUFS})),), settings=(("memlock", 38 * 4096),))]
 
 
+def _msgzc_after_zc_rows(abi: Abi) -> list[Row]:
+    """The peer held back, a ZC call of 16384 bytes: more than the initial congestion window
+    sends, so its last skb, carrying the call's notification, is still on the write queue when
+    sendmsg(MSG_ZEROCOPY) comes. TCP must start a new skb with a notification of its own."""
+    calls = [("sendfile2(SENDFILE_ZC)", (_sendfile2(abi, 16384, abi.sendfile_zc),), (SRC,))]
+    if abi.splice_zc is not None:
+        calls.append(("file -> pipe, then splice(SPLICE_F_ZC)",
+                      (_splice("src", "p.w", length=16384, off_in=0),
+                       _splice("p.r", "sock", length=16384, flags=abi.splice_zc)), (SRC, PIPE)))
+    rows = []
+    for kind in NIC_TCP:
+        for label, send, fds in calls:
+            n = len(send)
+            ops = (HOLD, *send, _sendmsg_zc(100), drain_for(HOLD_MS), RELEASE, drain_for(ACK_MS), PEER_READ, DRAIN)
+            sent = tuple((1 + i, frozenset({0})) for i in range(n + 1))
+            rows.append(Row(f"{kind}, the peer held back: {label} of 16384 bytes, then sendmsg(MSG_ZEROCOPY) of "
+                            "100 onto its queued tail; the peer let go",
+                            "16384, then 100; no notification while held; id 0 within "
+                            f"{ACK_MS} ms of the release, ids 0 and 1 each notified once; the peer gets 16484 bytes",
+                            (*fds, _zc_sock(kind=kind)), ops,
+                            all_of(expect_errnos(*sent, ret={n: 16384, n + 1: 100}), held_back(n + 2), not_early,
+                                   notified_by(n + 4, (0,)), max_id_is("sock", 1, (0, 1)),
+                                   accounting_holds("sock"), peer_received(16484)),
+                            errnos=sent))
+    return rows
+
+
 DECIDED_ROWS = {"SF2-ERROR-ORDER": _error_order_rows, "ZC-EFAULT-AFTER-SEND": _efault_after_send_rows,
                 "ZC-UDP-CORKED": _udp_corked_rows, "ZC-ENOBUFS-OPTMEM": _enobufs_optmem_rows,
-                "ZC-MEMLOCK-LIMIT": _memlock_limit_rows, "ZC-MEMLOCK-PARTIAL": _memlock_partial_rows}
+                "ZC-MEMLOCK-LIMIT": _memlock_limit_rows, "ZC-MEMLOCK-PARTIAL": _memlock_partial_rows,
+                "ZC-MSGZC-AFTER-ZC": _msgzc_after_zc_rows}
 
 
 PROMISE_CLAUSES = ("MSGZC-NIC-NOTIFY", "MSGZC-NIC-NO-EARLY", "ZC-NIC-NOTIFY", "ZC-NO-EARLY-NOTIFY",

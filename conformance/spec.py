@@ -211,6 +211,12 @@ CLAUSES: tuple[Clause, ...] = (
            "cover letter, memory accounting", V2, "sendfile2", ("D7",)),
     Clause("ZC-MEMLOCK-SENT", "a SENDFILE_ZC count far above RLIMIT_MEMLOCK sends what sendfile64 sends, "
            "without ENOBUFS", "only the bytes sent are charged to locked memory", V2, "sendfile2", ("D6",)),
+    Clause("ZC-MSGZC-AFTER-ZC", "sendmsg(MSG_ZEROCOPY) on TCP while the bytes of a SENDFILE_ZC or SPLICE_F_ZC "
+           "call are still queued (peer held back) succeeds and takes the next id; the call and the sendmsg are "
+           "each notified once, once the peer is let go", "a call's notification covers that call's bytes "
+           "only: v2 patch 2, \"msg_zerocopy_realloc() must not extend the ubuf of a call in flight when a "
+           "later sendmsg(MSG_ZEROCOPY) finds it on the TCP write queue tail; TCP starts a new skb for a new "
+           "ubuf instead of failing the sendmsg with ENOBUFS\"", V2, "sendfile2", ("D4",)),
     # --- SPLICE_F_ZC -----------------------------------------------------------------------------
     Clause("SPLICE-ZC-PIPE-TO-SOCKET", "splice(SPLICE_F_ZC) from a pipe to a TCP socket takes one id per "
            "call that sent bytes, each notified once", "the flag must reach the socket on the splice "
