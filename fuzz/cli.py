@@ -15,13 +15,19 @@ def cmd_fuzz(args) -> int:
     from fuzz.campaign import CampaignConfig, parse_budget, parse_shard, run_campaign
     from fuzz.findings import FindingStore
     from fuzz.shared import parse_database_url
+    from vm.errors import UserError
 
+    if args.cover and not args.target.startswith("vm:"):
+        raise UserError(f"--cover needs a guest target (vm:REV), not {args.target}: KCOV is read from its kernel")
     config = CampaignConfig(target=args.target, budget_s=parse_budget(args.budget), workers=args.workers,
                             seed=args.seed, findings=Path(args.findings) if args.findings else None,
                             spec_programs=args.spec_programs, shard=parse_shard(args.shard),
-                            database=parse_database_url(args.database) if args.database else None)
+                            database=parse_database_url(args.database) if args.database else None,
+                            cover=args.cover)
     totals = run_campaign(config)
     print(f"findings in {config.findings_dir}: {totals['findings']}", file=sys.stderr)
+    if args.cover:
+        print(f"series lines {totals.get('series_lines', 0)}/{totals.get('series_total', 0)}", file=sys.stderr)
     if "shared" in totals:
         print(f"findings shared in {config.database}: {totals['shared']['findings']}", file=sys.stderr)
     for doc in FindingStore(config.findings_dir, {}).findings():
@@ -87,6 +93,9 @@ def register(sub) -> None:
     fuzz.add_argument("--no-spec-programs", dest="spec_programs", action="store_false",
                       help="generate from the start: skip the spec's own programs (one per conformance row) "
                            "that a campaign runs first")
+    fuzz.add_argument("--cover", action="store_true", help="run every program with KCOV and steer by the "
+                      "series' lines reached, as `zcfuzz cover` does; programs that reach new lines are kept in "
+                      "the findings folder's cover-corpus/ and run first next time (README, \"Coverage\")")
     fuzz.add_argument("--database", default=database, help=DATABASE_HELP)
     fuzz.add_argument("--shard", default="0/1", help="I/N: this machine's part of the spec programs and seeds, "
                       "one of N machines (default 0/1)")

@@ -19,7 +19,6 @@ from vm.errors import UserError
 from vm.program import FAULTABLE_OPS, ExecutorError, Program, ProgramResult
 from vm.target import KernelCrash, Target
 
-MSG_ZEROCOPY = 0x4000000
 SERIES_CALLS = ("sendfile2", "sendfile64", "splice")
 MAX_FAIL_NTH = 24  # a call passes fewer fault sites than this on the series' paths
 FAULT_SHARE = 0.3  # of the budget left after conformance, at most this much on fault injection
@@ -111,42 +110,6 @@ def run_conformance(target: CoverTarget, log=print) -> None:
     target.label = ""
 
 
-def directed_programs(info: dict) -> list[tuple[str, Program]]:
-    """Programs written for series lines that no conformance row reaches, each with what it is
-    for. TCP appends a sendmsg(MSG_ZEROCOPY) to the unsent tail of its write queue, so a ZC
-    sendfile2 that filled the socket leaves its notification on that tail, and the sendmsg's
-    msg_zerocopy_realloc() meets it: it must start a new skb, not extend the call's."""
-    from fuzz.abi import Abi
-
-    abi = Abi.from_kernel_info(info)
-    out: list[tuple[str, Program]] = []
-    sysno = {"sendfile2": abi.nr_sendfile2} if abi.has_sendfile2 else {}
-    size = 4 << 20
-    zc_tail = [{"name": "src", "kind": "file", "size": size, "seed": 1},
-               {"name": "sock", "kind": "tcp4", "zerocopy": True, "nonblock": True}]
-    then = [{"op": "sendmsg", "fd": "sock", "len": 100, "flags": MSG_ZEROCOPY},
-            {"op": "peer_read", "fd": "sock", "max": 2 * size}, {"op": "drain", "fd": "sock", "wait_ms": 100}]
-    if abi.has_sendfile2 and abi.sendfile_zc:
-        out.append(("sendmsg(MSG_ZEROCOPY) behind an unsent ZC sendfile2 on the TCP write queue",
-                    Program.from_json({"sysno": sysno, "fds": zc_tail, "ops": [
-                        {"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": size,
-                         "flags": abi.sendfile_zc}, *then]})))
-    return out
-
-
-def run_directed(target: CoverTarget, log=print) -> None:
-    for what, program in directed_programs(target.kernel_info()):
-        target.label = f"directed: {what}"
-        try:
-            target.run(program)
-        except (KernelCrash, ExecutorError) as err:
-            log(f"# {target.label}: {err}")
-            if target.tainted:
-                target.restart()
-    target.label = ""
-    log(f"# directed programs done; {target.coverage.progress()}")
-
-
 def faulted(program: Program, i: int, nth: int) -> Program:
     ops = list(program.ops)
     ops[i] = replace(ops[i], fail_nth=nth)
@@ -192,21 +155,23 @@ def fault_candidates(finders: list[tuple[Program, str]]) -> list[tuple[Program, 
 
 
 def cover_revision(rev: str, budget_s: float, seed: int = 0, findings: Path | None = None,
-                   source: str | None = None, log=print) -> SeriesCoverage:
+                   source: str | None = None, log=print, extra: tuple[str, ...] = ()) -> SeriesCoverage:
     """Conformance, fault injection and a campaign on REV, all with coverage: the series' lines
-    reached and what reached each first."""
+    reached and what reached each first. `extra`: C files built with KCOV beyond the series'
+    own (`--cover FILE`), a build of its own."""
     from fuzz.campaign import CampaignConfig, run_campaign
     from vm.target import open_target
 
     started = time.monotonic()
-    options = {"source": source} if source else {}
+    options: dict = {"source": source} if source else {}
+    if extra:
+        options["cover"] = list(extra)
     findings = findings or default_cover_dir(rev)
     with open_target(f"vm:{rev}", **options) as inner:
         coverage = coverage_for(rev, inner.kernel_info(), source)
         log(f"# {rev}: {len(coverage.lines)} lines added, {coverage.total} reachable")
         target = CoverTarget(inner, coverage, findings / "cover-corpus")
         run_conformance(target, log)
-        run_directed(target, log)
         left = budget_s - (time.monotonic() - started)
         run_fault_injection(target, fault_candidates(target.finders),
                             time.monotonic() + max(0.0, left) * FAULT_SHARE, log)
@@ -296,12 +261,13 @@ def cmd_cover(args) -> int:
 
     budget_s = parse_budget(args.budget)
     kbuild.resolve_revision(args.rev, args.source)
+    extra = kbuild.cover_files(args.cover)
     for path in (args.lcov, args.json):
         if path and not Path(path).resolve().parent.is_dir():
             raise UserError(f"cannot write {path}: no folder {Path(path).resolve().parent}")
     started = time.monotonic()
     coverage = cover_revision(args.rev, budget_s, args.seed, Path(args.findings) if args.findings else None,
-                              args.source, log=lambda line: print(line, file=sys.stderr, flush=True))
+                              args.source, log=lambda line: print(line, file=sys.stderr, flush=True), extra=extra)
     write_outputs(coverage, args.rev, args.lcov, args.html, args.json)
     print(text_report(coverage), end="")
     print(f"# {time.monotonic() - started:.0f}s", file=sys.stderr)
@@ -318,6 +284,9 @@ def register(sub) -> None:
     cover.add_argument("--lcov", metavar="FILE", help="write an lcov tracefile of the series' lines")
     cover.add_argument("--html", metavar="DIR", help="write DIR/index.html: the patches' lines coloured")
     cover.add_argument("--json", metavar="FILE", help="write the coverage as JSON")
+    cover.add_argument("--cover", nargs="+", action="extend", metavar="FILE",
+                       help="C files of the kernel tree built with KCOV too, beyond the series' own (a build of "
+                       "its own, as `zcfuzz kernel build --cover`)")
     cover.set_defaults(func=cmd_cover)
 
 

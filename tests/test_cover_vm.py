@@ -57,7 +57,7 @@ def test_vm_without_cover_a_program_gets_no_pcs(v2):
 def test_vm_a_line_no_program_reaches_is_reported_unreached(v2, tmp_path):
     """Only sendfile64 runs: sendfile2's own lines are reachable, not reached, and every report
     says so (JSON `unreached`, lcov `DA:line,0`)."""
-    target, abi, coverage = v2
+    target, abi, _ = v2
     covering = CoverTarget(target, coverage_for("v2", target.kernel_info()), tmp_path / "corpus")
     covering.run(sendfile_program(abi, "sendfile64", cover=False))  # CoverTarget turns coverage on
     report = covering.coverage.to_json()
@@ -84,3 +84,74 @@ def test_vm_campaign_with_coverage_shows_series_lines(tmp_path):
     assert all(by.startswith("program ") for by in totals["series_reached_by"].values())
     corpus = list((tmp_path / "cover-corpus").glob("*.json"))
     assert corpus and all(Program.from_json(json.loads(p.read_text())) for p in corpus)
+
+
+def test_vm_the_msgzc_after_zc_rows_reach_msg_zerocopy_realloc(v2):
+    """v2's change in msg_zerocopy_realloc (TCP starts a new skb rather than extend a call's
+    notification) is reached by the rows of ZC-MSGZC-AFTER-ZC, which also pass."""
+    from conformance.spec import CLAUSE_BY_ID
+    from conformance.suite import probe_features, run_clause
+
+    target, _, _ = v2
+    info = target.kernel_info()
+    covering = CoverTarget(target, coverage_for("v2", info))
+    features = probe_features(target, info)
+    covering.label = "clause ZC-MSGZC-AFTER-ZC"
+    outcome = run_clause(covering, CLAUSE_BY_ID["ZC-MSGZC-AFTER-ZC"], info, features)
+    assert outcome.verdict == "pass", outcome.reason
+    realloc = {k for k, s in covering.coverage.reachable.items() if s.function == "msg_zerocopy_realloc"}
+    assert realloc, "msg_zerocopy_realloc has no reachable series line in this build"
+    assert {covering.coverage.reached.get(k) for k in realloc} == {"clause ZC-MSGZC-AFTER-ZC"}
+
+
+def test_vm_lcov_tracefile_opens_in_genhtml(v2, tmp_path):
+    """The tracefile `zcfuzz cover --lcov` writes, read by genhtml: from the top of a tree with
+    the series applied (the source shown), and without the source anywhere (--no-source)."""
+    import re
+    import shutil
+    import subprocess
+
+    from fuzz.cover import write_outputs
+    from vm import kbuild
+
+    if shutil.which("genhtml") is None:
+        pytest.skip("genhtml is not installed (Debian package lcov)")
+    target, abi, _ = v2
+    covering = CoverTarget(target, coverage_for("v2", target.kernel_info()))
+    covering.run(sendfile_program(abi, "sendfile2"))
+    coverage = covering.coverage
+    assert 0 < len(coverage.reached) < coverage.total
+    tracefile = tmp_path / "v2.info"
+    write_outputs(coverage, "v2", str(tracefile), None, None)
+    tree = tmp_path / "linux"
+    kbuild.link_tree(kbuild.debian_source().tree, tree)
+    kbuild.apply_series(tree, kbuild.resolve_revision("v2").patches)
+    for where, extra in ((tree, []), (tmp_path, ["--no-source"])):
+        out = tmp_path / f"html{len(extra)}"
+        done = subprocess.run(["genhtml", *extra, "-o", str(out), str(tracefile)], cwd=where, check=False,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert (out / "index.html").is_file()
+        lines = re.search(r"lines\.+: [\d.]+% \((\d+) of (\d+) lines\)", done.stdout)
+        assert lines and (int(lines[1]), int(lines[2])) == (len(coverage.reached), coverage.total), done.stdout
+    page = next((tmp_path / "html0").rglob("read_write.c.gcov.html")).read_text()
+    assert "sendfile2" in page  # the source itself, as the series left it
+
+
+def test_vm_fuzz_cover_prints_series_lines(tmp_path):
+    """`zcfuzz fuzz --cover`: a campaign with coverage and steering, its series lines at the end."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "zcfuzz.py"), "fuzz", "--target", "vm:v2", "--cover",
+                           "--budget", "40s", "--no-spec-programs", "--findings", str(tmp_path)],
+                          check=False, capture_output=True, text=True, cwd=root, timeout=600)
+    assert done.returncode == 0, done.stderr
+    last = re.findall(r"^series lines (\d+)/(\d+)$", done.stderr, re.MULTILINE)
+    assert last, done.stderr
+    reached, total = map(int, last[-1])
+    assert 0 < reached <= total
+    assert list((tmp_path / "cover-corpus").glob("*.json")), "no program that reached new lines was kept"

@@ -19,10 +19,16 @@ def add_kernel_inputs(parser: argparse.ArgumentParser) -> None:
                         help="extra config fragment (file, or name under kernel-patches/config/); repeatable")
 
 
+def add_cover_files(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cover", nargs="+", action="extend", metavar="FILE",
+                        help="C files of the kernel tree (net/ipv4/tcp.c) built with KCOV and line tables "
+                        "beyond the series' own; a different set is a different build")
+
+
 def cmd_kernel_build(args) -> int:
     started = time.monotonic()
     build = kbuild.build_kernel(args.rev, args.source, args.config, jobs=args.jobs,
-                                progress=lambda line: print(line, file=sys.stderr))
+                                progress=lambda line: print(line, file=sys.stderr), cover=args.cover)
     info = kbuild.kernel_info(build)
     elapsed = time.monotonic() - started
     print(f"{info['revision']}: {info['bzimage']} ({elapsed:.1f} s)")
@@ -39,7 +45,7 @@ def cmd_kernel_check(args) -> int:
 
 
 def cmd_kernel_info(args) -> int:
-    build = kbuild.cached_build(args.rev, args.source, args.config)
+    build = kbuild.cached_build(args.rev, args.source, args.config, args.cover)
     if build is None:
         raise UserError(f"{args.rev} is not built with these inputs: run 'zcfuzz kernel build --rev {args.rev}'")
     info = kbuild.kernel_info(build)
@@ -81,6 +87,7 @@ def register(sub) -> None:
     build = kernel.add_parser("build", help="apply a revision to the base, configure, build and cache it")
     add_kernel_inputs(build)
     build.add_argument("--jobs", "-j", type=int, help="parallel make jobs (default: cores + 1)")
+    add_cover_files(build)
     build.set_defaults(func=cmd_kernel_build)
     check = kernel.add_parser("check", help="prove each patch of a revision builds on its own")
     add_kernel_inputs(check)
@@ -88,6 +95,7 @@ def register(sub) -> None:
     info = kernel.add_parser("info", help="what a built kernel is: versions, hashes, syscall number, flags")
     add_kernel_inputs(info)
     info.add_argument("--json", action="store_true", help="print JSON")
+    add_cover_files(info)
     info.set_defaults(func=cmd_kernel_info)
 
     machine = sub.add_parser("vm", help="run programs on a target; a shell on a guest").add_subparsers(

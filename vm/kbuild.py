@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vm.errors import UserError, debian_package_of, require
@@ -83,11 +83,12 @@ class Revision:
     patches: tuple[Path, ...]
     slot: str = ""  # the build folder to reuse; revisions sharing one rebuild incrementally
     base_commit: str = ""  # for a commit range of a git tree: the commit the series applies to
+    cover: tuple[str, ...] = ()  # C files instrumented beyond the series' own (--cover), tree-relative
 
     def with_patch(self, patch: Path, slot: str) -> "Revision":
         """This revision plus one more patch (a seeded bug, say), built in `slot`."""
         return Revision(f"{self.name}+{patch.stem}", self.folder, (*self.patches, patch.resolve()), slot,
-                        self.base_commit)
+                        self.base_commit, self.cover)
 
     @property
     def series_sha256(self) -> str:
@@ -356,7 +357,8 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
     """
     state = slot.state()
     series_sha = revision.series_sha256
-    if slot.src.is_dir() and state.get("series_sha256") == series_sha and state.get("base") == base.identity:
+    if (slot.src.is_dir() and state.get("series_sha256") == series_sha and state.get("base") == base.identity
+            and state.get("cover", []) == list(revision.cover)):
         return
     slot.root.mkdir(parents=True, exist_ok=True)
     staging = slot.root / "staging"
@@ -365,7 +367,7 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
     try:
         apply_series(staging, revision.patches)
         touched = set().union(*(patched_files(p) for p in revision.patches)) if revision.patches else set()
-        touched |= instrument(staging, touched)
+        touched |= instrument(staging, touched, revision.cover)
         if not slot.src.is_dir() or state.get("base") != base.identity:
             shutil.rmtree(slot.src, ignore_errors=True)
             shutil.rmtree(slot.build, ignore_errors=True)
@@ -376,19 +378,47 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     slot.state_file.write_text(json.dumps({"base": base.identity, "series_sha256": series_sha,
-                                           "touched": sorted(touched)}))
+                                           "touched": sorted(touched), "cover": list(revision.cover)}))
 
 
 INSTRUMENTED_BY = "# zcfuzz: KCOV and line information for the files the series touches"
 
 
-def instrument(tree: Path, touched: set[str]) -> set[str]:
+def cover_files(files: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """--cover FILE...: C files of the kernel tree, relative to its top, sorted and each once."""
+    out = set()
+    for given in files or ():
+        rel = given.strip().removeprefix("./")
+        parts = Path(rel).parts
+        if not rel.endswith(".c") or Path(rel).is_absolute() or ".." in parts or \
+                parts[:1] in (("tools",), ("scripts",), ("Documentation",)):
+            raise UserError(f"--cover {given}: give a kernel C file relative to the tree's top, such as "
+                            "net/ipv4/tcp.c")
+        out.add(str(Path(*parts)))
+    return tuple(sorted(out))
+
+
+def check_cover_files(base: BaseSource, revision: Revision) -> None:
+    """Each --cover file is in the base tree or comes with the series: a one-line error before
+    any build, not after applying the series."""
+    added = set().union(*(patched_files(p) for p in revision.patches)) if revision.cover else set()
+    for rel in revision.cover:
+        if not (base.tree / rel).is_file() and rel not in added:
+            raise UserError(f"--cover {rel}: no such file in the kernel tree {base.version}")
+
+
+def instrument(tree: Path, touched: set[str], extra: tuple[str, ...] = ()) -> set[str]:
     """Turn on KCOV (CONFIG_KCOV_INSTRUMENT_ALL is off) and line tables (-g1; the kernel is built
-    without debug info) for the objects of the C files the series touches, by appending to their
-    directory's kbuild file in this slot's tree only, never in the series. Returns the kbuild
-    files changed, so the next sync puts them back."""
+    without debug info) for the objects of the C files the series touches and of `extra` (--cover),
+    by appending to their directory's kbuild file in this slot's tree only, never in the series.
+    Returns the kbuild files changed, so the next sync puts them back."""
+    for rel in extra:
+        if not (tree / rel).is_file():
+            raise UserError(f"--cover {rel}: no such file in the kernel tree")
+        if not any((tree / rel).parent.joinpath(k).is_file() for k in ("Kbuild", "Makefile")):
+            raise UserError(f"--cover {rel}: its folder has no Kbuild or Makefile to build it")
     by_kbuild: dict[Path, list[str]] = {}
-    for rel in sorted(touched):
+    for rel in sorted(set(touched) | set(extra)):
         source = tree / rel
         if not rel.endswith(".c") or not source.is_file() or rel.startswith(("tools/", "scripts/", "Documentation/")):
             continue
@@ -702,26 +732,35 @@ class KernelBuild:
 
 
 def build_key(base: BaseSource, revision: Revision, fragments: list[Path]) -> str:
-    return sha256_bytes(base.identity.encode(), revision.series_sha256.encode(), config_sha256(fragments).encode())[:20]
+    """The cache key: base, series, config and, only when given, the --cover files (so a build
+    without them keeps the key it always had)."""
+    chunks = [base.identity.encode(), revision.series_sha256.encode(), config_sha256(fragments).encode()]
+    if revision.cover:
+        chunks.append(("cover:" + "\0".join(revision.cover)).encode())
+    return sha256_bytes(*chunks)[:20]
 
 
-def as_revision(rev: "str | Revision", source: str | None = None) -> Revision:
-    return rev if isinstance(rev, Revision) else resolve_revision(rev, source)
+def as_revision(rev: "str | Revision", source: str | None = None, cover: list[str] | tuple[str, ...] | None = None
+                ) -> Revision:
+    revision = rev if isinstance(rev, Revision) else resolve_revision(rev, source)
+    return replace(revision, cover=cover_files(cover)) if cover else revision
 
 
 def cached_build(rev: "str | Revision", source: str | None = None,
-                 config: list[str] | None = None) -> KernelBuild | None:
-    revision = as_revision(rev, source)
+                 config: list[str] | None = None, cover: list[str] | None = None) -> KernelBuild | None:
+    revision = as_revision(rev, source, cover)
     base = base_source(source, revision)
     folder = cache_dir() / "kernels" / build_key(base, revision, config_fragments(config))
     return KernelBuild(folder.name, folder) if (folder / "info.json").exists() else None
 
 
 def build_kernel(rev: "str | Revision", source: str | None = None, config: list[str] | None = None,
-                 jobs: int | None = None, progress=print) -> KernelBuild:
-    """Build (or find in the cache) the kernel for a revision on a base with config fragments."""
-    revision = as_revision(rev, source)
+                 jobs: int | None = None, progress=print, cover: list[str] | None = None) -> KernelBuild:
+    """Build (or find in the cache) the kernel for a revision on a base with config fragments,
+    with KCOV on the series' C files and on `cover`'s."""
+    revision = as_revision(rev, source, cover)
     base = base_source(source, revision)
+    check_cover_files(base, revision)
     fragments = config_fragments(config)
     key = build_key(base, revision, fragments)
     folder = cache_dir() / "kernels" / key
@@ -766,6 +805,7 @@ def publish(slot: Slot, folder: Path, base: BaseSource, revision: Revision, frag
         "series_sha256": revision.series_sha256,
         "config_sha256": config_sha256(fragments),
         "patches": [p.name for p in revision.patches],
+        **({"cover": list(revision.cover)} if revision.cover else {}),
         **abi,
         "build_seconds": round(build_seconds, 1),
     }

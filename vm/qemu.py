@@ -459,9 +459,10 @@ class VmTarget(Target):
     a spare guest booted in the background after the first crash hides."""
 
     def __init__(self, rev: str, source: str | None = None, config: list[str] | None = None,
-                 accel: str = "auto", build: bool = True):
+                 accel: str = "auto", build: bool = True, cover: list[str] | None = None):
         self.rev = rev
-        kernel = kbuild.build_kernel(rev, source, config) if build else kbuild.cached_build(rev, source, config)
+        kernel = (kbuild.build_kernel(rev, source, config, cover=cover) if build
+                  else kbuild.cached_build(rev, source, config, cover))
         if kernel is None:
             raise UserError(f"{rev} is not built: run 'zcfuzz kernel build --rev {rev}'")
         self.info = kbuild.kernel_info(kernel)
