@@ -42,6 +42,10 @@ class CoverTarget(Target):
         self.last_new: set[tuple[str, int]] = set()
         self.last_lines: set[tuple[str, int]] = set()
         self.finders: list[tuple[Program, str]] = []  # programs that reached new lines, and their label
+        # what the runs since the last take_new() reached: a judged program runs with its twin
+        # and reruns, and last_new/last_lines hold only the last of those runs
+        self.new_since: set[tuple[str, int]] = set()
+        self.lines_since: set[tuple[str, int]] = set()
 
     def kernel_info(self) -> dict:
         return self.inner.kernel_info()
@@ -70,12 +74,22 @@ class CoverTarget(Target):
         label = self.label or f"program {program_id(program)}"
         self.last_lines = self.coverage.lines_of(result.cover)
         self.last_new = self.coverage.add(result.cover, label)
+        self.new_since |= self.last_new
+        self.lines_since |= self.last_lines
         if not self.last_new:
             return
         self.finders.append((program, label))
         if self.corpus is not None:
             self.corpus.mkdir(parents=True, exist_ok=True)
             (self.corpus / f"{program_id(program)}.json").write_text(program.dumps() + "\n")
+
+
+    def take_new(self) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+        """(lines reached first, all lines reached) by the runs since the last call: for a
+        campaign's steering, which judges a program by several runs (its sendfile64 twin last)."""
+        taken = (self.new_since, self.lines_since)
+        self.new_since, self.lines_since = set(), set()
+        return taken
 
 
 def coverage_for(rev: str, kernel_info: dict, source: str | None = None) -> SeriesCoverage:

@@ -155,3 +155,18 @@ def test_vm_fuzz_cover_prints_series_lines(tmp_path):
     reached, total = map(int, last[-1])
     assert 0 < reached <= total
     assert list((tmp_path / "cover-corpus").glob("*.json")), "no program that reached new lines was kept"
+
+
+def test_vm_take_new_has_what_every_run_of_a_judged_program_reached(v2):
+    """A ZC sendfile2 program is judged with its sendfile64 twin run after it: last_new holds the
+    twin's new lines only, take_new() those of both runs."""
+    from fuzz.oracles import judge
+
+    target, abi, _ = v2
+    info = target.kernel_info()
+    covering = CoverTarget(target, coverage_for("v2", info))
+    judge(covering, sendfile_program(abi, "sendfile2", cover=False), abi, info)
+    new, lines = covering.take_new()
+    assert new == set(covering.coverage.reached) and len(new) > len(covering.last_new)
+    assert {covering.coverage.reachable[k].function for k in new} >= {"sys_sendfile2", "msg_zerocopy_splice_alloc"}
+    assert lines >= new and covering.take_new() == (set(), set())
