@@ -109,6 +109,7 @@ class _State:
         self.sent: dict[str, int] = {}  # socket -> upper bound of bytes queued for the peer
         self.sends: dict[str, int] = {}  # socket -> calls that sent to it
         self.maybe_corked: set[str] = set()  # sockets a send with MSG_MORE (or a sendfile) may have corked
+        self.resized: set[str] = set()  # files an earlier pwrite, truncate or store may have grown or cut
         for op in program.ops[:op_index]:
             self._apply(op.op, op.to_json())
 
@@ -126,6 +127,8 @@ class _State:
         return self.program.fixture(name).name
 
     def _apply(self, op: str, args: dict) -> None:
+        if op in ("pwrite", "truncate", "mmap_write"):
+            self.resized.add(self.program.fixture(args["fd"]).name)
         if op == "close":
             self.closed.add(args["fd"])
         elif op == "peer_close":
@@ -246,7 +249,7 @@ def _socket_send(state: _State, out: _Fd, length: int) -> frozenset[int]:
 
 def _readable_bytes(state: _State, fd: _Fd, pos: int | None, count: int) -> int | None:
     """Bytes a read of `count` at `pos` finds (None: unknown)."""
-    if not fd.traits.has_data:
+    if not fd.traits.has_data or state.program.fixture(fd.name).name in state.resized:
         return None
     if fd.kind == "devzero":
         return count

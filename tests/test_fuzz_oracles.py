@@ -514,3 +514,58 @@ def test_parity_leaves_out_a_zc_call_its_own_limits_refused():
     # Any other failure still compares.
     assert [v.op_index for v in oracles.parity(prog, result(hold, done(-1, EINVAL), done(-1, ENOBUFS, offset=65536),
                                                           done(-1, EAGAIN)), theirs, replaced)] == [1]
+
+
+def test_errno_after_a_file_grew_is_not_predicted():
+    """A v2 soak: a file of 0 bytes grew by a pwrite, then a 64 KiB ZC datagram got EMSGSIZE;
+    the model had read the fixture's size."""
+    prog = Program.from_json({
+        "sysno": {"sendfile2": 467},
+        "fds": [{"name": "src", "kind": "file", "size": 0}, {"name": "sock", "kind": "udp4_nic"}],
+        "ops": [{"op": "pwrite", "fd": "src", "offset": 0, "len": 65536, "seed": 0},
+                {"op": "sendfile2", "out": "sock", "in": "src", "offset": None, "count": 65536, "flags": ZC}],
+    })
+    found = oracles.errno_violations(prog, result({"ret": 65536, "errno": 0}, done(-1, 90, offset=None)),
+                                     KERNEL_INFO)
+    assert found == []
+    grown_not = Program.from_json({**prog.to_json(), "ops": prog.to_json()["ops"][1:]})
+    assert [v.clause_id for v in oracles.errno_violations(grown_not, result(done(-1, 90, offset=None)),
+                                                          KERNEL_INFO)] == ["sendfile2.errno.OK"]
+
+
+def test_parity_leaves_out_enobufs_of_any_call_the_twins_notifications_differ_for():
+    """A v2 soak ran the ZC-ENOBUFS-OPTMEM spec program: the ZC sendfile2 calls held option
+    memory, so a later splice(SPLICE_F_ZC) got ENOBUFS, where the twin's sendfile64 held none."""
+    prog = Program.from_json({
+        "sysno": {"sendfile2": 467}, "optmem_max": 2048,
+        "fds": [{"name": "src", "kind": "file", "size": 65536, "seed": 1}, {"name": "p", "kind": "pipe"},
+                {"name": "sock", "kind": "tcp4_nic", "nonblock": True}],
+        "ops": [sendfile2(count=1, offset=2), sendfile2(count=1, offset=3), {"op": "write", "fd": "p.w", "len": 10},
+                {"op": "splice", "in": "p.r", "off_in": None, "out": "sock", "off_out": None, "len": 10,
+                 "flags": 0x10}],
+    })
+    _, replaced = oracles.parity_twin(prog, ABI)
+    wrote = {"ret": 10, "errno": 0}
+    ours = result(done(1, offset=2), done(1, offset=3), wrote, done(-1, ENOBUFS, offset=None))
+    theirs = result(done(1, offset=2), done(1, offset=3), wrote, done(10, offset=None))
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+
+
+def test_parity_leaves_out_a_position_an_earlier_amount_set():
+    """A v2 soak: a non-blocking ZC sendfile2 without offset took what the socket had room
+    for, so the file position a later splice (with its own offset) reports is timing."""
+    prog = Program.from_json({
+        "sysno": {"sendfile2": 467},
+        "fds": [{"name": "src", "kind": "file", "size": 262144, "seed": 180},
+                {"name": "sock", "kind": "tcp4", "nonblock": True, "zerocopy": True, "sndbuf": 65536},
+                {"name": "p", "kind": "pipe"}],
+        "ops": [sendfile2(count=1 << 31, offset=None),
+                {"op": "splice", "in": "src", "off_in": 0, "out": "p.w", "off_out": None, "len": 65536, "flags": 0}],
+    })
+    _, replaced = oracles.parity_twin(prog, ABI)
+
+    def run(sent: int) -> ProgramResult:
+        return result({**done(sent, offset=None), "in_pos_after": sent},
+                      {**done(65536, offset=None), "in_pos_after": sent, "off_in_after": 65536})
+
+    assert oracles.parity(prog, run(160384), run(207808), replaced) == []
