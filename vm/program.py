@@ -504,6 +504,7 @@ class ProgramResult:
     final: dict
     fixture_errors: list[dict]
     reused: list[str] = field(default_factory=list)  # fixtures kept from an earlier program
+    spared: list[str] = field(default_factory=list)  # fixtures that took a spare pair (PROGRAM.md)
     warnings: int = 0  # kernel WARNINGs printed while the program ran (guests only)
     phases_ns: dict = field(default_factory=dict)  # the executor's time: build, ops, final, teardown
     thread_cpus: list = field(default_factory=list)  # programs with thread 1: the CPU each thread ran on
@@ -513,7 +514,7 @@ class ProgramResult:
     @classmethod
     def from_json(cls, obj: dict) -> "ProgramResult":
         return cls(ops=obj["ops"], final=obj["final"], fixture_errors=obj.get("fixture_errors", []),
-                   reused=obj.get("reused", []), warnings=obj.get("warnings", 0),
+                   reused=obj.get("reused", []), spared=obj.get("spared", []), warnings=obj.get("warnings", 0),
                    phases_ns=obj.get("phases_ns", {}), thread_cpus=obj.get("thread_cpus", []),
                    cover=frozenset(int(pc, 16) for pc in obj.get("cover", ())),
                    cover_error=obj.get("cover_error", ""))

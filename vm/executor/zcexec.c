@@ -23,6 +23,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,6 +321,7 @@ struct fixture {
 	uint64_t peer_bytes;
 	uint32_t peer_crc;
 	int reused;     /* the connection came from the pool */
+	int spared;     /* the connection is a spare pair, made while the executor idled */
 	int tainted;    /* an op may have left state a fresh connection lacks: never pool it */
 	int drained;    /* the final drain saw nothing in flight, then read the peer dry */
 };
@@ -1365,15 +1367,124 @@ static int pool_give(struct fixture *f)
 	return 1;
 }
 
+/* Spare pairs (vm/PROGRAM.md, "Spare pairs"): TCP pairs connected while the executor waits for
+ * the next request, so a program that wants a new connection finds one made. A zerocopy socket
+ * cannot be pooled (its id counter cannot be reset), so every zerocopy program, and its twin,
+ * connects anew; a spare moves that connect out of the program's time when the guest would
+ * otherwise idle. A spare is a new pair no program has touched: socket, SO_ZEROCOPY (when asked
+ * for), connect, accept, as build_tcp does, nothing after. Spares are made only of the kinds
+ * programs asked for (one kind, zerocopy or not, per slot), never while a NIC peer is held, and
+ * dropped when the accounting user changes (they were made by the previous one). */
+#define SPARE_KINDS 8
+#define SPARES_IN_GUEST 2
+static int spares_per_kind; /* the `spares N` request sets it; 0: none (on the host), SPARES_IN_GUEST as /init */
+static int spare_user;          /* bumped when the accounting user changes */
+static struct spare_kind {
+	int used;
+	enum fd_kind kind;
+	int zerocopy;
+	int count;
+	int fd[4], peer[4], user[4];
+} spare_kinds[SPARE_KINDS];
+
+static struct spare_kind *spare_kind_of(enum fd_kind kind, int zerocopy, int create)
+{
+	for (int i = 0; i < SPARE_KINDS; i++)
+		if (spare_kinds[i].used && spare_kinds[i].kind == kind && spare_kinds[i].zerocopy == zerocopy)
+			return &spare_kinds[i];
+	if (!create)
+		return NULL;
+	for (int i = 0; i < SPARE_KINDS; i++)
+		if (!spare_kinds[i].used) {
+			spare_kinds[i] = (struct spare_kind){.used = 1, .kind = kind, .zerocopy = zerocopy};
+			return &spare_kinds[i];
+		}
+	return NULL;
+}
+
+static void spares_drop(struct spare_kind *k, int keep)
+{
+	while (k->count > keep) {
+		k->count--;
+		close(k->fd[k->count]);
+		close(k->peer[k->count]);
+	}
+}
+
+/* A spare for a fixture that wants a new TCP pair; 1 if it got one. Asking is what makes the
+ * executor keep spares of the kind. */
+static int spare_take(struct fixture *f)
+{
+	struct spare_kind *k;
+
+	if (f->sndbuf || spares_per_kind <= 0 || !kind_is_tcp(f->kind))
+		return 0;
+	k = spare_kind_of(f->kind, f->zerocopy, 1);
+	while (k && k->count > 0) {
+		k->count--;
+		if (k->user[k->count] != spare_user) {
+			close(k->fd[k->count]);
+			close(k->peer[k->count]);
+			continue;
+		}
+		f->fd[0] = k->fd[k->count];
+		f->owned[0] = 1;
+		f->peer = k->peer[k->count];
+		f->spared = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static void connect_pair(struct fixture *f, int family, int nic);
+
+/* Make one missing spare; 0 when none is missing (or one could not be made). */
+static int spare_make(void)
+{
+	if (nic_held || spares_per_kind <= 0)
+		return 0;
+	for (int i = 0; i < SPARE_KINDS; i++) {
+		struct spare_kind *k = &spare_kinds[i];
+		struct fixture f = {.kind = k->kind, .zerocopy = k->zerocopy, .fd = {-1, -1}, .peer = -1};
+		int v6;
+
+		if (!k->used || k->count >= spares_per_kind || k->count >= 4)
+			continue;
+		v6 = k->kind == K_TCP6 || k->kind == K_TCP6_NIC;
+		connect_pair(&f, v6 ? AF_INET6 : AF_INET, kind_is_nic(k->kind));
+		if (f.err) {
+			if (f.fd[0] >= 0)
+				close(f.fd[0]);
+			if (f.peer >= 0)
+				close(f.peer);
+			k->used = 0; /* not now, nor again until a program asks */
+			spares_drop(k, 0);
+			return 0;
+		}
+		k->fd[k->count] = f.fd[0];
+		k->peer[k->count] = f.peer;
+		k->user[k->count] = spare_user;
+		k->count++;
+		return 1;
+	}
+	return 0;
+}
+
 static void build_tcp(struct fixture *f, int family, int nic)
+{
+	if (!f->zerocopy && pool_take(f))
+		return;
+	if (spare_take(f))
+		return;
+	connect_pair(f, family, nic);
+}
+
+/* A new pair: socket, its options, connect to the peer's listener, accept. */
+static void connect_pair(struct fixture *f, int family, int nic)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int listener;
-
-	if (!f->zerocopy && pool_take(f))
-		return;
-	listener = peer_listener(family, nic);
+	int listener = peer_listener(family, nic);
 
 	STEP(f, nic ? "listen across the NIC" : "listen on loopback", listener);
 	STEP(f, "socket", f->fd[0] = socket(family, SOCK_STREAM, 0));
@@ -1730,6 +1841,7 @@ static void fresh_accounting_user(void)
 	if (!accounting_dirty || geteuid() != 0)
 		return;
 	accounting_dirty = 0;
+	spare_user++;
 	if (setresuid(next, 0, 0) == 0)
 		next = next < 1000000000 ? next + 1 : 100000;
 }
@@ -1989,6 +2101,19 @@ static void out_op_results(struct out *o)
 	}
 }
 
+/* The names of the fixtures whose int flag at `flag` (an offsetof) is set, as JSON strings. */
+static void out_fixture_names(struct out *o, size_t flag)
+{
+	int first = 1;
+
+	for (int i = 0; i < prog.nfix; i++) {
+		if (*(const int *)((const char *)&prog.fix[i] + flag)) {
+			out_printf(o, "%s\"%s\"", first ? "" : ", ", prog.fix[i].name);
+			first = 0;
+		}
+	}
+}
+
 /* Where a program's time in the executor went, so that `zcfuzz bench` can say what costs
  * besides the calls: building fixtures, the ops, the final drain, teardown. */
 static void run_program(struct out *o)
@@ -2018,13 +2143,9 @@ static void run_program(struct out *o)
 		first = 0;
 	}
 	out_printf(o, "], \"reused\": [");
-	first = 1;
-	for (int i = 0; i < prog.nfix; i++) {
-		if (prog.fix[i].reused) {
-			out_printf(o, "%s\"%s\"", first ? "" : ", ", prog.fix[i].name);
-			first = 0;
-		}
-	}
+	out_fixture_names(o, offsetof(struct fixture, reused));
+	out_printf(o, "], \"spared\": [");
+	out_fixture_names(o, offsetof(struct fixture, spared));
 	taint_fixtures();
 	if (run_ops() < 0) {
 		int err = errno;
@@ -2496,7 +2617,21 @@ static void handle_request(char *line, struct out *o)
 		out_printf(o, "{\"pong\": true}\n");
 		return;
 	}
-	out_error_reply(o, "unknown request: expected 'program ...', 'c-loop N [WORKLOAD]' or 'ping'");
+	if (n == 2 && !strcmp(w[0], "spares")) {
+		uint64_t count;
+
+		if (parse_int(w[1], &count) < 0 || count > 4) {
+			out_error_reply(o, "spares N: N from 0 to 4");
+			return;
+		}
+		spares_per_kind = (int)count;
+		for (int i = 0; i < SPARE_KINDS; i++)
+			spares_drop(&spare_kinds[i], spares_per_kind);
+		o->len = 0;
+		out_printf(o, "{\"spares\": %d}\n", spares_per_kind);
+		return;
+	}
+	out_error_reply(o, "unknown request: expected 'program ...', 'c-loop N [WORKLOAD]', 'spares N' or 'ping'");
 }
 
 /* The kernel's count of WARNINGs printed since boot, or -1 where sysfs does not say. The file
@@ -2533,12 +2668,21 @@ static void note_warnings(long before, struct out *o)
 	write_small_file("/sys/kernel/debug/clear_warn_once", "1");
 }
 
+/* Whether the host has sent more than the reader holds: a request is waiting. */
+static int input_waiting(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+	return poll(&pfd, 1, 0) != 0;
+}
+
 static void serve(int in_fd, int out_fd, int retry_eof)
 {
 	struct line_reader lr = {.fd = in_fd};
 	struct out o = {0};
 	size_t consumed;
 	char *line;
+	long counted = -1; /* the WARNING count taken before the spares made since the last request */
 
 	fail_nth_open(); /* here, in the thread that serves: the file is the opener's */
 	while ((line = read_line(&lr, &consumed, retry_eof))) {
@@ -2546,7 +2690,9 @@ static void serve(int in_fd, int out_fd, int retry_eof)
 			out_error_reply(&o, "request longer than %d bytes", MAX_LINE);
 			lr.oversized = 0;
 		} else {
-			long warnings = in_flight && !strncmp(line, "program ", 8) ? warn_count() : -1;
+			/* A WARNING printed while spares were made counts for the next program, as it
+			 * would have if the program had connected them itself. */
+			long warnings = in_flight && !strncmp(line, "program ", 8) ? counted >= 0 ? counted : warn_count() : -1;
 
 			if (in_flight)
 				*in_flight = 1;
@@ -2559,6 +2705,13 @@ static void serve(int in_fd, int out_fd, int retry_eof)
 		lr.len -= consumed;
 		if (write_all(out_fd, o.buf, o.len) < 0)
 			break;
+		/* Idle until the next request: make the spares programs will want meanwhile. */
+		counted = -1;
+		if (lr.len == 0 && spares_per_kind > 0 && !input_waiting(in_fd)) {
+			counted = in_flight ? warn_count() : -1;
+			while (spare_make() && !input_waiting(in_fd))
+				;
+		}
 	}
 }
 
@@ -2919,6 +3072,7 @@ static void __attribute__((noreturn)) run_as_init(void)
 	network_up();
 	nic_path_up();
 	fault_injection_setup();
+	spares_per_kind = SPARES_IN_GUEST;
 	port = open_port();
 	write_all(port, READY_LINE, strlen(READY_LINE));
 	write_all(console_fd, READY_LINE, strlen(READY_LINE));
