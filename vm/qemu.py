@@ -292,6 +292,15 @@ class Guest:
         with self.console_lock:
             return len(self.console)
 
+    def report_end(self, since: int) -> int:
+        """The console position after the end of the first WARNING report from `since` on (its
+        `---[ end trace` line), or the current end when there is none."""
+        with self.console_lock:
+            printed = bytes(self.console[since:])
+        end = printed.find(WARNING_REPORT_END.encode())
+        newline = printed.find(b"\n", end) if end >= 0 else -1
+        return since + (newline + 1 if newline >= 0 else len(printed))
+
     def console_text(self, since: int = 0) -> str:
         """What the console printed from byte `since` (a `console_size()`) on."""
         with self.console_lock:
@@ -573,6 +582,38 @@ class VmTarget(Target):
                     raise self._warning(program, result, console_mark)
                 return result
         raise self._crash(program, console_mark)
+
+    def run_many(self, programs: list[Program]) -> list:
+        """The programs sent in one write and their replies read as they come: the executor
+        runs each as a request of its own (fresh fixtures, its checks, its WARNING count), and
+        the virtio-serial round trip and the guest's wake-up are paid once. Outcomes as
+        `Target.run_many`; a crash ends the guest, so the programs after it are not run."""
+        guest = self.boot()
+        console_mark = guest.console_size()
+        guest.send(b"".join(program.encode().encode() for program in programs))
+        outcomes: list = []
+        for program in programs:
+            if self.guest is not guest:  # the kernel died under an earlier program
+                outcomes.append(None)
+                continue
+            line = guest.read_line(time.monotonic() + host_timeout_s(program))
+            if line is not None:
+                try:
+                    result = decode_reply(line.decode(errors="replace"))
+                except ExecutorError as err:
+                    if b'"executor_died"' not in line:
+                        outcomes.append(err)  # a refused request: the executor serves the next
+                        continue
+                else:
+                    if result.warnings:
+                        crash = self._warning(program, result, console_mark)
+                        outcomes.append(crash)
+                        console_mark = guest.report_end(console_mark)  # the next program's output follows
+                        continue
+                    outcomes.append(result)
+                    continue
+            outcomes.append(self._crash(program, console_mark))
+        return outcomes
 
     def _warning(self, program: Program, result: ProgramResult, console_mark: int) -> KernelCrash:
         """The kernel printed a WARNING under `program` and went on: name it, keep the guest."""

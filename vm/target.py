@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vm.errors import UserError
+from vm.program import ExecutorError
 
 if TYPE_CHECKING:
     from vm.program import Program, ProgramResult
@@ -37,6 +38,15 @@ class KernelCrash(Exception):
         return self.title
 
 
+def outcome_result(outcome) -> ProgramResult:
+    """The result of an outcome of `run_many`, raising what `run` would have raised."""
+    if isinstance(outcome, (KernelCrash, ExecutorError)):
+        raise outcome
+    if outcome is None:
+        raise ValueError("the program was not run")
+    return outcome
+
+
 class Target(abc.ABC):
     """Runs programs on one kernel. Use as a context manager so nothing outlives the caller."""
 
@@ -49,6 +59,25 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def run(self, program: "Program") -> "ProgramResult":
         """Run one program; raise KernelCrash if the kernel crashed or hung under it."""
+
+    def run_many(self, programs: list[Program]) -> list:
+        """Run programs one after the other, as as many `run`s would, and return each one's
+        outcome: what its `run` would have returned or raised (a ProgramResult, a KernelCrash or
+        an ExecutorError), or None when it was not run because the kernel died under an earlier
+        one.
+
+        This one calls `run`; a target that can send the programs together (vm:REV) pays its
+        transport once for all of them, and each still runs alone on fixtures of its own."""
+        outcomes: list = []
+        for program in programs:
+            if outcomes and isinstance(outcomes[-1], KernelCrash) and outcomes[-1].result is None:
+                outcomes.append(None)
+                continue
+            try:
+                outcomes.append(self.run(program))
+            except (KernelCrash, ExecutorError) as err:
+                outcomes.append(err)
+        return outcomes
 
     @property
     def tainted(self) -> bool:
@@ -69,6 +98,28 @@ class Target(abc.ABC):
         self.close()
 
 
+class WrappedTarget(Target):
+    """A target that runs its programs on another (`inner`) and adds something around them:
+    everything but `run` is the inner target's."""
+
+    def __init__(self, inner: Target):
+        self.inner = inner
+        self.name = inner.name
+
+    def kernel_info(self) -> dict:
+        return self.inner.kernel_info()
+
+    @property
+    def tainted(self) -> bool:
+        return self.inner.tainted
+
+    def restart(self) -> None:
+        self.inner.restart()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def open_target(spec: str, **options) -> Target:
     """Make a target from its command-line name: `host` or `vm:REV`."""
     if spec == "host":
@@ -80,3 +131,29 @@ def open_target(spec: str, **options) -> Target:
 
         return VmTarget(spec[3:], **options)
     raise UserError(f"unknown target {spec!r}: use 'host' or 'vm:REV' (REV a revision name or folder)")
+
+
+REQUEST_TIMEOUT_S = 300.0
+
+
+def executor_request(target: Target, line: str, timeout_s: float = REQUEST_TIMEOUT_S) -> dict:
+    """A request other than a program (`ping`, `c-loop N`, `spares N`; vm/PROGRAM.md, "Wire
+    format") to the executor under `target` (host or vm:REV), answered as JSON."""
+    import json
+    import time
+
+    from vm.host import HostTarget
+
+    if isinstance(target, HostTarget):
+        answer = target.request(line, timeout_s)
+    else:
+        guest = target.boot()
+        guest.send(line.encode() + b"\n")
+        raw = guest.read_line(time.monotonic() + timeout_s)
+        if raw is None:
+            raise ExecutorError(f"no answer to {line!r}: the guest died")
+        answer = raw.decode(errors="replace")
+    reply = json.loads(answer)
+    if "error" in reply:
+        raise ExecutorError(f"executor: {reply['error']} (request {line!r})")
+    return reply
