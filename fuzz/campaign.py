@@ -22,6 +22,7 @@ then closes its target), and a worker takes its parent's death, even by SIGKILL,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import multiprocessing
@@ -49,15 +50,23 @@ from fuzz.findings import (
     revision_of,
     smaller_than_recorded,
 )
-from fuzz.oracles import Verdict, Violation, judge
+from fuzz.oracles import Verdict, Violation, judge, parity_twin
 from fuzz.profiles import profile as hypothesis_profile
 from fuzz.shared import Shared, example_database, machine_name
 from fuzz.strategies import programs
 from vm.errors import UserError
 from vm.lifetime import die_with_parent
-from vm.program import ExecutorError, Program
-from vm.target import Target, open_target
+from vm.program import ExecutorError, Program, ProgramResult
+from vm.target import (
+    KernelCrash,
+    Target,
+    WrappedTarget,
+    executor_request,
+    open_target,
+    outcome_result,
+)
 
+BATCH_TWINS = True  # send a program and its sendfile64 twin in one request (`zcfuzz bench` measures it off too)
 CONFIRM_SETTLE_MS = 1000  # a confirmation waits this long for late completions
 CONFIRM_RUNS = 2
 PROGRESS_INTERVAL_S = 1.0
@@ -125,6 +134,172 @@ def finding_error(key: str) -> type[FindingError]:
     return type(f"Finding_{abs(hash(key)) & 0xFFFFFFFF:08x}", (FindingError,), {"key": key})
 
 
+# Where a campaign's wall time goes (`zcfuzz fuzz --profile`), each second in exactly one part:
+# Hypothesis drawing programs, the host and transport side of a program's run, the executor's
+# own time for it (its `phases_ns`), the oracles, the sendfile64 twin, parity's patient reruns of
+# both after the op timer cut a call short, confirming a violation, shrinking (Hypothesis's shrink phase and zcfuzz's op dropping,
+# with their runs), guest boots and restarts, and the rest (syncing, recording findings).
+PROFILE_PARTS = ("generate", "send", "execute", "judge", "twin", "rerun", "confirm", "shrink", "restart", "other")
+
+
+@dataclass
+class Profile:
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PROFILE_PARTS, 0.0))
+    wall_s: float = 0.0
+    # `execute` by the executor's phases (vm/PROGRAM.md `phases_ns`): build, ops, final, teardown
+    phases: dict[str, float] = field(default_factory=dict)
+    ops: dict[str, float] = field(default_factory=dict)  # the `ops` phase's calls, by op
+    programs: int = 0  # programs of which `execute` was measured
+
+    def add(self, part: str, seconds: float) -> None:
+        self.seconds[part] += max(seconds, 0.0)
+
+    def settle(self, wall_s: float) -> None:
+        """The campaign's wall time so far: what no part claimed is `other`."""
+        self.wall_s = wall_s
+        claimed = sum(v for k, v in self.seconds.items() if k != "other")
+        self.seconds["other"] = max(wall_s - claimed, 0.0)
+
+    def executed(self, result: ProgramResult) -> None:
+        self.programs += 1
+        for phase, ns in result.phases_ns.items():
+            self.phases[phase] = self.phases.get(phase, 0.0) + ns / 1e9
+        for op in result.ops:
+            name = op.get("op", "?")
+            self.ops[name] = self.ops.get(name, 0.0) + op.get("ns", 0) / 1e9
+
+    @staticmethod
+    def from_json(doc: dict) -> Profile:
+        return Profile(seconds=dict(doc["seconds"]), wall_s=doc["wall_s"], phases=dict(doc.get("execute_phases_s", {})),
+                       ops=dict(doc.get("execute_ops_s", {})), programs=doc.get("programs", 0))
+
+    @staticmethod
+    def combine(profiles: list[Profile]) -> Profile:
+        total = Profile()
+        for one in profiles:
+            for part, seconds in one.seconds.items():
+                total.seconds[part] += seconds
+            for phase, seconds in one.phases.items():
+                total.phases[phase] = total.phases.get(phase, 0.0) + seconds
+            for op, seconds in one.ops.items():
+                total.ops[op] = total.ops.get(op, 0.0) + seconds
+            total.wall_s += one.wall_s
+            total.programs += one.programs
+        return total
+
+    def shares(self) -> dict[str, float]:
+        return {part: round(seconds / self.wall_s, 3) if self.wall_s else 0.0
+                for part, seconds in self.seconds.items()}
+
+    def to_json(self) -> dict:
+        return {"wall_s": round(self.wall_s, 2), "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+                "share": self.shares(), "programs": self.programs,
+                "execute_phases_s": {k: round(v, 2) for k, v in self.phases.items()},
+                "execute_ops_s": {k: round(v, 2) for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])}}
+
+    def format(self) -> str:
+        share = self.shares()
+        line = "profile: " + ", ".join(f"{part} {share[part] * 100:.1f}% ({self.seconds[part]:.1f} s)"
+                                       for part in PROFILE_PARTS)
+        if self.programs:
+            line += ("\nprofile: execute per program " + ", ".join(
+                f"{phase} {seconds / self.programs * 1000:.1f} ms" for phase, seconds in self.phases.items()))
+            slowest = sorted(self.ops.items(), key=lambda kv: -kv[1])[:6]
+            line += "; the calls, slowest first: " + ", ".join(
+                f"{op} {seconds / self.programs * 1000:.1f} ms" for op, seconds in slowest)
+        return line
+
+
+class ProfiledTarget(WrappedTarget):
+    """The worker's target: it charges the wall time of each run to the profile part the worker
+    is in (a program's own run splits into `execute`, what the executor says it spent, and
+    `send`, the rest: encoding, virtio-serial, decoding; a guest boot inside a run is
+    `restart`), and with `batch_twins` it sends a program and its sendfile64 twin in one request
+    (`Target.run_many`) and answers judge()'s run of the twin with the result it already has."""
+
+    def __init__(self, inner: Target, profile: Profile, abi: Abi | None = None, batch_twins: bool = False,
+                 spares: int | None = None):
+        super().__init__(inner)
+        self.profile, self.abi, self.batch_twins = profile, abi, batch_twins
+        self.spares = spares  # spare pairs per kind the executor keeps (`spares N`), None: its default
+        self.spares_told: object = None  # the guest last told
+        self.activity = "main"  # main, confirm or shrink: set by the worker
+        self.runs_in_judge = 0  # the first run of a judge() is the program's, later ones its twin's
+        self.run_s = 0.0  # wall time of every run so far, for judge() to count its own runs out
+        self.pending: tuple[Program, object] | None = None  # a twin run ahead, and its outcome
+
+    def __getattr__(self, name):  # what a wrapped target has beyond Target's (coverage, last_new)
+        return getattr(self.inner, name)
+
+    def restart(self) -> None:
+        self.pending = None
+        started = time.perf_counter()
+        try:
+            super().restart()
+        finally:
+            self.profile.add("restart", time.perf_counter() - started)
+
+    def run(self, program: Program):
+        pending, self.pending = self.pending, None
+        part = ("main", "twin")[self.runs_in_judge] if self.runs_in_judge < 2 else "rerun"
+        twin_run = part != "main"
+        self.runs_in_judge += 1
+        if pending is not None and pending[1] is not None and pending[0] == program:
+            return outcome_result(pending[1])  # its time was charged with its program's
+        twin = parity_twin(program, self.abi) if self.batch_twins and not twin_run and self.abi else None
+        self.tell_spares()
+        boots = getattr(self.inner, "boots", None)
+        booted_before = len(boots) if boots is not None else 0
+        started, outcomes = time.perf_counter(), [None, None]
+        try:
+            if twin is None:
+                try:
+                    outcomes[0] = self.inner.run(program)
+                except (KernelCrash, ExecutorError) as err:
+                    outcomes[0] = err
+            else:
+                outcomes = self.inner.run_many([program, twin[0]])
+                self.pending = (twin[0], outcomes[1])
+        finally:
+            elapsed = time.perf_counter() - started
+            boot_s = min(sum(boots[booted_before:]) if boots is not None else 0.0, elapsed)
+            self.run_s += elapsed
+            self.profile.add("restart", boot_s)
+            self.charge(elapsed - boot_s, part, *outcomes)
+        return outcome_result(outcomes[0])
+
+    def tell_spares(self) -> None:
+        """Give each new guest the campaign's number of spare pairs (a restart's comes up with the
+        executor's default)."""
+        if self.spares is None or not hasattr(self.inner, "boot"):
+            return
+        guest = self.inner.boot()
+        if guest is not self.spares_told:
+            executor_request(self.inner, f"spares {self.spares}")
+            self.spares_told = guest
+
+    def charge(self, elapsed: float, part: str, outcome, twin_outcome) -> None:
+        twin_s = min(executed_s(twin_outcome), elapsed)
+        if self.activity != "main":
+            self.profile.add(self.activity, elapsed)
+        elif part != "main":
+            self.profile.add(part, elapsed)
+        else:
+            result = outcome.result if isinstance(outcome, KernelCrash) else outcome
+            if isinstance(result, ProgramResult):
+                self.profile.executed(result)
+            executed = min(executed_s(outcome), elapsed - twin_s)
+            self.profile.add("twin", twin_s)
+            self.profile.add("execute", executed)
+            self.profile.add("send", elapsed - twin_s - executed)
+
+
+def executed_s(outcome) -> float:
+    """The executor's own time for a program, from its result (0 without one)."""
+    result = outcome.result if isinstance(outcome, KernelCrash) else outcome
+    return sum(result.phases_ns.values()) / 1e9 if isinstance(result, ProgramResult) else 0.0
+
+
 @dataclass
 class Stats:
     revision: str = ""
@@ -136,6 +311,7 @@ class Stats:
     # reached first with what reached it and when (seconds into the campaign)
     series_total: int = 0
     series_reached: dict[tuple[str, int], tuple[str, float]] = field(default_factory=dict)
+    profile: Profile = field(default_factory=Profile)
 
 
 class Fuzzer:
@@ -143,8 +319,15 @@ class Fuzzer:
     the campaign's other workers, and with other machines' through `shared` (Redis)."""
 
     def __init__(self, target: Target, store: FindingStore, database: ExampleDatabase, deadline: float,
-                 should_stop=lambda: False, shared: Shared | None = None):
-        self.target = target
+                 should_stop=lambda: False, shared: Shared | None = None, batch_twins: bool = BATCH_TWINS,
+                 spares: int | None = None):
+        self.stats = Stats(revision=revision_of(store.kernel_info))
+        self.profile = self.stats.profile
+        self.target = ProfiledTarget(target, self.profile, Abi.from_kernel_info(store.kernel_info), batch_twins,
+                                     spares)
+        self.profile_started = time.monotonic()
+        self.last_check_end: float | None = None  # inside a Hypothesis round: when check() last returned
+        self.shrinking = False  # Hypothesis has a failing example and shrinks it
         self.info = store.kernel_info
         self.abi = Abi.from_kernel_info(self.info)
         self.store = store
@@ -152,7 +335,6 @@ class Fuzzer:
         self.shared = shared
         self.deadline = deadline
         self.should_stop = should_stop
-        self.stats = Stats(revision=revision_of(self.info))
         self.replayed: set[str] = set()  # shared programs this worker replayed (key and program)
         self.settled: set[str] = set()  # keys recorded before this round: they no longer fail
         self.found: set[str] = set()  # keys this worker confirmed
@@ -174,6 +356,7 @@ class Fuzzer:
             self.check(program)
 
         def run() -> None:
+            self.shrinking, self.last_check_end = False, time.monotonic()
             try:
                 explore()
             except FindingError:
@@ -181,8 +364,30 @@ class Fuzzer:
             except BaseExceptionGroup as group:  # several findings shrunk in one round
                 if group.subgroup(lambda e: not isinstance(e, (FindingError, BaseExceptionGroup))):
                     raise
+            finally:
+                self.hypothesis_time()
+                self.last_check_end = None
 
         self.in_round(run)
+
+    def hypothesis_time(self) -> None:
+        """Charge the time since check() last returned to Hypothesis: drawing the next program,
+        or shrinking once it holds a failing one."""
+        if self.last_check_end is not None:
+            self.profile.add("shrink" if self.shrinking else "generate", time.monotonic() - self.last_check_end)
+            self.last_check_end = time.monotonic()
+
+    @contextlib.contextmanager
+    def doing(self, activity: str):
+        """Charge the runs and oracles inside to `activity` (main, confirm, shrink), unless an
+        outer activity already claims them: confirming a smaller program is part of shrinking."""
+        before = self.target.activity
+        if before == "main":
+            self.target.activity = activity
+        try:
+            yield
+        finally:
+            self.target.activity = before
 
     def run_spec_programs(self, programs: list[Program]) -> None:
         """Judge each of the spec's programs as a generated one, then minimise what they found."""
@@ -257,6 +462,10 @@ class Fuzzer:
 
         Hypothesis shrinks what it drew; this also takes apart the multi-op steps it drew whole.
         """
+        with self.doing("shrink"):
+            self.minimise_ops(key)
+
+    def minimise_ops(self, key: str) -> None:
         program = self.store.program(key)
         improved = True
         while improved:
@@ -271,6 +480,18 @@ class Fuzzer:
                     break
 
     def check(self, program: Program) -> None:
+        self.hypothesis_time()
+        try:
+            with self.doing("shrink" if self.shrinking else "main"):
+                self.check_one(program)
+        except FindingError:
+            self.shrinking = self.last_check_end is not None  # Hypothesis shrinks what failed
+            raise
+        finally:
+            if self.last_check_end is not None:
+                self.last_check_end = time.monotonic()
+
+    def check_one(self, program: Program) -> None:
         if self.should_stop() or time.monotonic() > self.deadline:
             raise BudgetSpent
         verdict = self.judge(program)
@@ -314,13 +535,18 @@ class Fuzzer:
         """Record `program` for the violation's key if it is smaller than the recorded one and
         fails again: a smaller program that fails only now and then is no reproducer."""
         key = violation.key
-        if not self.store.is_smaller(key, program) or not self.confirmed(program, key, fresh=False):
+        if not self.store.is_smaller(key, program):
             return False
+        with self.doing("shrink"):
+            if not self.confirmed(program, key, fresh=False):
+                return False
         if key not in self.replaced and self.store.known(key):
             self.replaced[key] = self.store.snapshot(key)
         return self.store.record(violation, program, self.console(verdict))
 
     def judge(self, program: Program) -> Verdict | None:
+        started, runs_before = time.monotonic(), self.target.run_s
+        self.target.runs_in_judge = 0
         try:
             verdict = judge(self.target, program, self.abi, self.info)
         except ExecutorError as err:
@@ -328,6 +554,9 @@ class Fuzzer:
             with open(self.store.root / "executor-errors.log", "a", encoding="utf-8") as log:
                 log.write(f"{err}\n  program: {json.dumps(program.to_json())}\n")
             return None
+        finally:
+            oracles = time.monotonic() - started - (self.target.run_s - runs_before)
+            self.profile.add("judge" if self.target.activity == "main" else self.target.activity, oracles)
         self.stats.programs += 1 + (verdict.twin_result is not None)
         self.stats.reached |= verdict.reached
         return verdict
@@ -340,13 +569,20 @@ class Fuzzer:
         guest, so smaller programs found while shrinking are checked that way once per round.
         The last run's verdict if it came back each time, else None."""
         again = None
-        for _ in range(CONFIRM_RUNS):
-            if fresh and self.target.tainted:
-                self.target.restart()
-            again = self.judge(confirmation_program(program))
-            if again is None or not any(v.key == key for v in again.violations):
-                return None
+        with self.doing("confirm"):
+            for _ in range(CONFIRM_RUNS):
+                if fresh and self.target.tainted:
+                    self.target.restart()
+                again = self.judge(confirmation_program(program))
+                if again is None or not any(v.key == key for v in again.violations):
+                    return None
         return again
+
+    def report(self, reports, worker: int) -> None:
+        """Send the worker's totals, and its profile up to now, to the campaign."""
+        self.hypothesis_time()
+        self.profile.settle(time.monotonic() - self.profile_started)
+        reports.put((worker, self.stats))
 
     @staticmethod
     def console(verdict: Verdict) -> str:
@@ -382,6 +618,9 @@ class CampaignConfig:
     cover: bool = False  # run programs with KCOV, steer by the series' lines reached (fuzz.cover)
     cover_reached: dict = field(default_factory=dict)  # series lines reached before the campaign, and by what
     cover_fraction: float | None = None  # stop once this fraction of the series' reachable lines is reached
+    profile: bool = False  # print where the campaign's wall time went (totals have it either way)
+    batch_twins: bool = BATCH_TWINS  # a program and its sendfile64 twin in one request
+    spares: int | None = None  # spare TCP pairs per kind the executor connects while idle (None: its default)
 
     @property
     def findings_dir(self) -> Path:
@@ -415,7 +654,8 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started:
         if config.cover:
             tgt, corpus = covering(tgt, config)
         fuzzer = Fuzzer(tgt, store, example_database(config.database_dir, shared), deadline,
-                        should_stop=stop.is_set, shared=shared)
+                        should_stop=stop.is_set, shared=shared, batch_twins=config.batch_twins,
+                        spares=config.spares)
         fuzzer.started = started
         last = time.monotonic()
         round_number = 0
@@ -429,12 +669,12 @@ def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started:
                 fuzzer.run_round(round_seed(config.seed, config.shard, worker, round_number))
                 round_number += 1
                 if time.monotonic() - last > PROGRESS_INTERVAL_S:
-                    reports.put((worker, fuzzer.stats))
+                    fuzzer.report(reports, worker)
                     last = time.monotonic()
         except BudgetSpent:
             pass
         finally:
-            reports.put((worker, fuzzer.stats))
+            fuzzer.report(reports, worker)
 
 
 def covering(tgt: Target, config: CampaignConfig) -> tuple[Target, list[Program]]:
@@ -513,6 +753,8 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
             signal.signal(sig, handler)
         drain_reports(reports, latest)
     totals = progress.show(time.monotonic() - start, latest, final=True)
+    if config.profile and "profile" in totals:
+        print(Profile.from_json(totals["profile"]).format(), file=out, flush=True)
     if stopped_by:
         signal.raise_signal(stopped_by[0])  # KeyboardInterrupt, or the end SIGTERM means
     failed = [p.exitcode for p in procs if p.exitcode]
@@ -572,6 +814,8 @@ class Progress:
             "executor_errors": sum(s.executor_errors for s in latest.values()),
             "unconfirmed": sum(s.unconfirmed for s in latest.values()),
         }
+        if latest:
+            totals["profile"] = Profile.combine([s.profile for s in latest.values()]).to_json()
         line = (f"[{int(elapsed) // 3600}:{int(elapsed) // 60 % 60:02}:{int(elapsed) % 60:02}] "
                 f"{totals['programs']} programs, {totals['programs_per_s']:.1f}/s, {totals['findings']} findings, "
                 f"{totals['clauses_reached']} clauses reached")

@@ -23,7 +23,8 @@ def cmd_fuzz(args) -> int:
                             seed=args.seed, findings=Path(args.findings) if args.findings else None,
                             spec_programs=args.spec_programs, shard=parse_shard(args.shard),
                             database=parse_database_url(args.database) if args.database else None,
-                            cover=args.cover)
+                            cover=args.cover,
+                            profile=args.profile)
     totals = run_campaign(config)
     print(f"findings in {config.findings_dir}: {totals['findings']}", file=sys.stderr)
     if args.cover:
@@ -99,6 +100,8 @@ def register(sub) -> None:
     fuzz.add_argument("--database", default=database, help=DATABASE_HELP)
     fuzz.add_argument("--shard", default="0/1", help="I/N: this machine's part of the spec programs and seeds, "
                       "one of N machines (default 0/1)")
+    fuzz.add_argument("--profile", action="store_true", help="say at the end where the campaign's wall time "
+                      "went: generate, send, execute in the guest, judge, twin, confirm, shrink, restart")
     fuzz.set_defaults(func=cmd_fuzz)
 
     repro = sub.add_parser("repro", help="replay findings; exit 1 if any still fails, 0 if all are fixed")

@@ -18,9 +18,11 @@ from conformance.spec import CLAUSES
 from fuzz.abi import Abi
 from fuzz.campaign import (
     EXIT_GRACE_S,
+    PROFILE_PARTS,
     STOP_GRACE_S,
     CampaignConfig,
     Fuzzer,
+    Profile,
     parse_budget,
     parse_shard,
     round_seed,
@@ -280,3 +282,42 @@ def test_a_stopped_campaign_stops_its_workers_first(tmp_path, executor, sig, sta
     gone, alive = psutil.wait_procs(family, timeout=1)
     assert not alive, [p.pid for p in alive]
     assert finding_documents(tmp_path / "findings")[SEEDED.key] == seeded[SEEDED.key]
+
+
+# --- where a campaign's time goes (`zcfuzz fuzz --profile`) -------------------------------------
+
+
+def test_the_profile_accounts_for_the_campaigns_wall_time(tmp_path):
+    config = CampaignConfig(target="host", budget_s=6, workers=1, seed=1, findings=tmp_path, profile=True,
+                            spec_programs=False)
+    out = io.StringIO()
+    totals = run_campaign(config, out=out)
+    profile = totals["profile"]
+    assert set(profile["seconds"]) == set(PROFILE_PARTS)
+    assert sum(profile["share"].values()) == pytest.approx(1, abs=0.01)
+    assert profile["seconds"]["execute"] > 0 and profile["seconds"]["send"] > 0 and profile["seconds"]["generate"] > 0
+    assert profile["programs"] > 0 and set(profile["execute_phases_s"]) == {"build", "ops", "final", "teardown"}
+    assert sum(profile["execute_phases_s"].values()) == pytest.approx(profile["seconds"]["execute"], rel=0.05)
+    printed = [line for line in out.getvalue().splitlines() if line.startswith("profile:")]
+    assert all(part in printed[0] for part in PROFILE_PARTS) and "build" in printed[1]
+
+
+def test_profiles_of_workers_add_up():
+    one, two = Profile(), Profile()
+    one.add("execute", 2.0)
+    two.add("generate", 1.0)
+    one.settle(4.0)
+    two.settle(2.0)
+    total = Profile.combine([one, two])
+    assert total.wall_s == 6.0 and total.seconds["other"] == 3.0
+    assert Profile.from_json(total.to_json()).shares() == total.shares()
+    assert total.shares()["execute"] == pytest.approx(2 / 6, abs=0.001)
+
+
+def test_zcfuzz_fuzz_profile_prints_where_the_time_went(tmp_path, executor):
+    done = subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), "fuzz", "--target", "host", "--budget", "4s",
+                           "--findings", str(tmp_path), "--profile"], capture_output=True, text=True, cwd=ROOT, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stderr.splitlines() if line.startswith("profile: generate"))
+    assert "execute" in line and "twin" in line and "restart" in line
