@@ -29,15 +29,15 @@ from fuzz.abi import MSG_ZEROCOPY, Abi
 from fuzz.findings import finding_files
 from vm import kbuild
 from vm.errors import UserError
-from vm.program import ExecutorError, Program
-from vm.target import KernelCrash, Target, open_target
+from vm.program import Program
+from vm.target import KernelCrash, Target, executor_request, open_target
 
 C_LOOP_BYTES = 512  # what each C-loop workload moves per call (zcexec.c C_LOOP_BYTES)
+SPARES_DEFAULT = 2  # spare pairs per kind a guest's executor keeps unless told otherwise (zcexec.c)
 CRASH_PROGRAM = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "BUG"}]})
 WARNING_PROGRAM = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "WARNING"}]})
 ROUNDS = 3  # program and C loop alternate this many times per workload; the median counts
 PINGS = 200
-REQUEST_TIMEOUT_S = 300.0
 FINDINGS_POLL_S = 0.2
 TOUCHED_FILE = "fs/splice.c"
 READY_LINE = "zcfuzz-executor ready"
@@ -53,11 +53,13 @@ TARGETS = {
     "time_to_find_median_s": ("<=", 30.0),
     "time_to_find_generated_max_s": ("<=", 600.0),
     "time_to_find_generated_median_s": ("<=", 30.0),
+    "campaign_programs_per_s": (">=", 150.0),
 }
 GUEST_FIGURES = ("boot_s_median", "cold_boot_s_median", "reboot_after_first_crash_s", "reboot_after_crash_s",
                  "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "time_split",
                  "nic_programs_per_s", "round_trip_ms", "time_to_find_s",
-                 "time_to_find_generated_s", "time_to_kill_s")
+                 "time_to_find_generated_s", "time_to_kill_s", "switches", "campaign_programs_per_s",
+                 "campaign_profile", "campaign_switches", "time_to_90pct_series_lines")
 
 
 # --- the representative programs and their C loops ---------------------------------------------
@@ -200,25 +202,6 @@ def format_table(figures: dict) -> str:
 # --- measurements in the guest --------------------------------------------------------------------
 
 
-def executor_request(target: Target, line: str) -> dict:
-    """A request other than a program (`ping`, `c-loop`), answered as JSON."""
-    from vm.host import HostTarget
-
-    if isinstance(target, HostTarget):
-        answer = target.request(line, REQUEST_TIMEOUT_S)
-    else:
-        guest = target.boot()
-        guest.send(line.encode() + b"\n")
-        raw = guest.read_line(time.monotonic() + REQUEST_TIMEOUT_S)
-        if raw is None:
-            raise ExecutorError(f"no answer to {line!r}: the guest died")
-        answer = raw.decode(errors="replace")
-    reply = json.loads(answer)
-    if "error" in reply:
-        raise ExecutorError(f"executor: {reply['error']} (request {line!r})")
-    return reply
-
-
 def round_trip_ms(target: Target, pings: int = PINGS) -> float:
     """Median host -> executor -> host time of a request that does nothing."""
     times = []
@@ -299,6 +282,84 @@ def nic_figures(target: Target, seconds: float, programs_per_s: dict) -> dict:
     figures = {name: round(rate, 2) for name, rate in rates.items()}
     figures.update(nic_mix=mix_rate(list(rates.values())), all_mix=mix_rate([*rates.values(), *measured]))
     return {"nic_programs_per_s": figures}
+
+
+SWITCH_ROUNDS = 4  # each switch alternates on and off this many times; the median of each counts
+BATCH = 8  # programs per request with batching on
+
+
+def batch_rate(target: Target, program: Program, seconds: float) -> float:
+    """Programs per second sent BATCH to a request (`Target.run_many`), each still run alone."""
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        outcomes = target.run_many([program] * BATCH)
+        bad = [o for o in outcomes if not hasattr(o, "ops")]
+        if bad:
+            raise UserError(f"bench program {program.dumps()} failed in a batch: {bad[0]}")
+        count += len(outcomes)
+    return count / (time.perf_counter() - started)
+
+
+def switch_figures(target: Target, seconds: float) -> dict:
+    """Each speed-up that can be switched, on and off in alternating rounds on the same guest:
+    `batch` (BATCH sendfile64 programs per request, against one per request) and `spares`
+    (the ZC sendfile2 program, or a MSG_ZEROCOPY one on a kernel without it, with the executor
+    connecting spare pairs while idle, against none: `spares 0`)."""
+    info = target.kernel_info()
+    programs = representative_programs(info)
+    zerocopy = programs["sendfile2_zc"]
+    if isinstance(zerocopy, str):
+        zerocopy = Program.from_json({"fds": [{"name": "s", "kind": "tcp4", "zerocopy": True}], "ops": [
+            {"op": "sendmsg", "fd": "s", "len": C_LOOP_BYTES, "flags": MSG_ZEROCOPY},
+            {"op": "peer_read", "fd": "s", "max": 65536}, {"op": "drain", "fd": "s"}]})
+    rounds = {name: {"on": [], "off": []} for name in ("batch", "spares")}
+    each = seconds / SWITCH_ROUNDS / 2
+    try:
+        for i in range(SWITCH_ROUNDS):
+            for on in ((True, False) if i % 2 == 0 else (False, True)):
+                state = "on" if on else "off"
+                rounds["batch"][state].append(batch_rate(target, programs["sendfile64"], each) if on
+                                              else program_rate(target, programs["sendfile64"], each)[0])
+                executor_request(target, f"spares {SPARES_DEFAULT if on else 0}")
+                rounds["spares"][state].append(program_rate(target, zerocopy, each)[0])
+    finally:  # back to the executor's own default: spares in a guest, none on the host
+        executor_request(target, f"spares {SPARES_DEFAULT if target.name.startswith('vm:') else 0}")
+    return {"switches": {name: {state: round(statistics.median(rates), 1) for state, rates in states.items()}
+                         for name, states in rounds.items()}}
+
+
+def campaign_figures(rev: str, budget_s: float, seed: int) -> dict:
+    """A fixed-seed campaign on REV as `zcfuzz fuzz` runs it (spec programs first): programs per
+    second (a program's sendfile64 twin counts, as the progress line counts it) and where its
+    time went; then the same campaign with each campaign-side speed-up off."""
+    from fuzz.campaign import CampaignConfig, run_campaign
+
+    if kbuild.cached_build(rev) is None:
+        return {"campaign_programs_per_s": f"not measured: {rev} not built"}
+    runs = {"on": {}, "batch_twins_off": {"batch_twins": False}, "spares_off": {"spares": 0}}
+    totals = {}
+    for name, options in runs.items():
+        with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-campaign-") as folder:
+            config = CampaignConfig(target=f"vm:{rev}", budget_s=budget_s, seed=seed, findings=Path(folder),
+                                    target_options={"build": False}, **options)
+            totals[name] = run_campaign(config, out=sys.stderr)
+    rates = {name: round(t["programs_per_s"], 2) for name, t in totals.items()}
+    return {"campaign_programs_per_s": rates["on"], "campaign_profile": totals["on"].get("profile", {}),
+            "campaign_switches": {"batch_twins": {"on": rates["on"], "off": rates["batch_twins_off"]},
+                                  "spares": {"on": rates["on"], "off": rates["spares_off"]}}}
+
+
+def coverage_figure(rev: str, budget_s: float, seed: int) -> dict:
+    """Seconds until a campaign with coverage reached 90% of the series' reachable lines."""
+    if budget_s <= 0:
+        return {"time_to_90pct_series_lines": "not measured: --cover-budget 0"}
+    if kbuild.cached_build(rev) is None:
+        return {"time_to_90pct_series_lines": f"not measured: {rev} not built"}
+    from fuzz.cover import time_to_cover
+
+    with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-cover-") as folder:
+        return {"time_to_90pct_series_lines": time_to_cover(rev, budget_s, fraction=0.9, seed=seed,
+                                                            findings=Path(folder))}
 
 
 def boot_figures(target, boots: int) -> dict:
@@ -540,15 +601,24 @@ def run_bench(args, progress=print) -> dict:
         figures.update(program_figures(target, args.seconds))
         progress("bench: programs across the NIC")
         figures.update(nic_figures(target, args.seconds / ROUNDS, figures["programs_per_s"]))
+        progress("bench: each speed-up on and off")
+        figures.update(switch_figures(target, args.seconds))
         if args.target.startswith("vm:"):
             target.close()
             progress("bench: a boot with initcall_debug")
             figures.update(initcall_figures(target))
     progress("bench: Hypothesis generation")
     figures["hypothesis_ms_per_example"] = hypothesis_ms_per_example(info, args.examples)
-    progress(f"bench: time to find on {args.find_rev} ({args.find_budget})")
     from fuzz.campaign import parse_budget
 
+    if args.target.startswith("vm:"):
+        rev = args.target[3:]
+        progress(f"bench: campaign programs per second on {rev} ({args.campaign_budget} each, speed-ups on, then each off)")
+        figures.update(campaign_figures(rev, parse_budget(args.campaign_budget), args.find_seed))
+        progress(f"bench: time to 90% of the series' lines on {rev} (at most {args.cover_budget})")
+        cover_budget = 0.0 if args.cover_budget in ("0", "0s") else parse_budget(args.cover_budget)
+        figures.update(coverage_figure(rev, cover_budget, args.find_seed))
+    progress(f"bench: time to find on {args.find_rev} ({args.find_budget})")
     find_budget = parse_budget(args.find_budget)
     figures.update(time_to_find(args.find_rev, find_budget, args.find_seed))
     progress(f"bench: time to find on {args.find_rev} by generation alone ({args.find_budget})")
@@ -573,8 +643,10 @@ def cmd_bench(args) -> int:
     if args.boots < 1 or args.seconds <= 0 or args.examples < 2:
         raise UserError("--boots must be at least 1, --seconds positive and --examples at least 2")
     # What would stop the run late stops it now: a bad budget, no mutants, an unwritable report.
-    for budget in (args.find_budget, args.kill_budget):
+    for budget in (args.find_budget, args.kill_budget, args.campaign_budget):
         parse_budget(budget)
+    if args.cover_budget not in ("0", "0s"):
+        parse_budget(args.cover_budget)
     load_mutants(args.mutants)
     write_report(args.json, "")
     figures = run_bench(args, progress=lambda line: print(line, file=sys.stderr))
@@ -599,5 +671,9 @@ def register(sub) -> None:
     bench.add_argument("--mutants", default=kbuild.PATCHES_DIR / "mutants", type=Path, metavar="DIR",
                        help="folder of mutant patches (default kernel-patches/mutants)")
     bench.add_argument("--kill-budget", default="1m", help="campaign budget per mutant (default 1m)")
+    bench.add_argument("--campaign-budget", default="1m",
+                       help="each campaign of campaign_programs_per_s and its speed-ups off (default 1m)")
+    bench.add_argument("--cover-budget", default="5m",
+                       help="budget of time_to_90pct_series_lines; 0 skips it (default 5m)")
     bench.add_argument("--touch", default=TOUCHED_FILE, help=f"file of the one-file rebuild (default {TOUCHED_FILE})")
     bench.set_defaults(func=cmd_bench)

@@ -87,6 +87,8 @@ def test_finding_times_median_and_worst():
     ("ratio_to_c_loop", {"a": 0.7, "c": "n/a"}, "met"),
     ("time_to_find_max_s", "no finding", ""),
     ("round_trip_ms", 0.2, ""),
+    ("campaign_programs_per_s", 57.7, "not met"),
+    ("campaign_programs_per_s", 151.0, "met"),
 ])
 def test_target_verdict(figure, value, verdict):
     assert bench.target_verdict(figure, value) == verdict
@@ -103,6 +105,10 @@ def test_table_marks_guest_figures_taken_under_tcg():
 
 def test_hypothesis_figure_is_a_positive_time():
     assert bench.hypothesis_ms_per_example(V2_INFO, 5) > 0
+
+
+def test_coverage_figure_is_skipped_without_a_budget():
+    assert bench.coverage_figure("v2", 0, 0) == {"time_to_90pct_series_lines": "not measured: --cover-budget 0"}
 
 
 def test_time_to_find_says_when_the_revision_is_not_built(monkeypatch):
@@ -147,7 +153,7 @@ def test_program_figures_on_the_host(host):
 
 FIGURES = ("boot_s_median", "cold_boot_s_median", "reboot_after_first_crash_s", "reboot_after_crash_s",
            "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "nic_programs_per_s",
-           "round_trip_ms",
+           "round_trip_ms", "switches", "campaign_programs_per_s",
            "hypothesis_ms_per_example", "time_to_find_s", "time_to_find_generated_s", "time_to_kill_s", "build_cache_hit_s", "build_one_file_s", "host_peak_rss_mb", "children_peak_rss_mb")
 
 
@@ -173,7 +179,7 @@ def test_reduced_bench_on_a_guest(tmp_path):
     out = tmp_path / "bench.json"
     args = parser.parse_args(["bench", "--target", "vm:v2", "--json", str(out), "--boots", "2", "--seconds", "1.5",
                               "--examples", "20", "--find-budget", "45s", "--mutants", str(mutants),
-                              "--kill-budget", "45s"])
+                              "--kill-budget", "45s", "--campaign-budget", "20s", "--cover-budget", "0"])
     assert args.func(args) == 0
     figures = json.loads(out.read_text())
     assert figures["accel"] in ("tcg", "kvm") and figures["kernel"]["revision"] == "v2"
@@ -183,6 +189,10 @@ def test_reduced_bench_on_a_guest(tmp_path):
     assert set(figures["nic_programs_per_s"]) == {"nic_send", "nic_hold_release", "nic_mix", "all_mix"}
     assert isinstance(figures["time_to_find_s"], dict)  # rfc-v1 was there to measure it on
     assert set(figures["time_to_kill_s"]) == {"0001-sendfile2-signed-flags"}
+    assert set(figures["switches"]) == {"batch", "spares"}
+    assert set(figures["campaign_switches"]) == {"batch_twins", "spares"}
+    assert sum(figures["campaign_profile"]["share"].values()) == pytest.approx(1, abs=0.01)
+    assert figures["time_to_90pct_series_lines"] == "not measured: --cover-budget 0"
 
 
 @pytest.mark.vm
@@ -200,7 +210,9 @@ def test_nic_figures_on_a_guest():
     (["--mutants", "/nonexistent"], ["no *.patch", "/nonexistent"]),
     (["--json", "/nonexistent/bench.json"], ["cannot write", "/nonexistent/bench.json"]),
     (["--kill-budget", "soon"], ["bad budget", "soon"]),
-], ids=["no-mutants", "unwritable-json", "bad-budget"])
+    (["--campaign-budget", "1 minute"], ["bad budget", "1 minute"]),
+    (["--cover-budget", "soonish"], ["bad budget", "soonish"]),
+], ids=["no-mutants", "unwritable-json", "bad-budget", "bad-campaign-budget", "bad-cover-budget"])
 def test_what_would_stop_a_bench_late_stops_it_at_once(args, words):
     from tests.test_gate import assert_one_line_error, zcfuzz
 
