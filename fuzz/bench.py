@@ -49,6 +49,7 @@ TARGETS = {
     "boot_s_median": ("<=", 1.5),
     "reboot_after_crash_s": ("<=", 3.0),
     "ratio_to_c_loop": (">=", 0.5),
+    "ratio_to_c_loop_batched": (">=", 0.5),
     "time_to_find_max_s": ("<=", 600.0),
     "time_to_find_median_s": ("<=", 30.0),
     "time_to_find_generated_max_s": ("<=", 600.0),
@@ -57,6 +58,7 @@ TARGETS = {
 }
 GUEST_FIGURES = ("boot_s_median", "cold_boot_s_median", "reboot_after_first_crash_s", "reboot_after_crash_s",
                  "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "time_split",
+                 "programs_per_s_batched", "ratio_to_c_loop_batched",
                  "nic_programs_per_s", "round_trip_ms", "time_to_find_s",
                  "time_to_find_generated_s", "time_to_kill_s", "switches", "campaign_programs_per_s",
                  "campaign_profile", "campaign_switches", "time_to_90pct_series_lines")
@@ -244,26 +246,47 @@ def c_loop_rate(target: Target, name: str, info: dict, seconds: float) -> float:
     return executor_request(target, c_loop_request(name, info, iterations))["c_loop"]["per_sec"]
 
 
+SPEEDUPS_OFF = {"batch_twins": False, "spares": 0}  # a campaign as it ran before either
+SWITCH_ROUNDS = 4  # each switch alternates on and off this many times; the median of each counts
+BATCH = 8  # programs per request with batching on
+
+
+def batch_rate(target: Target, program: Program, seconds: float) -> float:
+    """Programs per second sent BATCH to a request (`Target.run_many`), each still run alone."""
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        outcomes = target.run_many([program] * BATCH)
+        bad = [o for o in outcomes if not hasattr(o, "ops")]
+        if bad:
+            raise UserError(f"bench program {program.dumps()} failed in a batch: {bad[0]}")
+        count += len(outcomes)
+    return count / (time.perf_counter() - started)
+
+
 def program_figures(target: Target, seconds: float) -> dict:
-    """programs_per_s, c_loop_per_s, ratio_to_c_loop and time_split, one entry per program."""
+    """programs_per_s (one program per request), programs_per_s_batched (BATCH per request),
+    c_loop_per_s, the ratio of each to the C loop, and time_split, one entry per program."""
     info = target.kernel_info()
-    programs_per_s, c_loop_per_s, time_split = {}, {}, {}
+    programs_per_s, batched_per_s, c_loop_per_s, time_split = {}, {}, {}, {}
     for name, program in representative_programs(info).items():
         if isinstance(program, str):
-            programs_per_s[name] = c_loop_per_s[name] = time_split[name] = program
+            programs_per_s[name] = batched_per_s[name] = c_loop_per_s[name] = time_split[name] = program
             continue
-        rates, loops, splits = [], [], []
+        rates, batched, loops, splits = [], [], [], []
         for _ in range(ROUNDS):
             rate, split = program_rate(target, program, seconds / ROUNDS)
             rates.append(rate)
             splits.append(split)
+            batched.append(batch_rate(target, program, seconds / ROUNDS))
             loops.append(c_loop_rate(target, name, info, seconds / ROUNDS))
         programs_per_s[name] = round(statistics.median(rates), 1)
+        batched_per_s[name] = round(statistics.median(batched), 1)
         c_loop_per_s[name] = round(statistics.median(loops), 1)
         median_round = rates.index(statistics.median_low(rates))  # its split adds up to 1
         time_split[name] = {part: round(share, 3) for part, share in splits[median_round].items()}
-    return {"programs_per_s": programs_per_s, "c_loop_per_s": c_loop_per_s,
-            "ratio_to_c_loop": ratios(programs_per_s, c_loop_per_s), "time_split": time_split}
+    return {"programs_per_s": programs_per_s, "programs_per_s_batched": batched_per_s, "c_loop_per_s": c_loop_per_s,
+            "ratio_to_c_loop": ratios(programs_per_s, c_loop_per_s),
+            "ratio_to_c_loop_batched": ratios(batched_per_s, c_loop_per_s), "time_split": time_split}
 
 
 def mix_rate(rates: list) -> float:
@@ -282,22 +305,6 @@ def nic_figures(target: Target, seconds: float, programs_per_s: dict) -> dict:
     figures = {name: round(rate, 2) for name, rate in rates.items()}
     figures.update(nic_mix=mix_rate(list(rates.values())), all_mix=mix_rate([*rates.values(), *measured]))
     return {"nic_programs_per_s": figures}
-
-
-SWITCH_ROUNDS = 4  # each switch alternates on and off this many times; the median of each counts
-BATCH = 8  # programs per request with batching on
-
-
-def batch_rate(target: Target, program: Program, seconds: float) -> float:
-    """Programs per second sent BATCH to a request (`Target.run_many`), each still run alone."""
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        outcomes = target.run_many([program] * BATCH)
-        bad = [o for o in outcomes if not hasattr(o, "ops")]
-        if bad:
-            raise UserError(f"bench program {program.dumps()} failed in a batch: {bad[0]}")
-        count += len(outcomes)
-    return count / (time.perf_counter() - started)
 
 
 def switch_figures(target: Target, seconds: float) -> dict:
@@ -336,7 +343,7 @@ def campaign_figures(rev: str, budget_s: float, seed: int) -> dict:
 
     if kbuild.cached_build(rev) is None:
         return {"campaign_programs_per_s": f"not measured: {rev} not built"}
-    runs = {"on": {}, "batch_twins_off": {"batch_twins": False}, "spares_off": {"spares": 0}}
+    runs = {"on": {}, "batch_twins_off": {"batch_twins": False}, "spares_off": {"spares": 0}, "all_off": SPEEDUPS_OFF}
     totals = {}
     for name, options in runs.items():
         with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-campaign-") as folder:
@@ -346,7 +353,8 @@ def campaign_figures(rev: str, budget_s: float, seed: int) -> dict:
     rates = {name: round(t["programs_per_s"], 2) for name, t in totals.items()}
     return {"campaign_programs_per_s": rates["on"], "campaign_profile": totals["on"].get("profile", {}),
             "campaign_switches": {"batch_twins": {"on": rates["on"], "off": rates["batch_twins_off"]},
-                                  "spares": {"on": rates["on"], "off": rates["spares_off"]}}}
+                                  "spares": {"on": rates["on"], "off": rates["spares_off"]},
+                                  "all": {"on": rates["on"], "off": rates["all_off"]}}}
 
 
 def coverage_figure(rev: str, budget_s: float, seed: int) -> dict:
@@ -456,15 +464,15 @@ def watch_findings(folder: Path, started: float, first_seen: dict[str, float], s
 
 
 def campaign_finding_times(target_spec: str, budget_s: float, seed: int, folder: Path,
-                           spec_programs: bool = True, until_first: bool = False) -> dict[str, float]:
+                           spec_programs: bool = True, until_first: bool = False, **options) -> dict[str, float]:
     """A campaign with a fixed seed from an empty database in `folder`: seconds from its start to
-    each finding, by title."""
+    each finding, by title. `options` are more CampaignConfig fields (the speed-ups off)."""
     from fuzz.campaign import CampaignConfig, run_campaign
 
     first_seen: dict[str, float] = {}
     config = CampaignConfig(target=target_spec, budget_s=budget_s, seed=seed, findings=folder,
                             spec_programs=spec_programs, until_first_finding=until_first,
-                            target_options={"build": False})
+                            target_options={"build": False}, **options)
     stop = threading.Event()
     watcher = threading.Thread(target=watch_findings, args=(folder, time.monotonic(), first_seen, stop))
     watcher.start()
@@ -476,16 +484,17 @@ def campaign_finding_times(target_spec: str, budget_s: float, seed: int, folder:
     return dict(sorted(first_seen.items(), key=lambda item: item[1]))
 
 
-def time_to_find(rev: str, budget_s: float, seed: int, spec_programs: bool = True) -> dict:
+def time_to_find(rev: str, budget_s: float, seed: int, spec_programs: bool = True, suffix: str | None = None,
+                 **options) -> dict:
     """Seconds to each finding of a campaign on REV from an empty database, as `zcfuzz fuzz`
     runs it (the spec's programs first) or, without spec_programs, by generation alone (the
-    figures' names then end in _generated)."""
-    suffix = "" if spec_programs else "_generated"
+    figures' names then end in _generated, or in `suffix`). `options` go to the campaign."""
+    suffix = suffix if suffix is not None else "" if spec_programs else "_generated"
     if kbuild.cached_build(rev) is None:
         reason = f"not measured: {rev} not built"
         return {f"time_to_find{suffix}_s": reason, **finding_times({}, suffix, reason)}
     with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-") as folder:
-        first_seen = campaign_finding_times(f"vm:{rev}", budget_s, seed, Path(folder), spec_programs)
+        first_seen = campaign_finding_times(f"vm:{rev}", budget_s, seed, Path(folder), spec_programs, **options)
     return {f"time_to_find{suffix}_s": first_seen, **finding_times(first_seen, suffix)}
 
 
@@ -623,6 +632,8 @@ def run_bench(args, progress=print) -> dict:
     figures.update(time_to_find(args.find_rev, find_budget, args.find_seed))
     progress(f"bench: time to find on {args.find_rev} by generation alone ({args.find_budget})")
     figures.update(time_to_find(args.find_rev, find_budget, args.find_seed, spec_programs=False))
+    progress(f"bench: time to find on {args.find_rev} with the speed-ups off ({args.find_budget})")
+    figures.update(time_to_find(args.find_rev, find_budget, args.find_seed, suffix="_speedups_off", **SPEEDUPS_OFF))
     progress(f"bench: time to kill each mutant of {args.mutant_rev} (at most {args.kill_budget} each)")
     figures.update(mutant_kill_times(args.mutant_rev, args.mutants, parse_budget(args.kill_budget), args.find_seed))
     if args.target.startswith("vm:"):

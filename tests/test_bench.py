@@ -153,7 +153,7 @@ def test_program_figures_on_the_host(host):
 
 FIGURES = ("boot_s_median", "cold_boot_s_median", "reboot_after_first_crash_s", "reboot_after_crash_s",
            "next_program_after_warning_s", "programs_per_s", "c_loop_per_s", "ratio_to_c_loop", "nic_programs_per_s",
-           "round_trip_ms", "switches", "campaign_programs_per_s",
+           "round_trip_ms", "switches", "campaign_programs_per_s", "programs_per_s_batched", "ratio_to_c_loop_batched",
            "hypothesis_ms_per_example", "time_to_find_s", "time_to_find_generated_s", "time_to_kill_s", "build_cache_hit_s", "build_one_file_s", "host_peak_rss_mb", "children_peak_rss_mb")
 
 
@@ -190,7 +190,8 @@ def test_reduced_bench_on_a_guest(tmp_path):
     assert isinstance(figures["time_to_find_s"], dict)  # rfc-v1 was there to measure it on
     assert set(figures["time_to_kill_s"]) == {"0001-sendfile2-signed-flags"}
     assert set(figures["switches"]) == {"batch", "spares"}
-    assert set(figures["campaign_switches"]) == {"batch_twins", "spares"}
+    assert set(figures["campaign_switches"]) == {"batch_twins", "spares", "all"}
+    assert isinstance(figures["time_to_find_speedups_off_s"], dict)
     assert sum(figures["campaign_profile"]["share"].values()) == pytest.approx(1, abs=0.01)
     assert figures["time_to_90pct_series_lines"] == "not measured: --cover-budget 0"
 
