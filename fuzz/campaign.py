@@ -192,10 +192,10 @@ class Profile:
                 for part, seconds in self.seconds.items()}
 
     def to_json(self) -> dict:
-        return {"wall_s": round(self.wall_s, 2), "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+        return {"wall_s": round(self.wall_s, 3), "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
                 "share": self.shares(), "programs": self.programs,
-                "execute_phases_s": {k: round(v, 2) for k, v in self.phases.items()},
-                "execute_ops_s": {k: round(v, 2) for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])}}
+                "execute_phases_s": {k: round(v, 3) for k, v in self.phases.items()},
+                "execute_ops_s": {k: round(v, 3) for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])}}
 
     def format(self) -> str:
         share = self.shares()
@@ -229,6 +229,8 @@ class ProfiledTarget(WrappedTarget):
         self.pending: tuple[Program, object] | None = None  # a twin run ahead, and its outcome
 
     def __getattr__(self, name):  # what a wrapped target has beyond Target's (coverage, last_new)
+        if name == "inner":
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def restart(self) -> None:
@@ -247,11 +249,11 @@ class ProfiledTarget(WrappedTarget):
         if pending is not None and pending[1] is not None and pending[0] == program:
             return outcome_result(pending[1])  # its time was charged with its program's
         twin = parity_twin(program, self.abi) if self.batch_twins and not twin_run and self.abi else None
-        self.tell_spares()
         boots = getattr(self.inner, "boots", None)
         booted_before = len(boots) if boots is not None else 0
         started, outcomes = time.perf_counter(), [None, None]
         try:
+            self.tell_spares()
             if twin is None:
                 try:
                     outcomes[0] = self.inner.run(program)

@@ -297,7 +297,7 @@ def test_the_profile_accounts_for_the_campaigns_wall_time(tmp_path):
     assert sum(profile["share"].values()) == pytest.approx(1, abs=0.01)
     assert profile["seconds"]["execute"] > 0 and profile["seconds"]["send"] > 0 and profile["seconds"]["generate"] > 0
     assert profile["programs"] > 0 and set(profile["execute_phases_s"]) == {"build", "ops", "final", "teardown"}
-    assert sum(profile["execute_phases_s"].values()) == pytest.approx(profile["seconds"]["execute"], rel=0.05)
+    assert sum(profile["execute_phases_s"].values()) == pytest.approx(profile["seconds"]["execute"], rel=0.05, abs=0.01)
     printed = [line for line in out.getvalue().splitlines() if line.startswith("profile:")]
     assert all(part in printed[0] for part in PROFILE_PARTS) and "build" in printed[1]
 

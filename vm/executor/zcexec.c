@@ -1372,9 +1372,11 @@ static int pool_give(struct fixture *f)
  * cannot be pooled (its id counter cannot be reset), so every zerocopy program, and its twin,
  * connects anew; a spare moves that connect out of the program's time when the guest would
  * otherwise idle. A spare is a new pair no program has touched: socket, SO_ZEROCOPY (when asked
- * for), connect, accept, as build_tcp does, nothing after. Spares are made only of the kinds
- * programs asked for (one kind, zerocopy or not, per slot), never while a NIC peer is held, and
- * dropped when the accounting user changes (they were made by the previous one). */
+ * for), connect, accept, as build_tcp does, nothing after. Spares are made only of the loopback
+ * kinds programs asked for (one kind, zerocopy or not, per slot): a loopback connect completes
+ * within the call, where one across the NIC could wait on a frame while a request waits on it.
+ * None is made while a NIC peer is held, and spares are dropped when the accounting user
+ * changes (they were made by the previous one). */
 #define SPARE_KINDS 8
 #define SPARES_IN_GUEST 2
 static int spares_per_kind; /* the `spares N` request sets it; 0: none (on the host), SPARES_IN_GUEST as /init */
@@ -1417,7 +1419,7 @@ static int spare_take(struct fixture *f)
 {
 	struct spare_kind *k;
 
-	if (f->sndbuf || spares_per_kind <= 0 || !kind_is_tcp(f->kind))
+	if (f->sndbuf || spares_per_kind <= 0 || (f->kind != K_TCP4 && f->kind != K_TCP6))
 		return 0;
 	k = spare_kind_of(f->kind, f->zerocopy, 1);
 	while (k && k->count > 0) {
@@ -1446,12 +1448,10 @@ static int spare_make(void)
 	for (int i = 0; i < SPARE_KINDS; i++) {
 		struct spare_kind *k = &spare_kinds[i];
 		struct fixture f = {.kind = k->kind, .zerocopy = k->zerocopy, .fd = {-1, -1}, .peer = -1};
-		int v6;
 
 		if (!k->used || k->count >= spares_per_kind || k->count >= 4)
 			continue;
-		v6 = k->kind == K_TCP6 || k->kind == K_TCP6_NIC;
-		connect_pair(&f, v6 ? AF_INET6 : AF_INET, kind_is_nic(k->kind));
+		connect_pair(&f, k->kind == K_TCP6 ? AF_INET6 : AF_INET, 0);
 		if (f.err) {
 			if (f.fd[0] >= 0)
 				close(f.fd[0]);
