@@ -338,12 +338,15 @@ def switch_figures(target: Target, seconds: float) -> dict:
 def campaign_figures(rev: str, budget_s: float, seed: int) -> dict:
     """A fixed-seed campaign on REV as `zcfuzz fuzz` runs it (spec programs first): programs per
     second (a program's sendfile64 twin counts, as the progress line counts it) and where its
-    time went; then the same campaign with each campaign-side speed-up off."""
+    time went; then the same campaign with every speed-up off, with each off, and with all on
+    again (each switch's `on` is the mean of the two on-runs)."""
     from fuzz.campaign import CampaignConfig, run_campaign
 
     if kbuild.cached_build(rev) is None:
         return {"campaign_programs_per_s": f"not measured: {rev} not built"}
-    runs = {"on": {}, "batch_twins_off": {"batch_twins": False}, "spares_off": {"spares": 0}, "all_off": SPEEDUPS_OFF}
+    # On first and last, so that a change of load on a shared machine shows in the two on-runs.
+    runs = {"on": {}, "all_off": SPEEDUPS_OFF, "batch_twins_off": {"batch_twins": False}, "spares_off": {"spares": 0},
+            "on_again": {}}
     totals = {}
     for name, options in runs.items():
         with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-campaign-") as folder:
@@ -351,10 +354,12 @@ def campaign_figures(rev: str, budget_s: float, seed: int) -> dict:
                                     target_options={"build": False}, **options)
             totals[name] = run_campaign(config, out=sys.stderr)
     rates = {name: round(t["programs_per_s"], 2) for name, t in totals.items()}
+    on = round((rates["on"] + rates["on_again"]) / 2, 2)
     return {"campaign_programs_per_s": rates["on"], "campaign_profile": totals["on"].get("profile", {}),
-            "campaign_switches": {"batch_twins": {"on": rates["on"], "off": rates["batch_twins_off"]},
-                                  "spares": {"on": rates["on"], "off": rates["spares_off"]},
-                                  "all": {"on": rates["on"], "off": rates["all_off"]}}}
+            "campaign_switches": {"on_runs": [rates["on"], rates["on_again"]],
+                                  "batch_twins": {"on": on, "off": rates["batch_twins_off"]},
+                                  "spares": {"on": on, "off": rates["spares_off"]},
+                                  "all": {"on": on, "off": rates["all_off"]}}}
 
 
 def coverage_figure(rev: str, budget_s: float, seed: int) -> dict:

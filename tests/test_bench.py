@@ -190,7 +190,7 @@ def test_reduced_bench_on_a_guest(tmp_path):
     assert isinstance(figures["time_to_find_s"], dict)  # rfc-v1 was there to measure it on
     assert set(figures["time_to_kill_s"]) == {"0001-sendfile2-signed-flags"}
     assert set(figures["switches"]) == {"batch", "spares"}
-    assert set(figures["campaign_switches"]) == {"batch_twins", "spares", "all"}
+    assert set(figures["campaign_switches"]) == {"on_runs", "batch_twins", "spares", "all"}
     assert isinstance(figures["time_to_find_speedups_off_s"], dict)
     assert sum(figures["campaign_profile"]["share"].values()) == pytest.approx(1, abs=0.01)
     assert figures["time_to_90pct_series_lines"] == "not measured: --cover-budget 0"
