@@ -1,7 +1,8 @@
 """zcfuzz: the one command-line entry point.
 
 Each folder registers its own subcommands (vm/cli.py, conformance/cli.py, fuzz/cli.py); this file
-only assembles them and turns a UserError into one line and exit status 2.
+only assembles them and turns a UserError, or a kernel failure no command could judge, into one
+line and exit status 2.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from vm.errors import UserError
+from vm.target import KernelCrash
 
 SUBCOMMAND_MODULES = ("vm.cli", "conformance.cli", "fuzz.cli", "fuzz.gate", "fuzz.bench", "fuzz.cover")
 
@@ -52,9 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"zcfuzz: error: {err}", file=sys.stderr)
         return err.exit_status
+    except KernelCrash as crash:
+        print(f"zcfuzz: error: the guest's kernel failed outside any check: {crash.title}; its console is in "
+              f"{keep_console(crash)}: rerun, and if it repeats, try 'zcfuzz vm shell'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("zcfuzz: interrupted", file=sys.stderr)
         return 130
+
+
+def keep_console(crash: KernelCrash) -> str:
+    """The console of a crash no command turned into a finding, kept under the cache."""
+    from vm.kbuild import cache_dir
+
+    folder = cache_dir() / "crashes"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text(f"{crash.title}\n\n{crash.report}\n\n{crash.console}")
+    return str(path)
 
 
 if __name__ == "__main__":

@@ -814,6 +814,13 @@ def peer_received(total: int, sock: str = "sock") -> Callable:
     return check
 
 
+def received(kind: str, total: int) -> tuple[Callable, ...]:
+    """`peer_received(total)` where delivery is certain: a datagram that leaves by the NIC may be
+    dropped on the way (a neighbour queue full while the peer's address resolves), so across
+    the NIC only the calls and their notifications are judged."""
+    return () if kind in NIC_UDP else (peer_received(total),)
+
+
 def ret_between(i: int, low: int, high: int) -> Callable:
     """ops[i] succeeded with low <= ret <= high."""
 
@@ -893,7 +900,7 @@ def _udp_corked_rows(abi: Abi) -> list[Row]:
                             "id 0 notified, no other", (SRC, PIPE, _zc_sock(kind=kind)),
                             (fill, corked, call, push, PEER_READ, DRAIN),
                             all_of(expect_errnos((1, frozenset({0})), (2, frozenset({EINVAL})), (3, frozenset({0}))),
-                                   max_id_is("sock", 0, (0,)), peer_received(10)),
+                                   max_id_is("sock", 0, (0,)), *received(kind, 10)),
                             errnos=((2, frozenset({EINVAL})),)))
         plain = [_sendfile2(abi, 100, 0)] + ([_splice("p.r", "sock", length=100, flags=more)] if szc is not None else [])
         ops = (fill, corked, *plain, push, PEER_READ, DRAIN)
@@ -903,7 +910,7 @@ def _udp_corked_rows(abi: Abi) -> list[Row]:
                         f"all append: one datagram of {total} bytes; only id 0",
                         (SRC, PIPE, _zc_sock(kind=kind)), ops,
                         all_of(expect_errnos(*[(i, frozenset({0})) for i in range(len(plain) + 3)]),
-                               max_id_is("sock", 0, (0,)), peer_received(total))))
+                               max_id_is("sock", 0, (0,)), *received(kind, total))))
         if szc is None:
             continue
         ops = (fill, _splice("p.r", "sock", length=100, flags=szc | more),
@@ -913,7 +920,7 @@ def _udp_corked_rows(abi: Abi) -> list[Row]:
                         "of 10", "all succeed: one datagram of 210 bytes; ids 0, 1 and 2 notified",
                         (PIPE, _zc_sock(kind=kind)), ops,
                         all_of(expect_errnos(*[(i, frozenset({0})) for i in range(4)], ret={1: 100, 2: 100, 3: 10}),
-                               max_id_is("sock", 2, (0, 1, 2)), peer_received(210))))
+                               max_id_is("sock", 2, (0, 1, 2)), *received(kind, 210))))
     return rows
 
 

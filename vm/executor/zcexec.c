@@ -1803,7 +1803,7 @@ static void set_memlock(uint64_t bytes)
 
 /* Option memory bounds what a socket may hold in ancillary allocations, zerocopy notifications
  * among them (sock_omalloc): a small net.core.optmem_max lets a program exhaust it with a few
- * pending notifications, to reach ENOBUFS. Restored to the booted value for the next program. */
+ * pending notifications, to reach ENOBUFS. Restored to the booted value when the program ends. */
 static void set_optmem_max(uint64_t bytes)
 {
 	static char booted[32];
@@ -2151,6 +2151,7 @@ static void run_program(struct out *o)
 		int err = errno;
 
 		teardown();
+		set_optmem_max(0);
 		out_error_reply(o, "cannot start the second thread: %s", strerror(err));
 		return;
 	}
@@ -2161,6 +2162,7 @@ static void run_program(struct out *o)
 	run_final();
 	t_final = now_ns();
 	teardown();
+	set_optmem_max(0); /* nothing between programs runs with a program's option memory */
 	cover_stop(k);
 	out_cover(o);
 	if (has_second_thread())
