@@ -228,7 +228,7 @@ class ProfiledTarget(WrappedTarget):
         self.run_s = 0.0  # wall time of every run so far, for judge() to count its own runs out
         self.pending: tuple[Program, object] | None = None  # a twin run ahead, and its outcome
 
-    def __getattr__(self, name):  # what a wrapped target has beyond Target's (coverage, last_new)
+    def __getattr__(self, name):  # what a wrapped target has beyond Target's (coverage, take_new)
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
@@ -526,11 +526,13 @@ class Fuzzer:
         if cover is None:
             return
         elapsed = time.time() - self.started
-        for key in self.target.last_new:
+        # Every run the program was judged by (its sendfile64 twin runs last), not the last one.
+        new, lines = self.target.take_new()
+        for key in new:
             self.stats.series_reached.setdefault(key, (cover.reached[key], elapsed))
         if currently_in_test_context():
-            hypothesis_target(float(len(self.target.last_lines)), label="series lines")
-            if self.target.last_new:
+            hypothesis_target(float(len(lines)), label="series lines")
+            if new:
                 event("reached new series lines")
 
     def keep_if_smaller(self, violation: Violation, program: Program, verdict: Verdict) -> bool:
