@@ -226,6 +226,8 @@ BAD_REQUESTS = [
     ("program 1 2 3 4 ; fd a file 0 0 0 0 0 ; op write 0 1 fail_nth=0", "bad option fail_nth=0"),
     ("program 1 2 3 4 ; fd a tcp4 0 0 0 0 0 ; op drain 0 0 fail_nth=1", "bad option fail_nth=1"),
     ("program x 2 3 4", "bad number"),
+    ("program 1 2 3 4 cover=1 optmem_max=4096 extra", "program record needs 4 fields"),
+    ("program 1 2 3 4 optmem_max=lots", "unknown option"),
     ("hello", "unknown request"),
 ]
 
@@ -375,3 +377,11 @@ def test_truncate_cuts_the_file_and_peer_hold_needs_a_nic(host):
 def test_a_tcp_drain_says_what_is_unacknowledged(host):
     result = run(host, [{"name": "s", "kind": "tcp4"}], [{"op": "drain", "fd": "s"}])
     assert result.ops[0]["outq"] == 0
+
+
+def test_a_program_with_every_option_runs(host):
+    """Both program options at once: the record has its most words (a serving child once read
+    past them and died)."""
+    result = run(host, [{"name": "src", "kind": "file"}], [{"op": "truncate", "fd": "src", "length": 1}],
+                 cover=True, optmem_max=1 << 20)
+    assert result.ops[0]["errno"] == 0 and (result.cover or result.cover_error)

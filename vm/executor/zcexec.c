@@ -2341,8 +2341,8 @@ static int parse_program(char *line, struct out *o)
 			BAD("too many records");
 		records[nrec++] = rec;
 	}
-	n = split_words(records[0], w, 6);
-	if (n < 5)
+	n = split_words(records[0], w, 7);
+	if (n < 5 || n > 7)
 		BAD("program record needs 4 fields and optional cover=1, optmem_max=N");
 	prog.cover = 0;
 	prog.optmem_max = 0;
