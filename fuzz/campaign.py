@@ -635,8 +635,35 @@ class CampaignConfig:
         return self.findings_dir / "examples"
 
 
-def worker_main(config: CampaignConfig, worker: int, deadline_s: float, started: float, reports, stop,
-                parent: int) -> None:
+def worker_main(*args) -> None:
+    """A worker told to leave (SIGTERM, SIGINT, its parent's death) exits with the signal's status
+    and no traceback, also when the signal came while Hypothesis ran a program, which hands the
+    SystemExit back wrapped in an exception group."""
+    try:
+        run_worker(*args)
+    except BaseException as err:
+        status = leaving_status(err)
+        if status is None:
+            raise
+        sys.exit(status)
+
+
+def leaving_status(err: BaseException | None, seen: frozenset[int] = frozenset()) -> int | None:
+    """The status of the SystemExit `err` is, holds in its group, or was raised from, if any."""
+    if err is None or id(err) in seen:
+        return None
+    if isinstance(err, SystemExit):
+        return err.code if isinstance(err.code, int) else 1
+    seen = seen | {id(err)}
+    for inner in (*getattr(err, "exceptions", ()), err.__cause__, err.__context__):
+        status = leaving_status(inner, seen)
+        if status is not None:
+            return status
+    return None
+
+
+def run_worker(config: CampaignConfig, worker: int, deadline_s: float, started: float, reports, stop,
+               parent: int) -> None:
     """One worker process: its own target until the budget is spent or the parent says stop.
 
     It is in a process group of its own, so a Ctrl-C reaches only the campaign, which stops it

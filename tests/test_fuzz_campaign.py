@@ -321,3 +321,21 @@ def test_zcfuzz_fuzz_profile_prints_where_the_time_went(tmp_path, executor):
     assert done.returncode == 0, done.stderr
     line = next(line for line in done.stderr.splitlines() if line.startswith("profile: generate"))
     assert "execute" in line and "twin" in line and "restart" in line
+
+
+def test_a_worker_told_to_leave_inside_hypothesis_exits_without_a_traceback():
+    """Hypothesis hands a SystemExit raised while it ran a program back in an exception group;
+    the worker's status is still the signal's."""
+    from fuzz.campaign import leaving_status
+
+    assert leaving_status(SystemExit(143)) == 143
+    assert leaving_status(BaseExceptionGroup("flaky", [SystemExit(143)])) == 143
+    assert leaving_status(BaseExceptionGroup("outer", [ValueError(), BaseExceptionGroup("inner", [SystemExit(130)])])) == 130
+    try:
+        try:
+            raise SystemExit(143)
+        except SystemExit as exit_:
+            raise RuntimeError("wrapped") from exit_
+    except RuntimeError as wrapped:
+        assert leaving_status(BaseExceptionGroup("flaky", [wrapped])) == 143
+    assert leaving_status(ValueError("a bug")) is None
