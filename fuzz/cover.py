@@ -17,7 +17,7 @@ from pathlib import Path
 from vm.coverage import SeriesCoverage
 from vm.errors import UserError
 from vm.program import FAULTABLE_OPS, ExecutorError, Program, ProgramResult
-from vm.target import KernelCrash, Target
+from vm.target import KernelCrash, Target, WrappedTarget
 
 SERIES_CALLS = ("sendfile2", "sendfile64", "splice")
 MAX_FAIL_NTH = 24  # a call passes fewer fault sites than this on the series' paths
@@ -30,14 +30,14 @@ def program_id(program: Program) -> str:
     return hashlib.sha256(program.dumps().encode()).hexdigest()[:12]
 
 
-class CoverTarget(Target):
+class CoverTarget(WrappedTarget):
     """A target that runs every program with coverage on and credits the series lines each
     reaches to `label` (a clause id, a fault-injection step) or, without one, to the program,
     which is kept in `corpus` when it reached lines no program before it reached."""
 
     def __init__(self, inner: Target, coverage: SeriesCoverage, corpus: Path | None = None):
-        self.inner, self.coverage, self.corpus = inner, coverage, corpus
-        self.name = inner.name
+        super().__init__(inner)
+        self.coverage, self.corpus = coverage, corpus
         self.label = ""
         self.last_new: set[tuple[str, int]] = set()
         self.last_lines: set[tuple[str, int]] = set()
@@ -46,19 +46,6 @@ class CoverTarget(Target):
         # and reruns, and last_new/last_lines hold only the last of those runs
         self.new_since: set[tuple[str, int]] = set()
         self.lines_since: set[tuple[str, int]] = set()
-
-    def kernel_info(self) -> dict:
-        return self.inner.kernel_info()
-
-    @property
-    def tainted(self) -> bool:
-        return self.inner.tainted
-
-    def restart(self) -> None:
-        self.inner.restart()
-
-    def close(self) -> None:
-        self.inner.close()
 
     def run(self, program: Program) -> ProgramResult:
         try:
