@@ -11,16 +11,38 @@ from __future__ import annotations
 import errno as errno_module
 import itertools
 from dataclasses import dataclass
-from errno import (EAGAIN, EBADF, ECONNRESET, EFAULT, EINVAL, ENOBUFS, EOPNOTSUPP, EPIPE, ESPIPE)
+from errno import (
+    EAGAIN,
+    EBADF,
+    ECONNRESET,
+    EFAULT,
+    EINVAL,
+    ENOBUFS,
+    EOPNOTSUPP,
+    EPIPE,
+    ESPIPE,
+)
 from typing import Callable
 
-from fuzz.abi import MAX_RW_COUNT, MSG_MORE, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, SPLICE_F_BASE, Abi
-from fuzz.oracles import (PARITY_FIELDS, data, early_notifications, notification_records, sent_streams,
-                          socket_accounting)
-from vm.program import OPS, Program, ProgramResult, digest, pattern
-
-from conformance.model import expected_errno, splice_flags_mask
-from conformance.spec import CLAUSE_BY_ID, CLAUSES
+from zcfuzz.conformance.abi import (
+    MAX_RW_COUNT,
+    MSG_MORE,
+    MSG_ZEROCOPY,
+    SO_EE_CODE_ZEROCOPY_COPIED,
+    SPLICE_F_BASE,
+    Abi,
+)
+from zcfuzz.conformance.model import expected_errno, splice_flags_mask
+from zcfuzz.conformance.oracles import (
+    PARITY_FIELDS,
+    data,
+    early_notifications,
+    notification_records,
+    sent_streams,
+    socket_accounting,
+)
+from zcfuzz.conformance.spec import CLAUSE_BY_ID, CLAUSES
+from zcfuzz.vm.program import OPS, Program, ProgramResult, digest, pattern
 
 SSIZE_MAX = (1 << 63) - 1
 MAX_NON_LFS = (1 << 31) - 1
@@ -135,7 +157,7 @@ def all_of(*checks: Callable) -> Callable:
 
 
 def accounting_holds(sock: str, at_least: int = 1) -> Callable:
-    """fuzz.oracles accounting on `sock` is clean and at least `at_least` records arrived."""
+    """conformance.oracles accounting on `sock` is clean and at least `at_least` records arrived."""
 
     def check(program, result, abi, twin):
         violations = socket_accounting(program, result, abi, sock)
@@ -625,7 +647,7 @@ def drain_for(wait_ms: int) -> dict:
 
 
 def not_early(program, result, abi, twin) -> str:
-    """fuzz.oracles' early-notification rule on every drain of the row."""
+    """conformance.oracles' early-notification rule on every drain of the row."""
     violations = early_notifications(program, result, abi)
     return violations[0].message if violations else ""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vm.errors import UserError
+from zcfuzz.vm.errors import UserError
 
 SUITE_NAME = "zcfuzz_conformance"
 
@@ -37,7 +37,7 @@ def _write(path: str, text: str) -> None:
 
 
 def _check_clause_ids(ids: list[str] | None) -> None:
-    from conformance.spec import CLAUSE_BY_ID
+    from zcfuzz.conformance.spec import CLAUSE_BY_ID
 
     unknown = [i for i in ids or [] if i not in CLAUSE_BY_ID]
     if unknown:
@@ -45,9 +45,9 @@ def _check_clause_ids(ids: list[str] | None) -> None:
 
 
 def _run(target_name: str, clause_ids: list[str] | None):
-    from conformance.report import table
-    from conformance.suite import run_suite
-    from vm.target import open_target
+    from zcfuzz.conformance.report import table
+    from zcfuzz.conformance.suite import run_suite
+    from zcfuzz.vm.backends import open_target
 
     print(f"# target {target_name}", file=sys.stderr)
     with open_target(target_name) as target:
@@ -58,9 +58,9 @@ def _run(target_name: str, clause_ids: list[str] | None):
 
 
 def cmd_conform(args) -> int:
-    from conformance import report
-    from conformance.spec import SPEC_PATH, render_markdown
-    from conformance.suite import CRASH, ERROR, FAIL
+    from zcfuzz.conformance import report
+    from zcfuzz.conformance.spec import SPEC_PATH, render_markdown
+    from zcfuzz.conformance.suite import CRASH, ERROR, FAIL
 
     if args.spec:
         SPEC_PATH.write_text(render_markdown(), encoding="utf-8")

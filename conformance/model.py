@@ -13,12 +13,23 @@ cross-checked against the tables' hand-written expectations (tests/test_conforma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from errno import (EAGAIN, EBADF, ECONNREFUSED, ECONNRESET, EFAULT, EINVAL, ENOBUFS, ENOSYS, EOPNOTSUPP,
-                   EPIPE, ESPIPE)
+from errno import (
+    EAGAIN,
+    EBADF,
+    ECONNREFUSED,
+    ECONNRESET,
+    EFAULT,
+    EINVAL,
+    ENOBUFS,
+    ENOSYS,
+    EOPNOTSUPP,
+    EPIPE,
+    ESPIPE,
+)
 from typing import Any, Callable
 
-from fuzz.abi import MAX_RW_COUNT, MSG_MORE, SPLICE_F_BASE, ZEROCOPY_KINDS
-from vm.program import BAD_POINTERS, DEFAULT_MEMLOCK, NIC_KINDS, Program
+from zcfuzz.conformance.abi import MAX_RW_COUNT, MSG_MORE, SPLICE_F_BASE, ZEROCOPY_KINDS
+from zcfuzz.vm.program import BAD_POINTERS, DEFAULT_MEMLOCK, NIC_KINDS, Program
 
 SSIZE_MAX = (1 << 63) - 1
 LOFF_MAX = (1 << 63) - 1

@@ -6,7 +6,7 @@ import html
 import json
 import xml.etree.ElementTree as ET
 
-from conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
+from zcfuzz.conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
 
 
 def table(results: list[ClauseResult]) -> str:

@@ -12,13 +12,12 @@ import errno as errno_module
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fuzz.abi import Abi
-from fuzz.oracles import parity_twin
-from vm.program import MAX_FIXTURES, ExecutorError, Program, ProgramResult
-from vm.target import KernelCrash, Target
-
-from conformance.cases import Row, rows_of
-from conformance.spec import CLAUSES, Clause
+from zcfuzz.conformance.abi import Abi
+from zcfuzz.conformance.cases import Row, rows_of
+from zcfuzz.conformance.oracles import parity_twin
+from zcfuzz.conformance.spec import CLAUSES, Clause
+from zcfuzz.vm.program import MAX_FIXTURES, ExecutorError, Program, ProgramResult
+from zcfuzz.vm.target import KernelCrash, Target
 
 PASS, FAIL, CRASH, UNSUPPORTED, ERROR = "pass", "fail", "crash", "unsupported", "error"
 # error: the executor could not run a program, so the kernel got no verdict.

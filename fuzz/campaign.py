@@ -41,28 +41,26 @@ from hypothesis import event, given, settings
 from hypothesis import target as hypothesis_target
 from hypothesis.control import currently_in_test_context
 from hypothesis.database import ExampleDatabase
-
-from conformance.cases import spec_programs
-from fuzz.abi import Abi
-from fuzz.findings import (
+from zcfuzz.conformance.abi import Abi
+from zcfuzz.conformance.cases import spec_programs
+from zcfuzz.conformance.oracles import Verdict, Violation, judge, parity_twin
+from zcfuzz.fuzz.findings import (
     FindingStore,
     finding_files,
     revision_of,
     smaller_than_recorded,
 )
-from fuzz.oracles import Verdict, Violation, judge, parity_twin
-from fuzz.profiles import profile as hypothesis_profile
-from fuzz.shared import Shared, example_database, machine_name
-from fuzz.strategies import programs
-from vm.errors import UserError
-from vm.lifetime import die_with_parent
-from vm.program import ExecutorError, Program, ProgramResult
-from vm.target import (
+from zcfuzz.fuzz.profiles import profile as hypothesis_profile
+from zcfuzz.fuzz.shared import Shared, example_database, machine_name
+from zcfuzz.fuzz.strategies import programs
+from zcfuzz.vm.backends import executor_request, open_target
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.lifetime import die_with_parent
+from zcfuzz.vm.program import ExecutorError, Program, ProgramResult
+from zcfuzz.vm.target import (
     KernelCrash,
     Target,
     WrappedTarget,
-    executor_request,
-    open_target,
     outcome_result,
 )
 
@@ -95,7 +93,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def default_findings_dir(target_spec: str) -> Path:
-    from vm.kbuild import cache_dir
+    from zcfuzz.vm.kbuild import cache_dir
 
     return cache_dir() / "findings" / re.sub(r"[^A-Za-z0-9._-]+", "_", target_spec)
 
@@ -710,7 +708,7 @@ def run_worker(config: CampaignConfig, worker: int, deadline_s: float, started: 
 
 def covering(tgt: Target, config: CampaignConfig) -> tuple[Target, list[Program]]:
     """The target with coverage on, and the coverage corpus of the findings folder."""
-    from fuzz.cover import CoverTarget, coverage_for, load_corpus
+    from zcfuzz.fuzz.cover import CoverTarget, coverage_for, load_corpus
 
     corpus_dir = config.findings_dir / "cover-corpus"
     coverage = coverage_for(config.target.removeprefix("vm:"),

@@ -12,10 +12,15 @@ DATABASE_HELP = f"redis://HOST:PORT/DB shared with other machines' campaigns (de
 
 
 def cmd_fuzz(args) -> int:
-    from fuzz.campaign import CampaignConfig, parse_budget, parse_shard, run_campaign
-    from fuzz.findings import FindingStore
-    from fuzz.shared import parse_database_url
-    from vm.errors import UserError
+    from zcfuzz.fuzz.campaign import (
+        CampaignConfig,
+        parse_budget,
+        parse_shard,
+        run_campaign,
+    )
+    from zcfuzz.fuzz.findings import FindingStore
+    from zcfuzz.fuzz.shared import parse_database_url
+    from zcfuzz.vm.errors import UserError
 
     if args.cover and not args.target.startswith("vm:"):
         raise UserError(f"--cover needs a guest target (vm:REV), not {args.target}: KCOV is read from its kernel")
@@ -39,9 +44,9 @@ def cmd_fuzz(args) -> int:
 
 
 def cmd_repro(args) -> int:
-    from fuzz.campaign import replay_each, replay_shared
-    from fuzz.findings import finding_files
-    from vm.errors import UserError
+    from zcfuzz.fuzz.campaign import replay_each, replay_shared
+    from zcfuzz.fuzz.findings import finding_files
+    from zcfuzz.vm.errors import UserError
 
     if args.finding:
         folders = []
@@ -62,8 +67,8 @@ def cmd_repro(args) -> int:
 
 
 def cmd_findings(args) -> int:
-    from fuzz.shared import Shared
-    from vm.errors import UserError
+    from zcfuzz.fuzz.shared import Shared
+    from zcfuzz.vm.errors import UserError
 
     if not args.database:
         raise UserError(f"give --database redis://HOST:PORT/DB (or set {DATABASE_ENV})")

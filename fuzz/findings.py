@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from fuzz.oracles import Violation
-from fuzz.repro import c_reproducer, python_reproducer
-from vm.program import Program
+from zcfuzz.conformance.oracles import Violation
+from zcfuzz.fuzz.repro import c_reproducer, python_reproducer
+from zcfuzz.vm.program import Program
 
 
 def program_size(program: Program) -> tuple[int, int, int]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 
-from fuzz.abi import MSG_ZEROCOPY
-from vm.program import NIC_KINDS, Op, Program
+from zcfuzz.conformance.abi import MSG_ZEROCOPY
+from zcfuzz.vm.program import NIC_KINDS, Op, Program
 
 DUMMY_NOTE = ("needs dummy0: ip link add dummy0 type dummy; ip addr add 192.0.2.1/24 dev dummy0; "
               "ip link set dummy0 up")

@@ -34,10 +34,9 @@ from hypothesis.database import (
     ExampleDatabase,
     MultiplexedDatabase,
 )
-
-from fuzz.findings import smaller_than_recorded
-from vm.errors import UserError
-from vm.program import Program
+from zcfuzz.fuzz.findings import smaller_than_recorded
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.program import Program
 
 MACHINE_ENV = "ZCFUZZ_MACHINE"  # names the machine in findings; set it when campaigns share a host
 PREFIX = "zcfuzz:"

@@ -14,9 +14,16 @@ import functools
 from dataclasses import dataclass, replace
 
 from hypothesis import strategies as st
-
-from fuzz.abi import MAX_RW_COUNT, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, STREAM_SOCKET_KINDS, ZEROCOPY_KINDS, Abi
-from vm.program import BAD_POINTERS, FD_KINDS, NIC_KINDS, Fixture, Op, Program
+from zcfuzz.conformance.abi import (
+    MAX_RW_COUNT,
+    MSG_DONTWAIT,
+    MSG_MORE,
+    MSG_ZEROCOPY,
+    STREAM_SOCKET_KINDS,
+    ZEROCOPY_KINDS,
+    Abi,
+)
+from zcfuzz.vm.program import BAD_POINTERS, FD_KINDS, NIC_KINDS, Fixture, Op, Program
 
 PAGE = 4096
 # Blocking calls cost the whole per-op timeout; fuzz programs keep it short. Completions on
@@ -377,7 +384,7 @@ def programs(draw, abi: Abi, max_ops: int = 8, faults_and_threads: bool = False)
     """A few calls on the same fixtures, so notification ids and socket state carry across.
 
     `faults_and_threads` (off by default) also injects faults into calls and runs some of them
-    in a second thread. Today's oracles (fuzz/oracles.py) judge neither: a faulted call differs
+    in a second thread. Today's oracles (conformance/oracles.py) judge neither: a faulted call differs
     from its sendfile64 twin and an interleaving from the program-order id count, so they would
     report false findings until they read `fault_injected` and `thread` in the results.
     """

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import settings
-
-from fuzz.profiles import profile_for_tests
-from vm.errors import UserError
+from zcfuzz.fuzz.profiles import profile_for_tests
+from zcfuzz.vm.errors import UserError
 
 settings.load_profile(profile_for_tests())  # every test's default, whatever ran before it
 
@@ -14,7 +13,7 @@ settings.load_profile(profile_for_tests())  # every test's default, whatever ran
 @pytest.fixture(scope="module")
 def host():
     """The host target; skipped, with the one-line reason, where the executor cannot be built."""
-    from vm.host import HostTarget
+    from zcfuzz.vm.host import HostTarget
 
     try:
         target = HostTarget()

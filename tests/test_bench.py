@@ -8,9 +8,8 @@ import json
 import shutil
 
 import pytest
-
-from fuzz import bench
-from vm.kbuild import PATCHES_DIR
+from zcfuzz.vm.kbuild import PATCHES_DIR
+from zcfuzz.workflows import bench
 
 V2_INFO = {"revision": "v2", "base_version": "6.12.0", "nr_sendfile2": 467,
            "sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2}, "splice_flags": {"SPLICE_F_ZC": 16}}
@@ -168,7 +167,7 @@ def positive(value) -> bool:
 
 @pytest.mark.vm
 def test_reduced_bench_on_a_guest(tmp_path):
-    from vm.kbuild import build_kernel
+    from zcfuzz.vm.kbuild import build_kernel
 
     build_kernel("rfc-v1")  # time to find is measured on it (v2, the target, is built by the bench)
     mutants = tmp_path / "mutants"
@@ -198,7 +197,7 @@ def test_reduced_bench_on_a_guest(tmp_path):
 
 @pytest.mark.vm
 def test_nic_figures_on_a_guest():
-    from vm.target import open_target
+    from zcfuzz.vm.backends import open_target
 
     with open_target("vm:v2") as target:
         figures = bench.nic_figures(target, 0.5, {"sendfile64": 100.0})["nic_programs_per_s"]

@@ -8,14 +8,14 @@ import json
 import time
 
 import pytest
-
-from conformance.cases import spec_programs
-from fuzz.abi import MSG_ZEROCOPY, Abi
-from fuzz.bench import CRASH_PROGRAM, WARNING_PROGRAM, switch_figures
-from fuzz.campaign import Profile, ProfiledTarget
-from fuzz.oracles import judge, parity_twin
-from vm.program import Program, ProgramResult
-from vm.target import KernelCrash, executor_request, open_target
+from zcfuzz.conformance.abi import MSG_ZEROCOPY, Abi
+from zcfuzz.conformance.cases import spec_programs
+from zcfuzz.conformance.oracles import judge, parity_twin
+from zcfuzz.fuzz.campaign import Profile, ProfiledTarget
+from zcfuzz.vm.backends import executor_request, open_target
+from zcfuzz.vm.program import Program, ProgramResult
+from zcfuzz.vm.target import KernelCrash
+from zcfuzz.workflows.bench import CRASH_PROGRAM, WARNING_PROGRAM, switch_figures
 
 ZEROCOPY_SEND = Program.from_json({"fds": [{"name": "s", "kind": "tcp4", "zerocopy": True}], "ops": [
     {"op": "sendmsg", "fd": "s", "len": 512, "flags": MSG_ZEROCOPY}, {"op": "peer_read", "fd": "s", "max": 65536},

@@ -9,9 +9,8 @@ Two runs give the same verdicts.
 from __future__ import annotations
 
 import pytest
-
-from conformance.suite import PASS, UNSUPPORTED, run_suite
-from vm.target import open_target
+from zcfuzz.conformance.suite import PASS, UNSUPPORTED, run_suite
+from zcfuzz.vm.backends import open_target
 
 
 @pytest.fixture(scope="module")

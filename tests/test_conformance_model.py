@@ -5,12 +5,12 @@ from __future__ import annotations
 from errno import EAGAIN, EBADF, EINVAL, ENOSYS, EOPNOTSUPP, ESPIPE
 
 import pytest
+from zcfuzz.conformance.abi import MSG_MORE, MSG_ZEROCOPY, Abi
+from zcfuzz.conformance.cases import rows_of
+from zcfuzz.conformance.model import expected_errno
+from zcfuzz.vm.program import Program
 
-from conformance.cases import rows_of
-from conformance.model import expected_errno
-from fuzz.abi import MSG_MORE, MSG_ZEROCOPY, Abi
 from tests.test_conformance_spec import KERNELS, applicable
-from vm.program import Program
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

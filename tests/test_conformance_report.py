@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from conformance.report import junit, ktap
-from conformance.spec import CLAUSES
-from conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
+from zcfuzz.conformance.report import junit, ktap
+from zcfuzz.conformance.spec import CLAUSES
+from zcfuzz.conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
 
 VERDICTS = (PASS, FAIL, CRASH, UNSUPPORTED, ERROR)
 RESULTS = [ClauseResult(c, VERDICTS[i % len(VERDICTS)], f"reason {i}\nsecond line",

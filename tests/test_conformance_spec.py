@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from conformance.cases import rows_of
-from conformance.spec import CLAUSES, SPEC_PATH, render_markdown
-from fuzz.abi import Abi
-from vm.program import Program
+from zcfuzz.conformance.abi import Abi
+from zcfuzz.conformance.cases import rows_of
+from zcfuzz.conformance.spec import CLAUSES, SPEC_PATH, render_markdown
+from zcfuzz.vm.program import Program
 
 BASE_SPLICE = {"SPLICE_F_MOVE": 1, "SPLICE_F_NONBLOCK": 2, "SPLICE_F_MORE": 4, "SPLICE_F_GIFT": 8}
 KERNELS = {

@@ -9,10 +9,9 @@ on v2 every clause passes, and on the unpatched base the baseline clauses pass a
 from __future__ import annotations
 
 import pytest
-
-from conformance.spec import CLAUSES
-from conformance.suite import CRASH, FAIL, PASS, UNSUPPORTED, run_suite
-from vm.target import open_target
+from zcfuzz.conformance.spec import CLAUSES
+from zcfuzz.conformance.suite import CRASH, FAIL, PASS, UNSUPPORTED, run_suite
+from zcfuzz.vm.backends import open_target
 
 pytestmark = pytest.mark.vm
 

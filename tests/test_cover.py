@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from vm.coverage import function_of, series_lines
-from vm.errors import UserError
+from zcfuzz.vm.coverage import function_of, series_lines
+from zcfuzz.vm.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +82,7 @@ def test_function_of_kernel_definitions():
 
 
 def zcfuzz(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), *args], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "zcfuzz.cli", *args], check=False, capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
 
 
@@ -101,7 +100,7 @@ def test_cover_bad_input_is_one_line_exit_2(tmp_path):
 def scratch_tree(where: Path) -> Path:
     """Two kernel folders with their kbuild Makefiles and C files, as hard links of a pristine
     copy (as a slot's tree is), so that an edit that wrote into a linked file would show."""
-    from vm import kbuild
+    from zcfuzz.vm import kbuild
 
     pristine = where / "pristine"
     for folder, stem in (("fs", "splice"), ("net/ipv4", "tcp")):
@@ -114,7 +113,7 @@ def scratch_tree(where: Path) -> Path:
 
 
 def test_instrument_adds_the_cover_files_to_their_kbuild_makefile(tmp_path):
-    from vm import kbuild
+    from zcfuzz.vm import kbuild
 
     tree = scratch_tree(tmp_path)
     changed = kbuild.instrument(tree, {"fs/splice.c", "include/linux/skbuff.h"}, ("net/ipv4/tcp.c",))
@@ -130,7 +129,7 @@ def test_instrument_adds_the_cover_files_to_their_kbuild_makefile(tmp_path):
 
 
 def test_cover_files_are_checked_and_sorted_once():
-    from vm import kbuild
+    from zcfuzz.vm import kbuild
 
     assert kbuild.cover_files(["./net/ipv4/tcp.c", "fs/splice.c", "net/ipv4/tcp.c"]) == ("fs/splice.c",
                                                                                         "net/ipv4/tcp.c")
@@ -142,7 +141,7 @@ def test_cover_files_are_checked_and_sorted_once():
 
 def test_the_cover_files_are_part_of_the_build_key(tmp_path):
     """A different set is a different build; no set keeps the key every cached build has."""
-    from vm import kbuild
+    from zcfuzz.vm import kbuild
 
     base = kbuild.BaseSource(tree=tmp_path, version="6.12.0", identity="debian-6.12.0")
     fragments = kbuild.config_fragments(None)
@@ -159,7 +158,7 @@ def test_the_cover_files_are_part_of_the_build_key(tmp_path):
 def test_a_slot_synced_with_cover_files_goes_back_without_them(tmp_path, monkeypatch):
     """The slot's tree follows the cover set: its Makefile gets the lines, and loses them when
     the next build of the revision has no --cover."""
-    from vm import kbuild
+    from zcfuzz.vm import kbuild
 
     monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
     pristine = scratch_tree(tmp_path).parent / "pristine"

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from fuzz.abi import Abi
-from fuzz.campaign import CampaignConfig, run_campaign
-from fuzz.cover import CoverTarget, coverage_for
-from vm.program import Program
-from vm.target import open_target
+from zcfuzz.conformance.abi import Abi
+from zcfuzz.fuzz.campaign import CampaignConfig, run_campaign
+from zcfuzz.fuzz.cover import CoverTarget, coverage_for
+from zcfuzz.vm.backends import open_target
+from zcfuzz.vm.program import Program
 
 pytestmark = pytest.mark.vm
 
@@ -89,8 +88,8 @@ def test_vm_campaign_with_coverage_shows_series_lines(tmp_path):
 def test_vm_the_msgzc_after_zc_rows_reach_msg_zerocopy_realloc(v2):
     """v2's change in msg_zerocopy_realloc (TCP starts a new skb rather than extend a call's
     notification) is reached by the rows of ZC-MSGZC-AFTER-ZC, which also pass."""
-    from conformance.spec import CLAUSE_BY_ID
-    from conformance.suite import probe_features, run_clause
+    from zcfuzz.conformance.spec import CLAUSE_BY_ID
+    from zcfuzz.conformance.suite import probe_features, run_clause
 
     target, _, _ = v2
     info = target.kernel_info()
@@ -111,8 +110,8 @@ def test_vm_lcov_tracefile_opens_in_genhtml(v2, tmp_path):
     import shutil
     import subprocess
 
-    from fuzz.cover import write_outputs
-    from vm import kbuild
+    from zcfuzz.fuzz.cover import write_outputs
+    from zcfuzz.vm import kbuild
 
     if shutil.which("genhtml") is None:
         pytest.skip("genhtml is not installed (Debian package lcov)")
@@ -146,7 +145,7 @@ def test_vm_fuzz_cover_prints_series_lines(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, str(root / "zcfuzz.py"), "fuzz", "--target", "vm:v2", "--cover",
+    done = subprocess.run([sys.executable, "-m", "zcfuzz.cli", "fuzz", "--target", "vm:v2", "--cover",
                            "--budget", "40s", "--no-spec-programs", "--findings", str(tmp_path)],
                           check=False, capture_output=True, text=True, cwd=root, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -160,7 +159,7 @@ def test_vm_fuzz_cover_prints_series_lines(tmp_path):
 def test_vm_take_new_has_what_every_run_of_a_judged_program_reached(v2):
     """A ZC sendfile2 program is judged with its sendfile64 twin run after it: last_new holds the
     twin's new lines only, take_new() those of both runs."""
-    from fuzz.oracles import judge
+    from zcfuzz.conformance.oracles import judge
 
     target, abi, _ = v2
     info = target.kernel_info()

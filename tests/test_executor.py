@@ -7,8 +7,7 @@ import json
 import os
 
 import pytest
-
-from vm.program import FD_KINDS, NIC_KINDS, Program, digest, pattern
+from zcfuzz.vm.program import FD_KINDS, NIC_KINDS, Program, digest, pattern
 
 MSG_ZEROCOPY = 0x4000000
 SO_EE_ORIGIN_ZEROCOPY = 5

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import Phase, given, settings
-
-from fuzz.abi import MSG_ZEROCOPY, Abi
-from fuzz.profiles import profile
-from fuzz.strategies import programs
-from vm.program import Program
-from vm.qemu import guest_vcpus
-from vm.target import open_target
+from zcfuzz.conformance.abi import MSG_ZEROCOPY, Abi
+from zcfuzz.fuzz.profiles import profile
+from zcfuzz.fuzz.strategies import programs
+from zcfuzz.vm.backends import open_target
+from zcfuzz.vm.program import Program
+from zcfuzz.vm.qemu import guest_vcpus
 
 pytestmark = pytest.mark.vm
 

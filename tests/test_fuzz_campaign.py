@@ -12,11 +12,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from conformance.cases import rows_of, spec_programs
-from conformance.spec import CLAUSES
-from fuzz.abi import Abi
-from fuzz.campaign import (
+from zcfuzz.conformance.abi import Abi
+from zcfuzz.conformance.cases import rows_of, spec_programs
+from zcfuzz.conformance.oracles import Violation
+from zcfuzz.conformance.spec import CLAUSES
+from zcfuzz.fuzz.campaign import (
     EXIT_GRACE_S,
     PROFILE_PARTS,
     STOP_GRACE_S,
@@ -29,11 +29,10 @@ from fuzz.campaign import (
     run_campaign,
     share_of,
 )
-from fuzz.findings import FindingStore, finding_files
-from fuzz.oracles import Violation
-from fuzz.shared import example_database
-from vm.program import Program, ProgramResult
-from vm.target import KernelCrash, Target
+from zcfuzz.fuzz.findings import FindingStore, finding_files
+from zcfuzz.fuzz.shared import example_database
+from zcfuzz.vm.program import Program, ProgramResult
+from zcfuzz.vm.target import KernelCrash, Target
 
 SPLICE_WARNING = "WARNING: refcount bug in splice_to_socket"
 
@@ -147,7 +146,7 @@ def test_budgets(text, seconds):
 
 @pytest.mark.parametrize("text", ["", "ten minutes", "0", "-5m", "5x"])
 def test_bad_budgets_are_one_line_errors(text):
-    from vm.errors import UserError
+    from zcfuzz.vm.errors import UserError
 
     with pytest.raises(UserError, match="bad budget"):
         parse_budget(text)
@@ -160,7 +159,7 @@ def test_shards(text, shard):
 
 @pytest.mark.parametrize("text", ["", "2/2", "1", "-1/2", "a/b", "1/0"])
 def test_bad_shards_are_one_line_errors(text):
-    from vm.errors import UserError
+    from zcfuzz.vm.errors import UserError
 
     with pytest.raises(UserError, match="bad shard"):
         parse_shard(text)
@@ -201,7 +200,7 @@ SEEDED = Violation("parity", "sendfile2.parity.zc", 0, "seeded: no host kernel h
 
 def host_campaign(findings: Path, budget: str, log: Path) -> subprocess.Popen:
     """`zcfuzz fuzz --target host` with two workers, as a user starts it."""
-    return subprocess.Popen([sys.executable, str(ROOT / "zcfuzz.py"), "fuzz", "--target", "host", "--budget", budget,
+    return subprocess.Popen([sys.executable, "-m", "zcfuzz.cli", "fuzz", "--target", "host", "--budget", budget,
                              "--workers", "2", "--findings", str(findings)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
 
@@ -239,8 +238,8 @@ def finding_documents(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def executor():
-    from vm.executor import executor_binary
-    from vm.errors import UserError
+    from zcfuzz.vm.errors import UserError
+    from zcfuzz.vm.executor import executor_binary
 
     try:
         executor_binary()
@@ -315,7 +314,7 @@ def test_profiles_of_workers_add_up():
 
 
 def test_zcfuzz_fuzz_profile_prints_where_the_time_went(tmp_path, executor):
-    done = subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), "fuzz", "--target", "host", "--budget", "4s",
+    done = subprocess.run([sys.executable, "-m", "zcfuzz.cli", "fuzz", "--target", "host", "--budget", "4s",
                            "--findings", str(tmp_path), "--profile"], capture_output=True, text=True, cwd=ROOT, check=False,
                           timeout=120)
     assert done.returncode == 0, done.stderr
@@ -326,7 +325,7 @@ def test_zcfuzz_fuzz_profile_prints_where_the_time_went(tmp_path, executor):
 def test_a_worker_told_to_leave_inside_hypothesis_exits_without_a_traceback():
     """Hypothesis hands a SystemExit raised while it ran a program back in an exception group;
     the worker's status is still the signal's."""
-    from fuzz.campaign import leaving_status
+    from zcfuzz.fuzz.campaign import leaving_status
 
     assert leaving_status(SystemExit(143)) == 143
     assert leaving_status(BaseExceptionGroup("flaky", [SystemExit(143)])) == 143

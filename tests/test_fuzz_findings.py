@@ -8,11 +8,10 @@ import shutil
 import subprocess
 
 import pytest
-
-from fuzz.findings import FindingStore, finding_files
-from fuzz.oracles import Violation
-from fuzz.repro import c_reproducer, python_reproducer
-from vm.program import FD_KINDS, Program
+from zcfuzz.conformance.oracles import Violation
+from zcfuzz.fuzz.findings import FindingStore, finding_files
+from zcfuzz.fuzz.repro import c_reproducer, python_reproducer
+from zcfuzz.vm.program import FD_KINDS, Program
 
 INFO = {"revision": "rfc-v1", "base_version": "6.12.117", "nr_sendfile2": 467}
 LOST = Violation("accounting", "splice.zc.notifies", 1, "sock: ids 0 never notified")

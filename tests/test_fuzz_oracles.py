@@ -6,11 +6,10 @@ from dataclasses import replace
 from errno import EAGAIN, EFAULT, EINTR, EINVAL, ENOBUFS
 
 import pytest
-
-from fuzz import oracles
-from fuzz.abi import MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, Abi
-from vm.program import Program, ProgramResult, digest, pattern
-from vm.target import Target
+from zcfuzz.conformance import oracles
+from zcfuzz.conformance.abi import MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, Abi
+from zcfuzz.vm.program import Program, ProgramResult, digest, pattern
+from zcfuzz.vm.target import Target
 
 ABI = Abi(nr_sendfile2=467, sendfile_default=1, sendfile_zc=2, splice_zc=0x10, revision="v2")
 KERNEL_INFO = {"nr_sendfile2": 467, "sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2},
@@ -371,7 +370,7 @@ def test_errno(case):
 
 
 def test_health_names_the_crash():
-    from vm.target import KernelCrash
+    from zcfuzz.vm.target import KernelCrash
 
     crash = KernelCrash("BUG: kernel NULL pointer dereference in splice_to_socket", "\nBUG: kernel NULL ...\n")
     (violation,) = oracles.health(crash)

@@ -6,11 +6,10 @@ import itertools
 
 import pytest
 from hypothesis import Phase, given, settings
-
-from fuzz.abi import MSG_ZEROCOPY, ZEROCOPY_KINDS, Abi
-from fuzz.profiles import profile
-from fuzz.strategies import programs
-from vm.program import NIC_KINDS, Program
+from zcfuzz.conformance.abi import MSG_ZEROCOPY, ZEROCOPY_KINDS, Abi
+from zcfuzz.fuzz.profiles import profile
+from zcfuzz.fuzz.strategies import programs
+from zcfuzz.vm.program import NIC_KINDS, Program
 
 RFC = Abi(nr_sendfile2=467, sendfile_default=1, sendfile_zc=2, splice_zc=0x10, revision="rfc-v1")
 HOST = Abi()  # a kernel without the proposal: no sendfile2, no SPLICE_F_ZC

@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conformance.report import ktap
-from conformance.spec import CLAUSE_BY_ID, CLAUSES
-from conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
-from fuzz.gate import (
+from zcfuzz.conformance.report import ktap
+from zcfuzz.conformance.spec import CLAUSE_BY_ID, CLAUSES
+from zcfuzz.conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
+from zcfuzz.workflows.gate import (
     FIXED,
     IMPLEMENTED,
     REGRESSED,
@@ -194,7 +193,7 @@ def test_verdict_line_counts_clauses_and_findings():
 
 
 def zcfuzz(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), *args], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "zcfuzz.cli", *args], check=False, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, cwd=ROOT, env=dict(os.environ), timeout=timeout)
 
 

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from vm import kbuild
-from vm.errors import UserError
+from zcfuzz.vm import kbuild
+from zcfuzz.vm.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_REVISIONS = sorted(p.parent.name for p in (ROOT / "kernel-patches").glob("*/series"))
@@ -60,7 +59,7 @@ def synced_good_revision(where: Path, tree: Path) -> tuple[kbuild.BaseSource, kb
 
 def zcfuzz(*args: str, cache: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, ZCFUZZ_CACHE=str(cache))
-    return subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "zcfuzz.cli", *args], env=env, capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, cwd=ROOT)
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-
 pytestmark = pytest.mark.kbuild
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +23,7 @@ REVISIONS = ("base", "rfc-v1", "v2")
 
 
 def zcfuzz(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "zcfuzz.py"), *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "zcfuzz.cli", *args], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, cwd=ROOT, env=dict(os.environ))
 
 

@@ -11,12 +11,16 @@ import re
 from pathlib import Path
 
 import pytest
-
-from conformance.spec import CLAUSE_BY_ID, CLAUSES
-from conformance.suite import ERROR, FAIL, PASS, UNSUPPORTED
-from fuzz.abi import Abi
-from fuzz.campaign import with_target_sysno
-from fuzz.gate import (
+from zcfuzz.conformance.abi import Abi
+from zcfuzz.conformance.oracles import judge
+from zcfuzz.conformance.spec import CLAUSE_BY_ID, CLAUSES
+from zcfuzz.conformance.suite import ERROR, FAIL, PASS, UNSUPPORTED
+from zcfuzz.fuzz.campaign import with_target_sysno
+from zcfuzz.vm import kbuild
+from zcfuzz.vm.backends import open_target
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.program import Program
+from zcfuzz.workflows.gate import (
     REPLAYS,
     Replays,
     finding_fails,
@@ -24,7 +28,7 @@ from fuzz.gate import (
     replay_both,
     replays,
 )
-from fuzz.mutants import (
+from zcfuzz.workflows.mutants import (
     CONFORMANCE,
     FUZZ,
     Kill,
@@ -41,12 +45,8 @@ from fuzz.mutants import (
     regressions,
     score_line,
 )
-from fuzz.oracles import judge
+
 from tests.test_gate import assert_one_line_error, zcfuzz
-from vm import kbuild
-from vm.errors import UserError
-from vm.program import Program
-from vm.target import open_target
 
 MUTANTS_DIR = kbuild.PATCHES_DIR / "mutants"
 PATCHES = sorted(MUTANTS_DIR.glob("*.patch"))

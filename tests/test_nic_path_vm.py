@@ -5,10 +5,9 @@ acknowledged them, so a held-back peer shows whether a notification waits for th
 from __future__ import annotations
 
 import pytest
-
-from fuzz.abi import MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED
-from vm.program import NIC_KINDS, Program, digest, pattern
-from vm.target import open_target
+from zcfuzz.conformance.abi import MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED
+from zcfuzz.vm.backends import open_target
+from zcfuzz.vm.program import NIC_KINDS, Program, digest, pattern
 
 pytestmark = pytest.mark.vm
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from vm.errors import UserError
-from vm.program import (
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.program import (
     FAULTABLE_OPS,
     FD_KINDS,
     OPS,

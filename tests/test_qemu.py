@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from vm import kbuild, qemu
-from vm.errors import UserError, debian_package_of
+from zcfuzz.vm import kbuild, qemu
+from zcfuzz.vm.errors import UserError, debian_package_of
 
 
 def test_missing_qemu_is_one_line_saying_what_to_install(monkeypatch):

@@ -28,7 +28,7 @@ SEEDED_KEY = f"seeded:{SEEDED_OP}"
 
 def seeded_judge(judge):
     """`judge`, plus a violation for every program that calls SEEDED_OP."""
-    from fuzz.oracles import Violation
+    from zcfuzz.conformance.oracles import Violation
 
     def judged(target, program, abi, info):
         verdict = judge(target, program, abi, info)
@@ -41,11 +41,11 @@ def seeded_judge(judge):
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    import fuzz.campaign
-    import zcfuzz
+    from zcfuzz import cli
+    from zcfuzz.fuzz import campaign
 
-    fuzz.campaign.judge = seeded_judge(fuzz.campaign.judge)  # the workers are forked: they have it too
-    sys.exit(zcfuzz.main())
+    campaign.judge = seeded_judge(campaign.judge)  # the workers are forked: they have it too
+    sys.exit(cli.main())
 
 from tests.test_fuzz_campaign import SPLICE_WARNING, SpliceWarns, executor  # noqa: F401  (a fixture)
 
@@ -97,7 +97,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def redis_server(tmp_path):
-    from vm.errors import UserError, require
+    from zcfuzz.vm.errors import UserError, require
 
     try:
         require("Redis for the shared-database tests", "redis-server")
@@ -166,7 +166,7 @@ def test_a_finding_one_machine_shared_is_replayed_not_searched_for_by_another(tm
     assert "on host: " in (tmp_path / "b.log").read_text()  # the line over every campaign
     assert "findings shared in " + redis_server.url + ": 1" in (tmp_path / "b.log").read_text()
 
-    listed = subprocess.run([sys.executable, "zcfuzz.py", "findings", "--database", redis_server.url, "--json"],
+    listed = subprocess.run([sys.executable, "-m", "zcfuzz.cli", "findings", "--database", redis_server.url, "--json"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert listed.returncode == 0, listed.stderr
     assert [(d["key"], d["machine"]) for d in json.loads(listed.stdout)] == [(SEEDED_KEY, "machine-a")]
@@ -178,8 +178,7 @@ def test_a_finding_one_machine_shared_is_replayed_not_searched_for_by_another(tm
 @pytest.mark.usefixtures("executor")
 def test_a_campaign_killed_and_restarted_loses_nothing(tmp_path, redis_server):
     import psutil
-
-    from fuzz.campaign import EXIT_GRACE_S
+    from zcfuzz.fuzz.campaign import EXIT_GRACE_S
 
     log = tmp_path / "first.log"
     first = campaign(tmp_path / "findings", "120s", log, redis_server.url, "machine-a", "--workers", "2")
@@ -222,11 +221,11 @@ def test_an_unreachable_or_bad_database_is_a_one_line_error(tmp_path):
     for url, said in ((f"redis://127.0.0.1:{free_port()}/0", "cannot use Redis"),
                       ("http://127.0.0.1/0", "bad database"), ("redis://127.0.0.1:x/0", "bad database"),
                       ("redis://127.0.0.1/db", "bad database")):
-        ran = subprocess.run([sys.executable, "zcfuzz.py", "fuzz", "--target", "host", "--budget", "5s",
+        ran = subprocess.run([sys.executable, "-m", "zcfuzz.cli", "fuzz", "--target", "host", "--budget", "5s",
                               "--findings", str(tmp_path), "--database", url], capture_output=True, text=True,
                              cwd=ROOT, timeout=60, check=False)
         assert ran.returncode == 2 and said in ran.stderr and len(ran.stderr.splitlines()) == 1, ran.stderr
-    ran = subprocess.run([sys.executable, "zcfuzz.py", "findings"], capture_output=True, text=True, cwd=ROOT,
+    ran = subprocess.run([sys.executable, "-m", "zcfuzz.cli", "findings"], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, ZCFUZZ_DATABASE="redis://127.0.0.1:x/0"), timeout=60, check=False)
     assert ran.returncode == 2 and ran.stderr.startswith("zcfuzz: error: bad database"), ran.stderr
 
@@ -234,7 +233,7 @@ def test_an_unreachable_or_bad_database_is_a_one_line_error(tmp_path):
 # --- the shared database, in one process -------------------------------------------------------
 
 def program(n_ops: int):
-    from vm.program import Program
+    from zcfuzz.vm.program import Program
 
     return Program.from_json({"sysno": {"sendfile2": 467}, "fds": [{"name": "src", "kind": "file"},
                               {"name": "sock", "kind": "tcp4", "zerocopy": True}],
@@ -243,9 +242,9 @@ def program(n_ops: int):
 
 
 def test_a_shared_finding_keeps_its_first_machine_and_takes_only_smaller_programs(tmp_path, redis_server):
-    from fuzz.findings import FindingStore
-    from fuzz.oracles import Violation
-    from fuzz.shared import Shared
+    from zcfuzz.conformance.oracles import Violation
+    from zcfuzz.fuzz.findings import FindingStore
+    from zcfuzz.fuzz.shared import Shared
 
     lost = Violation("accounting", "sendfile2.zc.notifies", 0, "sock: ids 0 never notified")
     info = {"revision": "rfc-v1", "base_version": "6.12.117", "nr_sendfile2": 467}
@@ -265,10 +264,10 @@ def test_a_shared_finding_keeps_its_first_machine_and_takes_only_smaller_program
 
 
 def test_examples_written_while_redis_is_away_reach_it_when_it_is_back(tmp_path, redis_server, monkeypatch):
-    import fuzz.shared
-    from fuzz.shared import Shared, example_database
+    from zcfuzz.fuzz import shared
+    from zcfuzz.fuzz.shared import Shared, example_database
 
-    monkeypatch.setattr(fuzz.shared, "RETRY_AFTER_S", 0.2)
+    monkeypatch.setattr(shared, "RETRY_AFTER_S", 0.2)
     log = tmp_path / "log"
     with log.open("w") as out:
         database = example_database(tmp_path / "examples", Shared(redis_server.url, log=out))
@@ -285,9 +284,9 @@ def test_examples_written_while_redis_is_away_reach_it_when_it_is_back(tmp_path,
 
 
 def test_a_worker_replays_a_shared_finding_on_a_fresh_kernel_instead_of_searching(tmp_path, redis_server):
-    from fuzz.campaign import Fuzzer
-    from fuzz.findings import FindingStore
-    from fuzz.shared import Shared, example_database
+    from zcfuzz.fuzz.campaign import Fuzzer
+    from zcfuzz.fuzz.findings import FindingStore
+    from zcfuzz.fuzz.shared import Shared, example_database
 
     def fuzzer(machine: str, kernel: SpliceWarns) -> Fuzzer:
         shared = Shared(redis_server.url)

@@ -19,8 +19,7 @@ calls' data by then, so the last ids may be counted missing: the tests accept th
 from __future__ import annotations
 
 import pytest
-
-from vm.selftest import SelftestRun, guest_init, parse_console, run_selftest
+from zcfuzz.vm.selftest import SelftestRun, guest_init, parse_console, run_selftest
 
 CONSOLE = """[    2.18] mtrr: your CPUs had inconsistent MTRRdefType settings
 zcfuzz-selftest nic: up eth0 169.254.90.1 <-> eth1 169.254.90.2

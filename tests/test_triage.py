@@ -12,12 +12,21 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from vm.errors import UserError
-from vm.triage import LOST_CONNECTION_TITLE, NO_OUTPUT_TITLE, find_crash_start, parse
-from vm.triage.command import register
-from vm.triage.frames import culprit_name, frame_of_line, instruction_pointer_frame, is_generic_frame
-from vm.triage.titles import normalize_title
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.triage import (
+    LOST_CONNECTION_TITLE,
+    NO_OUTPUT_TITLE,
+    find_crash_start,
+    parse,
+)
+from zcfuzz.vm.triage.command import register
+from zcfuzz.vm.triage.frames import (
+    culprit_name,
+    frame_of_line,
+    instruction_pointer_frame,
+    is_generic_frame,
+)
+from zcfuzz.vm.triage.titles import normalize_title
 
 # The reference logs; ZCFUZZ_TRIAGE_REPORTS names another folder of logs in the same format, to
 # measure a set the rules were not written against (`pytest -s -k agreement` prints the misses).

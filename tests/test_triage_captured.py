@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from vm import triage
-from vm.program import Program
-from vm.target import KernelCrash, open_target
+from zcfuzz.vm import triage
+from zcfuzz.vm.backends import open_target
+from zcfuzz.vm.program import Program
+from zcfuzz.vm.target import KernelCrash
 
 CONSOLE_LOGS = Path(__file__).resolve().parent / "data" / "console"
 

@@ -7,9 +7,9 @@ under whatever accelerator the probe found (TCG where KVM does not work).
 from __future__ import annotations
 
 import pytest
-
-from vm.program import Program
-from vm.target import KernelCrash, open_target
+from zcfuzz.vm.backends import open_target
+from zcfuzz.vm.program import Program
+from zcfuzz.vm.target import KernelCrash
 
 pytestmark = pytest.mark.vm
 
@@ -178,7 +178,7 @@ def test_a_saved_guest_that_does_not_restore_gives_way_to_a_boot(base_target):
 def test_guests_have_two_cpus_and_keep_time_by_the_tsc(base_target):
     """The lean kernel has no ACPI: CPUs come from the firmware's MP table (one per socket) and
     the TSC rate from the host, or the guest would run on one CPU and keep time in jiffies."""
-    from vm.qemu import Guest, guest_vcpus
+    from zcfuzz.vm.qemu import Guest, guest_vcpus
 
     with Guest(base_target.kernel, base_target.initramfs, base_target.accel, cmdline_extra="loglevel=7") as guest:
         console = guest.console_text()

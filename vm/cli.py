@@ -8,8 +8,8 @@ import json
 import sys
 import time
 
-from vm import kbuild
-from vm.errors import UserError
+from zcfuzz.vm import kbuild
+from zcfuzz.vm.errors import UserError
 
 
 def add_kernel_inputs(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +58,9 @@ def cmd_kernel_info(args) -> int:
 
 
 def cmd_vm_run(args) -> int:
-    from vm.program import Program
-    from vm.target import KernelCrash, open_target
+    from zcfuzz.vm.backends import open_target
+    from zcfuzz.vm.program import Program
+    from zcfuzz.vm.target import KernelCrash
 
     program = Program.load(args.program)
     with open_target(args.target, **({} if args.target == "host" else {"accel": args.accel})) as target:
@@ -76,7 +77,7 @@ def cmd_vm_run(args) -> int:
 
 
 def cmd_vm_shell(args) -> int:
-    from vm.qemu import shell
+    from zcfuzz.vm.qemu import shell
 
     return shell(args.rev, source=args.source, config=args.config, accel=args.accel)
 
@@ -110,6 +111,6 @@ def register(sub) -> None:
     shell_parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     shell_parser.set_defaults(func=cmd_vm_shell)
 
-    from vm.triage.command import register as register_triage
+    from zcfuzz.vm.triage.command import register as register_triage
 
     register_triage(sub)

@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from vm.errors import UserError, require
+from zcfuzz.vm.errors import UserError, require
 
 # --- the series' lines ---------------------------------------------------------------------
 

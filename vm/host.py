@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from vm import kbuild
-from vm.executor import executor_binary
-from vm.lifetime import die_with_parent
-from vm.program import ExecutorError, Program, ProgramResult, decode_reply
-from vm.target import Target
+from zcfuzz.vm import kbuild
+from zcfuzz.vm.executor import executor_binary
+from zcfuzz.vm.lifetime import die_with_parent
+from zcfuzz.vm.program import ExecutorError, Program, ProgramResult, decode_reply
+from zcfuzz.vm.target import Target
 
 READY_LINE = "zcfuzz-executor ready"
 START_TIMEOUT_S = 10.0

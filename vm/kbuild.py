@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vm.errors import UserError, debian_package_of, require
+from zcfuzz.vm.errors import UserError, debian_package_of, require
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PATCHES_DIR = PROJECT_ROOT / "kernel-patches"

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from vm.errors import UserError
+from zcfuzz.vm.errors import UserError
 
 # --- fixture kinds -------------------------------------------------------------------------
 

@@ -32,13 +32,12 @@ import time
 from pathlib import Path
 
 import psutil
-
-from vm import kbuild, triage
-from vm.errors import UserError, missing
-from vm.executor import executor_binary
-from vm.lifetime import die_with_parent
-from vm.program import ExecutorError, Program, ProgramResult, decode_reply
-from vm.target import KernelCrash, Target
+from zcfuzz.vm import kbuild, triage
+from zcfuzz.vm.errors import UserError, missing
+from zcfuzz.vm.executor import executor_binary
+from zcfuzz.vm.lifetime import die_with_parent
+from zcfuzz.vm.program import ExecutorError, Program, ProgramResult, decode_reply
+from zcfuzz.vm.target import KernelCrash, Target
 
 QEMU = "qemu-system-x86_64"
 READY_LINE = b"zcfuzz-executor ready"

@@ -20,8 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vm import kbuild, triage
-from vm.errors import UserError, require
+from zcfuzz.vm import kbuild, triage
+from zcfuzz.vm.errors import UserError, require
 
 SELFTEST = "tools/testing/selftests/net/msg_zerocopy.c"
 SENDFILE_PATCH = kbuild.PATCHES_DIR / "rfc-v1" / "0010-selftests-Add-sendfile-zerocopy-notification-test.patch"
@@ -98,7 +98,7 @@ def nic_end(device: str, address4: str, address6: str) -> str:
 
 def guest_init(mode: str, family: int, proto: str, zerocopy: bool, vcpus: int) -> str:
     """/init of the selftest guest: the NIC path, then one receiver and one sender, then off."""
-    from vm.qemu import NIC_MACS
+    from zcfuzz.vm.qemu import NIC_MACS
 
     local, peer = (LOCAL4, PEER4) if family == 4 else (LOCAL6, PEER6)
     rx_cpu, tx_cpu = (1, 0) if vcpus > 1 else (0, 0)
@@ -282,8 +282,8 @@ def parse_console(console: str, run: SelftestRun) -> SelftestRun:
 def run_selftest(rev: str, mode: str, family: int = 4, proto: str = "tcp", zerocopy: bool = True,
                  accel: str = "auto", timeout: float = GUEST_TIMEOUT_S) -> SelftestRun:
     """Boot a guest on `rev` (built if need be), run msg_zerocopy across its NIC path once."""
-    from vm.executor import executor_binary
-    from vm.qemu import (
+    from zcfuzz.vm.executor import executor_binary
+    from zcfuzz.vm.qemu import (
         Guest,
         busybox_initramfs,
         choose_accel,

@@ -12,11 +12,10 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vm.errors import UserError
-from vm.program import ExecutorError
+from zcfuzz.vm.program import ExecutorError
 
 if TYPE_CHECKING:
-    from vm.program import Program, ProgramResult
+    from zcfuzz.vm.program import Program, ProgramResult
 
 
 @dataclass
@@ -118,42 +117,3 @@ class WrappedTarget(Target):
 
     def close(self) -> None:
         self.inner.close()
-
-
-def open_target(spec: str, **options) -> Target:
-    """Make a target from its command-line name: `host` or `vm:REV`."""
-    if spec == "host":
-        from vm.host import HostTarget
-
-        return HostTarget(**options)
-    if spec.startswith("vm:") and len(spec) > 3:
-        from vm.qemu import VmTarget
-
-        return VmTarget(spec[3:], **options)
-    raise UserError(f"unknown target {spec!r}: use 'host' or 'vm:REV' (REV a revision name or folder)")
-
-
-REQUEST_TIMEOUT_S = 300.0
-
-
-def executor_request(target: Target, line: str, timeout_s: float = REQUEST_TIMEOUT_S) -> dict:
-    """A request other than a program (`ping`, `c-loop N`, `spares N`; vm/PROGRAM.md, "Wire
-    format") to the executor under `target` (host or vm:REV), answered as JSON."""
-    import json
-    import time
-
-    from vm.host import HostTarget
-
-    if isinstance(target, HostTarget):
-        answer = target.request(line, timeout_s)
-    else:
-        guest = target.boot()
-        guest.send(line.encode() + b"\n")
-        raw = guest.read_line(time.monotonic() + timeout_s)
-        if raw is None:
-            raise ExecutorError(f"no answer to {line!r}: the guest died")
-        answer = raw.decode(errors="replace")
-    reply = json.loads(answer)
-    if "error" in reply:
-        raise ExecutorError(f"executor: {reply['error']} (request {line!r})")
-    return reply

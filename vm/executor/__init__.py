@@ -6,7 +6,7 @@ import functools
 import subprocess
 from pathlib import Path
 
-from vm.errors import UserError, require
+from zcfuzz.vm.errors import UserError, require
 
 SOURCE_DIR = Path(__file__).resolve().parent
 

@@ -1,6 +1,6 @@
 """Crash triage: find a kernel report in console output and title it as syzkaller would."""
 
-from vm.triage.report import (
+from zcfuzz.vm.triage.report import (
     LOST_CONNECTION_TITLE,
     NO_OUTPUT_TITLE,
     CrashReport,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from vm.errors import UserError
-from vm.triage.report import parse
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.triage.report import parse
 
 NO_CRASH = "no crash found"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from vm.triage.titles import clean_function_name
+from zcfuzz.vm.triage.titles import clean_function_name
 
 # Pieces of the line formats below.
 PC = r"\[<?(?:0x)?[0-9a-f]+>?\]"

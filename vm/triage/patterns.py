@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from vm.triage.frames import FUNC, INSTRUCTION_POINTER, PC, SRC
+from zcfuzz.vm.triage.frames import FUNC, INSTRUCTION_POINTER, PC, SRC
 
 MEMORY_SAFETY_BUG = "MEMORY_SAFETY_BUG"
 LOCKING_BUG = "LOCKING_BUG"

@@ -13,21 +13,21 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from vm.triage.frames import (
+from zcfuzz.vm.triage.frames import (
     CORRUPTING_LINES,
     ENTRY,
     FRAME_LINES,
+    HANG_ANCHORS,
     INSTRUCTION_POINTER,
     RISCV_STACK_START,
     SKIPPED,
     STACK_STARTS,
     WAITING,
-    HANG_ANCHORS,
     frames_of_line,
     instruction_pointer_frame,
     strip_syscall_prefix,
 )
-from vm.triage.patterns import (
+from zcfuzz.vm.triage.patterns import (
     CONTINUATION_HEADERS,
     INFO_MESSAGES_WITH_STACK,
     READ_STACK,
@@ -36,7 +36,7 @@ from vm.triage.patterns import (
     ReportKind,
     StackRule,
 )
-from vm.triage.titles import clean_function_name, normalize_title
+from zcfuzz.vm.triage.titles import clean_function_name, normalize_title
 
 # Host-side titles: the guest died (the connection to it broke) or went silent.
 LOST_CONNECTION_TITLE = "lost connection to test machine"

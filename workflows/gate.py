@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.spec import CLAUSE_BY_ID, Clause
-from conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
-from fuzz import cover
-from vm.errors import UserError
+from zcfuzz.conformance.spec import CLAUSE_BY_ID, Clause
+from zcfuzz.conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
+from zcfuzz.vm.errors import UserError
+from zcfuzz.workflows import cover
 
 BAD = (FAIL, CRASH, ERROR)
 # How bad a verdict is; a change between revisions is judged by the rank, not the word.
@@ -75,14 +75,14 @@ def target_options(source: str | None) -> dict:
 
 
 def read_findings(folder: Path) -> dict[str, dict]:
-    from fuzz.findings import FindingStore
+    from zcfuzz.fuzz.findings import FindingStore
 
     return {doc["key"]: {**doc, "folder": str(folder / doc["folder"])} for doc in FindingStore(folder, {}).findings()}
 
 
 def fails_on(finding: dict, target_spec: str, options: dict) -> bool:
     """The finding's program still fails the same way on another kernel."""
-    from fuzz.campaign import replay
+    from zcfuzz.fuzz.campaign import replay
 
     return replay(Path(finding["folder"]), target_spec, **options)[0]
 
@@ -102,7 +102,8 @@ def replays(attempt, target, times: int = REPLAYS, **options) -> tuple[int, int]
     fresh guest of the target: the running guest, which a campaign or an earlier attempt may
     have left in any state, is dropped first and the guest restored anew from its just-booted
     state. `target` is a target or its spec (opened with `options`, and closed after)."""
-    from vm.target import Target, open_target
+    from zcfuzz.vm.backends import open_target
+    from zcfuzz.vm.target import Target
 
     if not isinstance(target, Target):
         with open_target(target, **options) as opened:
@@ -116,8 +117,8 @@ def replays(attempt, target, times: int = REPLAYS, **options) -> tuple[int, int]
 
 def finding_fails(finding: dict):
     """An attempt for `replays`: the finding's program fails the same way (same key) there."""
-    from fuzz.campaign import replay_on
-    from vm.program import Program
+    from zcfuzz.fuzz.campaign import replay_on
+    from zcfuzz.vm.program import Program
 
     def attempt(target) -> bool:
         loaded = (finding["key"], finding, Program.from_json(finding["program"]))
@@ -160,9 +161,9 @@ def replay_both(attempt, bad: tuple[str, object], good: tuple[str, object], time
 
 def judge_revision(rev: str, source: str | None, budget_s: float, seed: int, findings_dir: Path) -> RevisionRun:
     """Conformance, then a campaign of `budget_s` seconds with `seed`, on a guest booted on REV."""
-    from conformance.suite import run_suite
-    from fuzz.campaign import CampaignConfig, run_campaign
-    from vm.target import open_target
+    from zcfuzz.conformance.suite import run_suite
+    from zcfuzz.fuzz.campaign import CampaignConfig, run_campaign
+    from zcfuzz.vm.backends import open_target
 
     started = time.monotonic()
     spec = f"vm:{rev}"
@@ -180,7 +181,7 @@ def judge_revision(rev: str, source: str | None, budget_s: float, seed: int, fin
 def run_folder(command: str) -> Path:
     """A fresh folder for one command's findings: a fixed seed only repeats on an empty example
     database, and findings from earlier runs must not count."""
-    from vm.kbuild import cache_dir
+    from zcfuzz.vm.kbuild import cache_dir
 
     folder = cache_dir() / command / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     folder.mkdir(parents=True)
@@ -350,7 +351,7 @@ def write_report(path: str | None, text: str) -> None:
 def build_all(revs: list[str], source: str | None) -> None:
     """Build every revision first: one that does not apply stops the command before any guest boots,
     and one that does not exist stops it before anything is built."""
-    from vm import kbuild
+    from zcfuzz.vm import kbuild
 
     for rev in revs:
         kbuild.resolve_revision(rev)
@@ -359,8 +360,8 @@ def build_all(revs: list[str], source: str | None) -> None:
 
 
 def cmd_gate(args) -> int:
-    from conformance import report
-    from fuzz.campaign import parse_budget
+    from zcfuzz.conformance import report
+    from zcfuzz.fuzz.campaign import parse_budget
 
     budget_s = parse_budget(args.budget)
     started = time.monotonic()
@@ -389,8 +390,8 @@ def verdict_line(run: RevisionRun) -> str:
 
 
 def cmd_verdict(args) -> int:
-    from conformance import report
-    from fuzz.campaign import parse_budget
+    from zcfuzz.conformance import report
+    from zcfuzz.fuzz.campaign import parse_budget
 
     budget_s = parse_budget(args.budget)
     build_all([args.rev], args.source)
@@ -425,9 +426,7 @@ exits 0. Exit 2 for unusable input (a revision that does not apply, a bad budget
 
 
 def register(subparsers) -> None:
-    """gate, verdict and mutants: one revision judged, two compared, seeded bugs against the suite."""
-    from fuzz import mutants
-
+    """gate and verdict: one revision judged, two compared."""
     gate = subparsers.add_parser(
         "gate", help="compare a candidate revision with a baseline: exit 1 on any verdict change",
         description=GATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -453,4 +452,3 @@ def register(subparsers) -> None:
     verdict.add_argument("--junitxml", metavar="FILE", help="write the clause verdicts as JUnit XML")
     verdict.set_defaults(func=cmd_verdict)
 
-    mutants.register(subparsers)

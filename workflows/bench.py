@@ -25,12 +25,13 @@ import threading
 import time
 from pathlib import Path
 
-from fuzz.abi import MSG_ZEROCOPY, Abi
-from fuzz.findings import finding_files
-from vm import kbuild
-from vm.errors import UserError
-from vm.program import Program
-from vm.target import KernelCrash, Target, executor_request, open_target
+from zcfuzz.conformance.abi import MSG_ZEROCOPY, Abi
+from zcfuzz.fuzz.findings import finding_files
+from zcfuzz.vm import kbuild
+from zcfuzz.vm.backends import executor_request, open_target
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.program import Program
+from zcfuzz.vm.target import KernelCrash, Target
 
 C_LOOP_BYTES = 512  # what each C-loop workload moves per call (zcexec.c C_LOOP_BYTES)
 SPARES_DEFAULT = 2  # spare pairs per kind a guest's executor keeps unless told otherwise (zcexec.c)
@@ -340,7 +341,7 @@ def campaign_figures(rev: str, budget_s: float, seed: int) -> dict:
     second (a program's sendfile64 twin counts, as the progress line counts it) and where its
     time went; then the same campaign with every speed-up off, with each off, and with all on
     again (each switch's `on` is the mean of the two on-runs)."""
-    from fuzz.campaign import CampaignConfig, run_campaign
+    from zcfuzz.fuzz.campaign import CampaignConfig, run_campaign
 
     if kbuild.cached_build(rev) is None:
         return {"campaign_programs_per_s": f"not measured: {rev} not built"}
@@ -368,7 +369,7 @@ def coverage_figure(rev: str, budget_s: float, seed: int) -> dict:
         return {"time_to_90pct_series_lines": "not measured: --cover-budget 0"}
     if kbuild.cached_build(rev) is None:
         return {"time_to_90pct_series_lines": f"not measured: {rev} not built"}
-    from fuzz.cover import time_to_cover
+    from zcfuzz.fuzz.cover import time_to_cover
 
     with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-cover-") as folder:
         return {"time_to_90pct_series_lines": time_to_cover(rev, budget_s, fraction=0.9, seed=seed,
@@ -378,7 +379,7 @@ def coverage_figure(rev: str, budget_s: float, seed: int) -> dict:
 def boot_figures(target, boots: int) -> dict:
     """Median time to a ready executor over `boots` guests started as the target starts them
     (restoring its saved guest) and over as many cold boots, and where a cold boot's time went."""
-    from vm.qemu import Guest
+    from zcfuzz.vm.qemu import Guest
 
     target.close()
     target.boot()  # a target's first guest boots and is saved, if nothing was saved yet
@@ -398,7 +399,7 @@ def boot_figures(target, boots: int) -> dict:
 
 def initcall_figures(target) -> dict:
     """One boot with initcall_debug: the slowest initcalls (this boot is slower, so not timed)."""
-    from vm.qemu import BOOT_TIMEOUT_S, Guest
+    from zcfuzz.vm.qemu import BOOT_TIMEOUT_S, Guest
 
     with Guest(target.kernel, target.initramfs, target.accel, boot_timeout=3 * BOOT_TIMEOUT_S,
                cmdline_extra="initcall_debug ignore_loglevel") as guest:
@@ -441,8 +442,7 @@ def reboot_after_crash(target, program: Program) -> dict:
 def hypothesis_ms_per_example(info: dict, examples: int) -> float:
     """Median time between two programs Hypothesis hands to an empty test (fuzz.strategies)."""
     from hypothesis import HealthCheck, Phase, given, settings
-
-    from fuzz.strategies import programs
+    from zcfuzz.fuzz.strategies import programs
 
     stamps: list[float] = []
 
@@ -472,7 +472,7 @@ def campaign_finding_times(target_spec: str, budget_s: float, seed: int, folder:
                            spec_programs: bool = True, until_first: bool = False, **options) -> dict[str, float]:
     """A campaign with a fixed seed from an empty database in `folder`: seconds from its start to
     each finding, by title. `options` are more CampaignConfig fields (the speed-ups off)."""
-    from fuzz.campaign import CampaignConfig, run_campaign
+    from zcfuzz.fuzz.campaign import CampaignConfig, run_campaign
 
     first_seen: dict[str, float] = {}
     config = CampaignConfig(target=target_spec, budget_s=budget_s, seed=seed, findings=folder,
@@ -506,8 +506,8 @@ def time_to_find(rev: str, budget_s: float, seed: int, spec_programs: bool = Tru
 def mutant_kill_times(rev: str, mutants: Path, budget_s: float, seed: int) -> dict:
     """Seconds from an empty database to each mutant's kill: a campaign on REV plus the mutant,
     stopped at its first finding, whose program must then not fail on REV itself."""
-    from fuzz.gate import fails_on, read_findings
-    from fuzz.mutants import load_mutants, materialise
+    from zcfuzz.workflows.gate import fails_on, read_findings
+    from zcfuzz.workflows.mutants import load_mutants, materialise
 
     if kbuild.cached_build(rev) is None:
         return {"time_to_kill_s": f"not measured: {rev} not built"}
@@ -623,7 +623,7 @@ def run_bench(args, progress=print) -> dict:
             figures.update(initcall_figures(target))
     progress("bench: Hypothesis generation")
     figures["hypothesis_ms_per_example"] = hypothesis_ms_per_example(info, args.examples)
-    from fuzz.campaign import parse_budget
+    from zcfuzz.fuzz.campaign import parse_budget
 
     if args.target.startswith("vm:"):
         rev = args.target[3:]
@@ -652,9 +652,9 @@ def run_bench(args, progress=print) -> dict:
 
 
 def cmd_bench(args) -> int:
-    from fuzz.campaign import parse_budget
-    from fuzz.gate import write_report
-    from fuzz.mutants import load_mutants
+    from zcfuzz.fuzz.campaign import parse_budget
+    from zcfuzz.workflows.gate import write_report
+    from zcfuzz.workflows.mutants import load_mutants
 
     if args.boots < 1 or args.seconds <= 0 or args.examples < 2:
         raise UserError("--boots must be at least 1, --seconds positive and --examples at least 2")

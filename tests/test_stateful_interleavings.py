@@ -4,19 +4,37 @@ State carries across steps by replay: the machine accumulates ops and, at each s
 whole growing program on fresh fixtures (programs stay short: `stateful_step_count`). After
 each step the invariants hold on what has run so far: no id notified twice, none that the
 counter model did not hand out; at teardown, the full accounting oracle (none lost either).
+
+It lives with its test: it checks that the oracles hold on a real kernel's long interleavings
+(the host's), where a false finding would show first.
 """
 
 from __future__ import annotations
 
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-from fuzz.abi import MSG_ZEROCOPY, Abi
-from fuzz.campaign import confirmation_program
-from fuzz.oracles import CounterModel, Violation, accounting, notification_records, zerocopy_calls
-from fuzz.strategies import SOURCE, counts, file_sizes, offsets, read_sizes, zerocopy_sockets
-from vm.program import Fixture, Op, Program
-from vm.target import Target
+from zcfuzz.conformance.abi import MSG_ZEROCOPY, Abi
+from zcfuzz.conformance.oracles import (
+    CounterModel,
+    Violation,
+    accounting,
+    notification_records,
+    zerocopy_calls,
+)
+from zcfuzz.fuzz.campaign import confirmation_program
+from zcfuzz.fuzz.profiles import profile
+from zcfuzz.fuzz.strategies import (
+    SOURCE,
+    counts,
+    file_sizes,
+    offsets,
+    read_sizes,
+    zerocopy_sockets,
+)
+from zcfuzz.vm.backends import open_target
+from zcfuzz.vm.program import Fixture, Op, Program
+from zcfuzz.vm.target import Target
 
 SOCKETS = ("sock", "sock2")
 
@@ -129,3 +147,22 @@ def machine_for(target: Target) -> type[RuleBasedStateMachine]:
                     raise ViolationFound("; ".join(v.message for v in found))
 
     return ZerocopyInterleavings
+
+
+
+
+def test_interleavings_on_the_host_kernel():
+    with open_target("host") as target:
+        machine = machine_for(target)
+        runs = []
+        original = target.run
+
+        def counting_run(program):
+            runs.append(program)
+            return original(program)
+
+        target.run = counting_run
+        machine.TestCase.settings = settings(profile("ci"), max_examples=8, stateful_step_count=6)
+        machine.TestCase().runTest()
+    assert runs, "no step ran a program"
+    assert max(len(p.ops) for p in runs) > 1  # steps accumulate into one growing program

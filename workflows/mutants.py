@@ -5,7 +5,7 @@ mutants, so a build recompiles only what this mutant and the previous one touche
 killed by the first clause whose verdict regresses from the revision's own (the gate's rule),
 trying the clauses its `Killed-by:` line names first and stopping at the first kill; if no clause
 kills it, by a finding of a fixed-seed campaign. Either kills only if it replays (the gate's rule
-too, `fuzz.gate.Replays`): on each of REPLAYS fresh guests of the mutant the clause regresses or
+too, `workflows.gate.Replays`): on each of REPLAYS fresh guests of the mutant the clause regresses or
 the finding's program fails the same way, and on none of the revision's; a candidate that does
 not is passed over for the next. The matrix says which check killed each mutant, whether the
 patch named it, how often the kill replayed, and how long it took.
@@ -20,8 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.spec import CLAUSE_BY_ID, CLAUSES
-from fuzz.gate import (
+from zcfuzz.conformance.spec import CLAUSE_BY_ID, CLAUSES
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.target import KernelCrash
+from zcfuzz.workflows.gate import (
     REGRESSED,
     REPLAYS,
     Replays,
@@ -32,8 +34,6 @@ from fuzz.gate import (
     run_folder,
     write_report,
 )
-from vm.errors import UserError
-from vm.target import KernelCrash
 
 KILLED_BY = re.compile(r"^Killed-by:\s*(.+?)\s*$", re.MULTILINE)
 CONFORMANCE, FUZZ, BOOT = "conformance", "fuzz", "boot"
@@ -178,7 +178,7 @@ def materialise(revision, mutant: Mutant, folder: Path) -> Path:
 
 def probed(target):
     """kernel_info and the features probed on the target's guest (the suite's first program)."""
-    from conformance.suite import probe_features
+    from zcfuzz.conformance.suite import probe_features
 
     info = target.kernel_info()
     return info, probe_features(target, info)
@@ -198,7 +198,7 @@ def crashes_probing(title: str):
 
 def clause_regresses(clause_id: str, reference: str):
     """An attempt for `replays`: the clause's verdict there regresses from `reference`."""
-    from conformance.suite import run_clause
+    from zcfuzz.conformance.suite import run_clause
 
     def attempt(target) -> bool:
         info, features = probed(target)
@@ -226,8 +226,8 @@ def conformance_kill(sides: Sides, reference: dict[str, str], mutant: Mutant,
                      passed_over: list[str]) -> tuple[str, str, str, Replays] | None:
     """(check, killer, detail, replays) of the first clause that kills the mutant, or of its
     boot crash: each regression found is replayed before it kills."""
-    from conformance.suite import run_clause
-    from vm.target import open_target
+    from zcfuzz.conformance.suite import run_clause
+    from zcfuzz.vm.backends import open_target
 
     with open_target(sides.mutant_spec, build=False) as target:
         try:
@@ -253,7 +253,7 @@ def fuzz_kill(sides: Sides, budget_s: float, seed: int, findings_dir: Path,
               passed_over: list[str]) -> tuple[str, str, str, Replays] | None:
     """(check, finding key, message, replays) of the first finding of a campaign on the mutant
     that replays: fails on each fresh guest of the mutant and on none of the revision's."""
-    from fuzz.campaign import CampaignConfig, run_campaign
+    from zcfuzz.fuzz.campaign import CampaignConfig, run_campaign
 
     run_campaign(CampaignConfig(target=sides.mutant_spec, budget_s=budget_s, seed=seed, findings=findings_dir,
                                 target_options={"build": False}))
@@ -265,7 +265,7 @@ def fuzz_kill(sides: Sides, budget_s: float, seed: int, findings_dir: Path,
 
 def run_mutant(revision, mutant: Mutant, reference: dict[str, str], reference_spec: str, budget_s: float,
                seed: int, workdir: Path) -> Kill:
-    from vm import kbuild
+    from zcfuzz.vm import kbuild
 
     started = time.monotonic()
     kbuild.build_kernel(revision.with_patch(mutant.patch, slot=f"{revision.name}-mutants"),
@@ -283,10 +283,10 @@ def run_mutant(revision, mutant: Mutant, reference: dict[str, str], reference_sp
 
 
 def cmd_mutants(args) -> int:
-    from conformance.suite import run_suite
-    from fuzz.campaign import parse_budget
-    from vm import kbuild
-    from vm.target import open_target
+    from zcfuzz.conformance.suite import run_suite
+    from zcfuzz.fuzz.campaign import parse_budget
+    from zcfuzz.vm import kbuild
+    from zcfuzz.vm.backends import open_target
 
     budget_s = parse_budget(args.budget)
     revision = kbuild.resolve_revision(args.rev)
@@ -312,7 +312,7 @@ def cmd_mutants(args) -> int:
 
 
 def register(subparsers) -> None:
-    from vm.kbuild import PATCHES_DIR
+    from zcfuzz.vm.kbuild import PATCHES_DIR
 
     parser = subparsers.add_parser(
         "mutants", help="build each seeded bug on top of a revision and check the suite kills it",

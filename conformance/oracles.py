@@ -23,11 +23,31 @@ import errno as errno_module
 import itertools
 from dataclasses import dataclass, field, replace
 
-from fuzz.abi import (EOF_PUSHES_KINDS, MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED,
-                      SO_EE_ORIGIN_ZEROCOPY, SPLICE_F_BASE, STREAM_SOCKET_KINDS, TRUE_ZEROCOPY_KINDS,
-                      ZEROCOPY_KINDS, Abi)
-from vm.program import CONTENT_KINDS, NIC_KINDS, SOCKET_KINDS, Op, Program, ProgramResult, digest, pattern
-from vm.target import KernelCrash, Target
+from zcfuzz.conformance.abi import (
+    EOF_PUSHES_KINDS,
+    MSG_DONTWAIT,
+    MSG_MORE,
+    MSG_ZEROCOPY,
+    SO_EE_CODE_ZEROCOPY_COPIED,
+    SO_EE_ORIGIN_ZEROCOPY,
+    SPLICE_F_BASE,
+    STREAM_SOCKET_KINDS,
+    TRUE_ZEROCOPY_KINDS,
+    ZEROCOPY_KINDS,
+    Abi,
+)
+from zcfuzz.conformance.model import expected_errno
+from zcfuzz.vm.program import (
+    CONTENT_KINDS,
+    NIC_KINDS,
+    SOCKET_KINDS,
+    Op,
+    Program,
+    ProgramResult,
+    digest,
+    pattern,
+)
+from zcfuzz.vm.target import KernelCrash, Target
 
 # Clause ids of the rules these oracles check (conformance/ cites the same ids).
 PARITY_FLAGS0 = "sendfile2.parity.flags0"
@@ -786,8 +806,6 @@ def errno_violations(program: Program, result: ProgramResult, kernel_info: dict,
     full a socket is) it gives None and nothing is compared. Never blocking: O_NONBLOCK, and
     SF2-NONBLOCK-EAGAIN. Adds the clause of every call the model predicts to `reached`.
     """
-    from conformance.model import expected_errno
-
     out = []
     for i, op in enumerate(program.ops):
         op_result = result.ops[i]

@@ -1,7 +1,7 @@
 """zcfuzz: the one command-line entry point.
 
-Each folder registers its own subcommands (vm/cli.py, conformance/cli.py, fuzz/cli.py); this file
-only assembles them and turns a UserError, or a kernel failure no command could judge, into one
+Each folder registers its own subcommands (vm/cli.py, conformance/cli.py, fuzz/cli.py, and the
+revision workflows in workflows/); this file only assembles them and turns a UserError, or a kernel failure no command could judge, into one
 line and exit status 2.
 """
 
@@ -13,17 +13,21 @@ import sys
 import time
 from pathlib import Path
 
-from vm.errors import UserError
-from vm.target import KernelCrash
+from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.target import KernelCrash
 
-SUBCOMMAND_MODULES = ("vm.cli", "conformance.cli", "fuzz.cli", "fuzz.gate", "fuzz.bench", "fuzz.cover")
+SUBCOMMAND_MODULES = ("zcfuzz.vm.cli", "zcfuzz.conformance.cli", "zcfuzz.fuzz.cli", "zcfuzz.workflows.gate",
+                      "zcfuzz.workflows.mutants", "zcfuzz.workflows.bench", "zcfuzz.workflows.cover")
 
 
 def cmd_test(args) -> int:
     """zcfuzz's own tests: what CI runs. Tests that need a VM build and boot kernels for real."""
     import pytest
 
-    os.chdir(Path(__file__).resolve().parent)  # so pyproject's testpaths apply when no path is given
+    checkout = Path(__file__).resolve().parent
+    if not (checkout / "tests").is_dir():
+        raise UserError("zcfuzz's tests live in its source checkout: run './zcfuzz test' there")
+    os.chdir(checkout)  # so pyproject's testpaths apply when no path is given
     return pytest.main(["-ra", *args.pytest_args])
 
 
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def keep_console(crash: KernelCrash) -> str:
     """The console of a crash no command turned into a finding, kept under the cache."""
-    from vm.kbuild import cache_dir
+    from zcfuzz.vm.kbuild import cache_dir
 
     folder = cache_dir() / "crashes"
     folder.mkdir(parents=True, exist_ok=True)
