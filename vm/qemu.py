@@ -526,6 +526,13 @@ class VmTarget(Target):
                                   Path(__file__).read_bytes())[:24]
         return kbuild.cache_dir() / "snapshots" / f"{key}.vmstate"
 
+    def cold_guest(self, cmdline_extra: str = "", slower: float = 1.0) -> Guest:
+        """A guest booted from nothing, as a kernel's first guest is, never restored nor saved:
+        for boot figures (`zcfuzz bench`); `slower` stretches the boot timeout for a boot that
+        logs more. The caller closes it; it is a context manager."""
+        return Guest(self.kernel, self.initramfs, self.accel, boot_timeout=slower * BOOT_TIMEOUT_S,
+                     cmdline_extra=cmdline_extra)
+
     def _new_guest(self) -> Guest:
         """A guest on its way up, not waited for: restored where a saved one is, else booted.
         A saved guest that fails to restore is dropped, so the next one boots (and saves)."""

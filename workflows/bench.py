@@ -379,8 +379,6 @@ def coverage_figure(rev: str, budget_s: float, seed: int) -> dict:
 def boot_figures(target, boots: int) -> dict:
     """Median time to a ready executor over `boots` guests started as the target starts them
     (restoring its saved guest) and over as many cold boots, and where a cold boot's time went."""
-    from zcfuzz.vm.qemu import Guest
-
     target.close()
     target.boot()  # a target's first guest boots and is saved, if nothing was saved yet
     started, cold, console = [], [], ""
@@ -389,7 +387,7 @@ def boot_figures(target, boots: int) -> dict:
         started.append(target.boot().boot_seconds)
     target.close()
     for _ in range(boots):
-        with Guest(target.kernel, target.initramfs, target.accel) as guest:
+        with target.cold_guest() as guest:
             cold.append(guest.boot_seconds)
             console = guest.console_text()
     return {"boot_s_median": round(statistics.median(started), 2), "boot_s": [round(t, 2) for t in started],
@@ -399,10 +397,7 @@ def boot_figures(target, boots: int) -> dict:
 
 def initcall_figures(target) -> dict:
     """One boot with initcall_debug: the slowest initcalls (this boot is slower, so not timed)."""
-    from zcfuzz.vm.qemu import BOOT_TIMEOUT_S, Guest
-
-    with Guest(target.kernel, target.initramfs, target.accel, boot_timeout=3 * BOOT_TIMEOUT_S,
-               cmdline_extra="initcall_debug ignore_loglevel") as guest:
+    with target.cold_guest("initcall_debug ignore_loglevel", slower=3) as guest:
         console = guest.console_text()
     calls = slowest_initcalls(console)
     return {"slowest_initcalls_s": {name: round(seconds, 3) for name, seconds in calls}}
