@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from zcfuzz.vm import schema
 from zcfuzz.vm.errors import UserError
 
 # --- fixture kinds -------------------------------------------------------------------------
@@ -196,6 +197,34 @@ def digest(data: bytes) -> str:
 
 
 # --- programs ------------------------------------------------------------------------------
+
+# A program file's shape and JSON types (vm/PROGRAM.md, "Program"), checked before anything else.
+# Names, kinds, ranges and each op's fields (they depend on the op: OPS) are checked by
+# Program.from_json itself, in messages that say which op a field belongs to.
+PROGRAM_SCHEMA: dict = {
+    "$schema": schema.DIALECT,
+    "title": "zcfuzz program",
+    "type": "object",
+    "required": ["fds", "ops"],
+    "additionalProperties": False,
+    "properties": {
+        "sysno": {"type": ["object", "null"], "additionalProperties": {"type": ["integer", "null"]}},
+        **schema.typed(timeout_ms="integer", settle_ms="integer", memlock="integer", cover="boolean",
+                       optmem_max="integer"),
+        "fds": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "kind"],
+            "additionalProperties": False,
+            "properties": schema.typed(name="string", kind="string", nonblock="boolean", zerocopy="boolean",
+                                       sndbuf="integer", size="integer", seed="integer"),
+        }},
+        "ops": {"type": "array", "items": {
+            "type": "object",
+            "required": ["op"],
+            "properties": {"op": {"type": "string"}},
+        }},
+    },
+}
 
 
 def _fail(where: str, problem: str) -> UserError:
@@ -429,6 +458,7 @@ class Program:
 
     @classmethod
     def from_json(cls, obj: Any) -> "Program":
+        schema.check(obj, PROGRAM_SCHEMA, "program")
         _check_keys("top level", obj, ("sysno", "timeout_ms", "settle_ms", "memlock", "cover", "optmem_max",
                                        "fds", "ops"), ("fds", "ops"))
         sysno = obj.get("sysno") or {}
@@ -447,17 +477,9 @@ class Program:
     @classmethod
     def load(cls, path: str) -> "Program":
         """Read a program file, turning any problem into one line."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                obj = json.load(f)
-        except OSError as err:
-            raise UserError(f"cannot read program {path}: {err.strerror}") from None
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: not JSON: {err.msg} at line {err.lineno}") from None
-        try:
-            return cls.from_json(obj)
-        except UserError as err:
-            raise UserError(f"{path}: {err}") from None
+        doc = schema.read(path, "program")
+        with schema.within(path):
+            return cls.from_json(doc)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), sort_keys=False)
