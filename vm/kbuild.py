@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from zcfuzz.vm import schema
 from zcfuzz.vm.errors import UserError, debian_package_of, require
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -719,6 +720,27 @@ def evaluate_define(expr: str, raw: dict[str, str], depth: int = 0) -> int | Non
         return None
 
 
+# The info.json `publish` writes beside a built kernel: what it was built from and the ABI its
+# headers define. Programs take their sendfile2 number from it, the oracles its flag values.
+KERNEL_INFO_SCHEMA: dict = {
+    "$schema": schema.DIALECT,
+    "title": "zcfuzz kernel info",
+    "type": "object",
+    "required": ["revision", "base_version", "nr_sendfile2", "sendfile_flags", "splice_flags"],
+    "properties": {
+        **schema.typed(revision="string", base_version="string", base="string", series_sha256="string",
+                       config_sha256="string", build_seconds="number"),
+        "nr_sendfile2": {"type": ["integer", "null"], "minimum": 0},
+        "patches": {"type": "array", "items": {"type": "string"}},
+        "cover": {"type": "array", "items": {"type": "string"}},
+        "sendfile_flags": {"type": "object", "propertyNames": {"pattern": "^SENDFILE_"},
+                           "additionalProperties": {"type": "integer"}},
+        "splice_flags": {"type": "object", "propertyNames": {"pattern": "^SPLICE_F_"},
+                         "additionalProperties": {"type": "integer"}},
+    },
+}
+
+
 @dataclass(frozen=True)
 class KernelBuild:
     """What `zcfuzz kernel build` produced for one set of inputs."""
@@ -728,7 +750,7 @@ class KernelBuild:
 
     @property
     def info(self) -> dict:
-        return json.loads((self.folder / "info.json").read_text())
+        return schema.read(self.folder / "info.json", "kernel info", KERNEL_INFO_SCHEMA)
 
 
 def build_key(base: BaseSource, revision: Revision, fragments: list[Path]) -> str:
