@@ -20,10 +20,29 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from zcfuzz.conformance.oracles import Violation
 from zcfuzz.fuzz.repro import c_reproducer, python_reproducer
-from zcfuzz.vm.program import Program
+from zcfuzz.vm import schema
+from zcfuzz.vm.program import PROGRAM_SCHEMA, Program
+
+# A finding's document: its finding.json, and the same document shared in Redis (fuzz/shared.py).
+# Fields that findings of every zcfuzz so far have are required; those added since (who found it
+# and when) are checked where present, and a field this zcfuzz does not know is let be.
+FINDING_SCHEMA: dict = {
+    "$schema": schema.DIALECT,
+    "title": "zcfuzz finding",
+    "type": "object",
+    "required": ["title", "key", "oracle", "clause_id", "message", "revision", "program"],
+    "properties": {
+        **schema.typed(title="string", key="string", oracle="string", clause_id="string",
+                       op_index=["integer", "null"], message="string", revision="string", kernel="string",
+                       machine="string", found="string", found_after_s=["number", "null"], updated="string"),
+        "program": {k: v for k, v in PROGRAM_SCHEMA.items() if k != "$schema"},
+        "size": {"type": "array", "items": {"type": "integer"}, "minItems": 3, "maxItems": 3},
+    },
+}
 
 
 def program_size(program: Program) -> tuple[int, int, int]:
@@ -49,6 +68,15 @@ def revision_of(kernel_info: dict) -> str:
 
 def program_json(program: Program) -> str:
     return json.dumps(program.to_json(), indent=2) + "\n"
+
+
+def finding_from_json(doc: Any, what: str) -> dict:
+    """A finding's document read from `what` (a file, a Redis field), its program checked as a
+    program file is: whatever `doc` is, a finding or a one-line error naming `what`."""
+    schema.check(doc, FINDING_SCHEMA, what)
+    with schema.within(what):
+        Program.from_json(doc["program"])
+    return doc
 
 
 def finding_files(root: Path) -> list[Path]:
@@ -92,11 +120,13 @@ class FindingStore:
 
     @staticmethod
     def read(path: Path) -> dict | None:
-        """A finding.json with the name of its folder; None if it cannot be read (yet)."""
+        """A finding.json with the name of its folder; None if there is none (yet), a one-line
+        error if it is not a finding's."""
         try:
-            return dict(json.loads(path.read_text()), folder=path.parent.name)
-        except (OSError, ValueError):
+            text = path.read_bytes()
+        except OSError:
             return None
+        return dict(finding_from_json(schema.parse(text, str(path)), str(path)), folder=path.parent.name)
 
     def keys(self) -> list[str]:
         return [doc["key"] for doc in self.findings() if "key" in doc]
@@ -106,7 +136,7 @@ class FindingStore:
         return smaller_than_recorded(program, self.recorded(key))
 
     def program(self, key: str) -> Program:
-        return Program.from_json(json.loads((self.folder(key) / "program.json").read_text()))
+        return Program.load(str(self.folder(key) / "program.json"))
 
     def record(self, violation: Violation, program: Program, console: str = "", origin: dict | None = None) -> bool:
         """Write the finding if it is new or `program` is smaller than the one on disk. `origin`

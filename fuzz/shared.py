@@ -34,7 +34,8 @@ from hypothesis.database import (
     ExampleDatabase,
     MultiplexedDatabase,
 )
-from zcfuzz.fuzz.findings import smaller_than_recorded
+from zcfuzz.fuzz.findings import finding_from_json, smaller_than_recorded
+from zcfuzz.vm import schema
 from zcfuzz.vm.errors import UserError
 from zcfuzz.vm.program import Program
 
@@ -117,8 +118,9 @@ class Shared:
 
     def findings(self, revision: str) -> dict[str, dict] | None:
         """The shared findings of a revision by key; None while Redis is away."""
-        raw = self.call(lambda: self.redis.hgetall(f"{PREFIX}findings:{revision}"))
-        return None if raw is None else {k.decode(): json.loads(v) for k, v in raw.items()}
+        name = f"{PREFIX}findings:{revision}"
+        raw = self.call(lambda: self.redis.hgetall(name))
+        return None if raw is None else {k.decode(): shared_finding(name, k.decode(), v) for k, v in raw.items()}
 
     def offer(self, doc: dict) -> bool:
         """Share a finding, or its smaller program: the first machine's name and time stay."""
@@ -128,7 +130,7 @@ class Shared:
 
         def replace(pipe) -> bool:
             old = pipe.hget(name, key)
-            old = json.loads(old) if old else None
+            old = shared_finding(name, key, old) if old else None
             if not smaller_than_recorded(Program.from_json(doc["program"]), old):
                 return False
             first = {k: old[k] for k in ("machine", "found", "found_after_s") if k in old} if old else {}
@@ -181,6 +183,12 @@ class Shared:
 
         return BackgroundWriteDatabase(WhileReachable(self, RedisExampleDatabase(
             self.redis, key_prefix=f"{PREFIX}examples:".encode())))
+
+
+def shared_finding(name: str, key: str, value: bytes) -> dict:
+    """A finding as Redis holds it (field `key` of hash `name`), or a one-line error naming it."""
+    what = f"shared finding {key!r} in {name}"
+    return finding_from_json(schema.parse(value, what), what)
 
 
 class WhileReachable(ExampleDatabase):
