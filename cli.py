@@ -21,14 +21,30 @@ SUBCOMMAND_MODULES = ("zcfuzz.vm.cli", "zcfuzz.conformance.cli", "zcfuzz.fuzz.cl
 
 
 def cmd_test(args) -> int:
-    """zcfuzz's own tests: what CI runs. Tests that need a VM build and boot kernels for real."""
+    """zcfuzz's own tests: what CI runs. Tests that need a VM build and boot kernels for real.
+
+    They run in parallel, one pytest-xdist worker per CPU, the tests that share a guest in one
+    worker (--dist loadgroup and the tests' xdist_group marks). The arguments given come after
+    these, so their own -n or --dist wins (PYTEST_ADDOPTS's too); with -p no:xdist, --pdb or
+    --trace, or on one CPU, the tests run in this process, as plain pytest runs them."""
+    import importlib.util
+    import itertools
+    import shlex
+
     import pytest
 
     checkout = Path(__file__).resolve().parent
     if not (checkout / "tests").is_dir():
         raise UserError("zcfuzz's tests live in its source checkout: run './zcfuzz test' there")
     os.chdir(checkout)  # so pyproject's testpaths apply when no path is given
-    return pytest.main(["-ra", *args.pytest_args])
+    addopts = shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))  # pytest reads these before the arguments
+    given = [*addopts, *args.pytest_args]
+    plugins_off = {b for a, b in itertools.pairwise(given) if a == "-p"} | {a[2:] for a in given if a.startswith("-p")}
+    cpus = len(os.sched_getaffinity(0))
+    parallel = (cpus > 1 and importlib.util.find_spec("xdist") is not None and "no:xdist" not in plugins_off
+                and not {"--pdb", "--trace"} & set(given)
+                and not any(a.startswith(("-n", "--numprocesses", "-d", "--dist")) for a in addopts))
+    return pytest.main(["-ra", *(["-n", str(cpus), "--dist", "loadgroup"] if parallel else []), *args.pytest_args])
 
 
 def build_parser() -> argparse.ArgumentParser:

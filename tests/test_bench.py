@@ -45,6 +45,7 @@ def test_a_mix_runs_each_program_equally_often():
     assert bench.mix_rate([1.0, 4.0]) == 1.6  # 2 programs in 1 s + 0.25 s
 
 
+@pytest.mark.host
 def test_nic_figures_need_a_guest(host):
     assert bench.nic_figures(host, 1.0, {})["nic_programs_per_s"].startswith("n/a")
 
@@ -119,12 +120,14 @@ def test_time_to_find_says_when_the_revision_is_not_built(monkeypatch):
 # --- the C loops and program rates on the host executor ------------------------------------------
 
 
+@pytest.mark.host
 @pytest.mark.parametrize("workload", ["sendfile", "splice", "mixed"])
 def test_c_loop_workloads_run_on_the_host(host, workload):
     answer = json.loads(host.request(f"c-loop 200 {workload}"))["c_loop"]
     assert answer["workload"] == workload and answer["iterations"] == 200 and answer["per_sec"] > 0
 
 
+@pytest.mark.host
 @pytest.mark.parametrize("request_line, message", [
     ("c-loop 10 nosuch", "unknown workload"),
     ("c-loop 10 sendfile2-zc", "needs SENDFILE2_NR FLAGS"),
@@ -135,6 +138,7 @@ def test_bad_c_loop_requests_are_refused(host, request_line, message):
     assert message in json.loads(host.request(request_line))["error"]
 
 
+@pytest.mark.host
 def test_program_figures_on_the_host(host):
     figures = bench.program_figures(host, 0.3)
     assert set(figures["programs_per_s"]) == set(bench.representative_programs(host.kernel_info()))

@@ -32,6 +32,7 @@ def first_id_notified(result: ProgramResult) -> list[tuple[int, int]]:
 # --- spare pairs, on the host's executor ---------------------------------------------------------
 
 
+@pytest.mark.host
 def test_a_spare_pair_is_as_new_as_one_connected_for_the_program(host):
     executor_request(host, "spares 2")
     try:
@@ -47,6 +48,7 @@ def test_a_spare_pair_is_as_new_as_one_connected_for_the_program(host):
     assert all(r.peer_bytes("s") == 512 and r.reused == [] for r in results)
 
 
+@pytest.mark.host
 def test_no_spares_when_told_none(host):
     executor_request(host, "spares 0")
     host.run(ZEROCOPY_SEND)
@@ -54,12 +56,14 @@ def test_no_spares_when_told_none(host):
     assert host.run(ZEROCOPY_SEND).spared == []
 
 
+@pytest.mark.host
 @pytest.mark.parametrize("line", ["spares 5", "spares -1", "spares x"])
 def test_a_bad_spares_request_is_refused_and_the_executor_serves_on(host, line):
     assert "spares N: N from 0 to 4" in json.loads(host.request(line))["error"]
     assert json.loads(host.request("ping")) == {"pong": True}
 
 
+@pytest.mark.host
 def test_switches_are_measured_on_and_off_on_the_host(host):
     figures = switch_figures(host, 0.8)["switches"]
     assert set(figures) == {"batch", "spares"}
@@ -69,6 +73,7 @@ def test_switches_are_measured_on_and_off_on_the_host(host):
     assert host.run(ZEROCOPY_SEND).spared == []  # the host's executor is back to none
 
 
+@pytest.mark.host
 def test_a_batch_on_the_host_runs_in_order(host):
     outcomes = host.run_many([PLAIN_SEND, ZEROCOPY_SEND, PLAIN_SEND])
     assert all(isinstance(o, ProgramResult) for o in outcomes)
@@ -78,13 +83,14 @@ def test_a_batch_on_the_host_runs_in_order(host):
 # --- batches on a guest -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # its tests are one xdist_group: one worker boots it
 def guest():
     with open_target("vm:v2") as target:
         yield target
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("guest-v2-batches")
 def test_a_batch_runs_each_program_alone_in_order(guest):
     outcomes = guest.run_many([ZEROCOPY_SEND, ZEROCOPY_SEND, PLAIN_SEND, ZEROCOPY_SEND])
     assert all(isinstance(o, ProgramResult) for o in outcomes), outcomes
@@ -95,6 +101,7 @@ def test_a_batch_runs_each_program_alone_in_order(guest):
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("guest-v2-batches")
 def test_a_warning_in_a_batch_is_its_programs_and_the_next_still_runs(guest):
     first, warned, after = guest.run_many([PLAIN_SEND, WARNING_PROGRAM, PLAIN_SEND])
     assert isinstance(first, ProgramResult) and isinstance(after, ProgramResult)
@@ -104,6 +111,7 @@ def test_a_warning_in_a_batch_is_its_programs_and_the_next_still_runs(guest):
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("guest-v2-batches")
 def test_a_crash_in_a_batch_ends_it_and_the_next_batch_gets_a_fresh_guest(guest):
     first, crashed, after = guest.run_many([PLAIN_SEND, CRASH_PROGRAM, PLAIN_SEND])
     assert isinstance(first, ProgramResult)
@@ -113,6 +121,7 @@ def test_a_crash_in_a_batch_ends_it_and_the_next_batch_gets_a_fresh_guest(guest)
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("guest-v2-batches")
 def test_a_failing_call_in_a_batch_does_not_shift_the_replies(guest):
     bad = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "NO_SUCH_CRASH_TYPE"}]})
     outcomes = guest.run_many([PLAIN_SEND, bad, ZEROCOPY_SEND])
@@ -122,6 +131,7 @@ def test_a_failing_call_in_a_batch_does_not_shift_the_replies(guest):
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("guest-v2-batches")
 def test_twins_sent_with_their_program_are_judged_as_twins_run_apart(guest):
     info = guest.kernel_info()
     abi = Abi.from_kernel_info(info)

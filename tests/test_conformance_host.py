@@ -12,6 +12,8 @@ import pytest
 from zcfuzz.conformance.suite import PASS, UNSUPPORTED, run_suite
 from zcfuzz.vm.backends import open_target
 
+pytestmark = pytest.mark.host
+
 
 @pytest.fixture(scope="module")
 def two_runs():

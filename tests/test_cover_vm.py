@@ -18,7 +18,7 @@ pytestmark = pytest.mark.vm
 FDS = [{"name": "src", "kind": "file", "size": 65536, "seed": 1}, {"name": "sock", "kind": "tcp4", "zerocopy": True}]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # its tests are one xdist_group: one worker boots it
 def v2():
     with open_target("vm:v2") as target:
         info = target.kernel_info()
@@ -37,6 +37,7 @@ def functions_reached(coverage, pcs) -> set[str]:
     return {coverage.reachable[key].function for key in coverage.lines_of(pcs)}
 
 
+@pytest.mark.xdist_group("guest-v2-cover")
 def test_vm_zc_sendfile2_reaches_the_series_helpers(v2):
     target, abi, coverage = v2
     result = target.run(sendfile_program(abi, "sendfile2"))
@@ -46,6 +47,7 @@ def test_vm_zc_sendfile2_reaches_the_series_helpers(v2):
     assert {"sys_sendfile2", "do_sendfile", "msg_zerocopy_splice_alloc", "msg_zerocopy_splice_finish"} <= reached
 
 
+@pytest.mark.xdist_group("guest-v2-cover")
 def test_vm_without_cover_a_program_gets_no_pcs(v2):
     target, abi, _ = v2
     result = target.run(sendfile_program(abi, "sendfile2", cover=False))
@@ -53,6 +55,7 @@ def test_vm_without_cover_a_program_gets_no_pcs(v2):
     assert "cover" not in result.to_json()
 
 
+@pytest.mark.xdist_group("guest-v2-cover")
 def test_vm_a_line_no_program_reaches_is_reported_unreached(v2, tmp_path):
     """Only sendfile64 runs: sendfile2's own lines are reachable, not reached, and every report
     says so (JSON `unreached`, lcov `DA:line,0`)."""
@@ -85,6 +88,7 @@ def test_vm_campaign_with_coverage_shows_series_lines(tmp_path):
     assert corpus and all(Program.from_json(json.loads(p.read_text())) for p in corpus)
 
 
+@pytest.mark.xdist_group("guest-v2-cover")
 def test_vm_the_msgzc_after_zc_rows_reach_msg_zerocopy_realloc(v2):
     """v2's change in msg_zerocopy_realloc (TCP starts a new skb rather than extend a call's
     notification) is reached by the rows of ZC-MSGZC-AFTER-ZC, which also pass."""
@@ -103,6 +107,7 @@ def test_vm_the_msgzc_after_zc_rows_reach_msg_zerocopy_realloc(v2):
     assert {covering.coverage.reached.get(k) for k in realloc} == {"clause ZC-MSGZC-AFTER-ZC"}
 
 
+@pytest.mark.xdist_group("guest-v2-cover")
 def test_vm_lcov_tracefile_opens_in_genhtml(v2, tmp_path):
     """The tracefile `zcfuzz cover --lcov` writes, read by genhtml: from the top of a tree with
     the series applied (the source shown), and without the source anywhere (--no-source)."""
@@ -156,6 +161,7 @@ def test_vm_fuzz_cover_prints_series_lines(tmp_path):
     assert list((tmp_path / "cover-corpus").glob("*.json")), "no program that reached new lines was kept"
 
 
+@pytest.mark.xdist_group("guest-v2-cover")
 def test_vm_take_new_has_what_every_run_of_a_judged_program_reached(v2):
     """A ZC sendfile2 program is judged with its sendfile64 twin run after it: last_new holds the
     twin's new lines only, take_new() those of both runs."""

@@ -9,6 +9,8 @@ import os
 import pytest
 from zcfuzz.vm.program import FD_KINDS, NIC_KINDS, Program, digest, pattern
 
+pytestmark = pytest.mark.host
+
 MSG_ZEROCOPY = 0x4000000
 SO_EE_ORIGIN_ZEROCOPY = 5
 SO_EE_CODE_ZEROCOPY_COPIED = 1

@@ -16,7 +16,8 @@ from zcfuzz.vm.backends import open_target
 from zcfuzz.vm.program import Program
 from zcfuzz.vm.qemu import guest_vcpus
 
-pytestmark = pytest.mark.vm
+# One xdist_group: one worker boots the module's guest for all its tests.
+pytestmark = [pytest.mark.vm, pytest.mark.xdist_group("guest-v2-faults")]
 
 ZC_SOCKET = [{"name": "src", "kind": "file", "size": 65536, "seed": 2}, {"name": "sock", "kind": "tcp4",
                                                                           "zerocopy": True}]

@@ -178,6 +178,7 @@ def test_shards_split_spec_programs_and_seeds_with_nothing_twice():
     assert round_seed(7, (0, 1), 1, 3) == hash((7, 1, 3)) & 0xFFFFFFFF
 
 
+@pytest.mark.host
 def test_short_campaign_on_the_host_kernel(tmp_path):
     """The host kernel has no sendfile2: only baseline oracles apply, and they must stay quiet."""
     config = CampaignConfig(target="host", budget_s=8, workers=1, seed=1, findings=tmp_path)
@@ -247,6 +248,7 @@ def executor():
         pytest.skip(str(err))
 
 
+@pytest.mark.host
 def test_a_killed_campaign_leaves_nothing_running_and_resumes(tmp_path, executor):
     """kill -9 of `zcfuzz fuzz`: its workers and their executors go within seconds (the parent-
     death signal), and a rerun on the same folder keeps every finding as it was."""
@@ -267,6 +269,7 @@ def test_a_killed_campaign_leaves_nothing_running_and_resumes(tmp_path, executor
     assert SEEDED.clause_id in (tmp_path / "rerun.log").read_text()
 
 
+@pytest.mark.host
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)])
 def test_a_stopped_campaign_stops_its_workers_first(tmp_path, executor, sig, status):
     """SIGTERM or Ctrl-C: the workers end their programs and close their targets within the
@@ -286,6 +289,7 @@ def test_a_stopped_campaign_stops_its_workers_first(tmp_path, executor, sig, sta
 # --- where a campaign's time goes (`zcfuzz fuzz --profile`) -------------------------------------
 
 
+@pytest.mark.host
 def test_the_profile_accounts_for_the_campaigns_wall_time(tmp_path):
     config = CampaignConfig(target="host", budget_s=6, workers=1, seed=1, findings=tmp_path, profile=True,
                             spec_programs=False)
@@ -313,6 +317,7 @@ def test_profiles_of_workers_add_up():
     assert total.shares()["execute"] == pytest.approx(2 / 6, abs=0.001)
 
 
+@pytest.mark.host
 def test_zcfuzz_fuzz_profile_prints_where_the_time_went(tmp_path, executor):
     done = subprocess.run([sys.executable, "-m", "zcfuzz.cli", "fuzz", "--target", "host", "--budget", "4s",
                            "--findings", str(tmp_path), "--profile"], capture_output=True, text=True, cwd=ROOT, check=False,

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.host  # campaigns on this machine's kernel, and redis-server
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDED_OP = "sendmsg"  # among the ops the generator draws most often
 SEEDED_KEY = f"seeded:{SEEDED_OP}"

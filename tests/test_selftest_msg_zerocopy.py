@@ -80,6 +80,8 @@ def test_the_guest_script_runs_the_receiver_in_the_peer_namespace():
 
 
 # --- on real guests ------------------------------------------------------------------------------
+# One xdist_group: one worker runs them in turn, as the selftest they build is one cached file
+# for sendfile2 on rfc-v1 and v2, written under one temporary name (vm/selftest.py).
 
 
 def selftest(rev: str, mode: str, record_property) -> SelftestRun:
@@ -94,6 +96,7 @@ def selftest(rev: str, mode: str, record_property) -> SelftestRun:
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("selftest")
 def test_msg_zerocopy_sendmsg_on_base(record_property):
     """The unpatched kernel: MSG_ZEROCOPY sendmsg across the NIC is notified, ids in order. One
     record may cover several calls (the kernel extends a notification while the calls' data
@@ -103,6 +106,7 @@ def test_msg_zerocopy_sendmsg_on_base(record_property):
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("selftest")
 def test_msg_zerocopy_sendfile_on_v2(record_property):
     """v2: every sendfile2(SENDFILE_ZC) call takes one id of its own, and its notification
     arrives once the peer has acknowledged the call's data: ids in order, without a gap."""
@@ -111,6 +115,7 @@ def test_msg_zerocopy_sendfile_on_v2(record_property):
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("selftest")
 def test_msg_zerocopy_sendfile_on_rfc_v1(record_property):
     """rfc-v1 passes its own test across a NIC: D7 (the call's reference dropped with a bare
     refcount_dec(), losing the notification and WARNing "decrement hit 0; leaking memory") only

@@ -11,6 +11,7 @@ It lives with its test: it checks that the oracles hold on a real kernel's long 
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -151,6 +152,7 @@ def machine_for(target: Target) -> type[RuleBasedStateMachine]:
 
 
 
+@pytest.mark.host
 def test_interleavings_on_the_host_kernel():
     with open_target("host") as target:
         machine = machine_for(target)

@@ -163,13 +163,14 @@ QUICK_TYPES = [
 EXPECTED_TITLES = {log: title for log, title, _ in CAPTURED}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # its tests are one xdist_group: one worker boots it
 def v2_target():
     with open_target("vm:v2") as target:
         yield target
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("guest-v2-crashes")
 @pytest.mark.parametrize("crash", QUICK_TYPES)
 def test_every_crash_type_gets_the_same_title_twice(v2_target, crash):
     program = Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": crash}]})
@@ -185,6 +186,7 @@ def test_every_crash_type_gets_the_same_title_twice(v2_target, crash):
 
 
 @pytest.mark.vm
+@pytest.mark.xdist_group("guest-v2-crashes")
 def test_injected_faults_are_no_crash_on_a_guest(v2_target):
     program = Program.from_json({
         "sysno": {"sendfile2": v2_target.kernel_info()["nr_sendfile2"]},

@@ -11,7 +11,8 @@ from zcfuzz.vm.backends import open_target
 from zcfuzz.vm.program import Program
 from zcfuzz.vm.target import KernelCrash
 
-pytestmark = pytest.mark.vm
+# One xdist_group: one worker boots the module's guest for all its tests.
+pytestmark = [pytest.mark.vm, pytest.mark.xdist_group("guest-base-target")]
 
 SENDFILE_TO_TCP = {
     "fds": [
@@ -39,6 +40,7 @@ def comparable(result) -> list[dict]:
     return [{k: v for k, v in op.items() if k not in ("ns", "start_ns", "end_ns")} for op in result.ops]
 
 
+@pytest.mark.host
 def test_base_guest_runs_a_program_like_the_host(base_target):
     program = Program.from_json(SENDFILE_TO_TCP)
     in_guest = base_target.run(program)
