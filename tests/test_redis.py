@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -91,10 +92,26 @@ class RedisServer:
         return {k.decode(): json.loads(v) for k, v in self.client().hgetall(f"zcfuzz:findings:{revision}").items()}
 
 
+PORTS = range(20000, 32000)  # below the kernel's ephemeral ports (from 32768 unless set lower)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now, for a test's own redis-server: not an ephemeral one, which a connection
+    (the executor's TCP pairs, a Redis client) could take while the server is stopped and started
+    again; and in a part of PORTS of this xdist worker's own, so no test in another worker picks
+    it meanwhile."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    share = len(PORTS) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    ports = list(PORTS[worker * share:(worker + 1) * share])
+    random.shuffle(ports)  # not the port a test just stopped using, nor one of another run of the tests
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {ports[0]}-{ports[-1]}")
 
 
 @pytest.fixture
@@ -206,12 +223,26 @@ def test_redis_stopped_mid_campaign_and_started_again(tmp_path, redis_server):
     log = tmp_path / "campaign.log"
     running = campaign(tmp_path / "findings", "90s", log, redis_server.url, "machine-a")
     family = psutil.Process(running.pid)
-    wait_for("executor", lambda: any(p.name() == "zcexec" for p in family.children(recursive=True)), 60, running, log)
+
+    def executor_runs() -> bool:
+        for process in family.children(recursive=True):
+            try:
+                if process.name() == "zcexec":
+                    return True
+            except psutil.NoSuchProcess:  # gone since it was listed: the make that built the executor, say
+                continue
+        return False
+
+    wait_for("executor", executor_runs, 60, running, log)
     redis_server.stop()
+    # The campaign asks Redis every second (its progress): the outage is seen, however soon the
+    # finding came, and Redis comes back only then.
+    wait_for("word that Redis is away", lambda: "is away" in log.read_text(), 60, running, log)
     found = wait_for("local finding with Redis away", lambda: local_finding(tmp_path / "findings"), 60, running, log)
     redis_server.start()  # empty: it kept nothing on disk
     shared = wait_for("finding in Redis again", lambda: redis_server.findings().get(SEEDED_KEY), 60, running, log)
     assert shared["found"] == found["found"]
+    wait_for("word that Redis is back", lambda: "is back" in log.read_text(), 60, running, log)
     running.send_signal(signal.SIGINT)
     assert running.wait(timeout=30) == 130
     text = log.read_text()
