@@ -55,7 +55,7 @@ from zcfuzz.fuzz.shared import Shared, example_database, machine_name
 from zcfuzz.fuzz.strategies import programs
 from zcfuzz.vm.backends import executor_request, open_target
 from zcfuzz.vm.errors import UserError
-from zcfuzz.vm.lifetime import die_with_parent
+from zcfuzz.vm.lifetime import descendants, die_with_parent, end_processes
 from zcfuzz.vm.program import ExecutorError, Program, ProgramResult
 from zcfuzz.vm.target import (
     KernelCrash,
@@ -794,16 +794,27 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
 
 def end_workers(procs: list, grace_s: float) -> None:
     """Give the workers, told to stop, `grace_s` to end; then SIGTERM them (they close their
-    targets); then SIGKILL them (their guests die with them)."""
+    targets); then SIGKILL them. Last, whatever a worker started and left running (a guest, an
+    executor, what those started) is ended too: the parent-death signal reaches only the
+    children of a worker, not theirs."""
+    family = descendants(*running_pids(procs))
     join_all(procs, grace_s)
+    family += descendants(*running_pids(procs))
     for proc in procs:
         if proc.is_alive():
             proc.terminate()
     join_all(procs, EXIT_GRACE_S + 1)
+    family += descendants(*running_pids(procs))
     for proc in procs:
         if proc.is_alive():
             proc.kill()
     join_all(procs, None)
+    end_processes(family)
+
+
+def running_pids(procs: list) -> list[int]:
+    """The pids of the workers that were started and still run."""
+    return [proc.pid for proc in procs if proc.pid is not None and proc.is_alive()]
 
 
 def join_all(procs: list, timeout_s: float | None) -> None:

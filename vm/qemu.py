@@ -35,7 +35,7 @@ import psutil
 from zcfuzz.vm import kbuild, triage
 from zcfuzz.vm.errors import UserError, missing
 from zcfuzz.vm.executor import executor_binary
-from zcfuzz.vm.lifetime import die_with_parent
+from zcfuzz.vm.lifetime import descendants, die_with_parent, end_processes
 from zcfuzz.vm.program import ExecutorError, Program, ProgramResult, decode_reply
 from zcfuzz.vm.target import KernelCrash, Target
 
@@ -403,11 +403,15 @@ class Guest:
         self.channel.sendall(data)
 
     def close(self) -> None:
+        """Stop QEMU and what it started (the `cat` of a restore or a save, which its death
+        does not end)."""
         if self.channel is not None:
             self.channel.close()
+        started = descendants(self.process.pid) if self.process.poll() is None else []
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        end_processes(started)
         self.reader.join(timeout=5)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
