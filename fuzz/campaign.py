@@ -55,7 +55,7 @@ from zcfuzz.fuzz.shared import Shared, example_database, machine_name
 from zcfuzz.fuzz.strategies import programs
 from zcfuzz.vm.backends import executor_request, open_target
 from zcfuzz.vm.errors import UserError
-from zcfuzz.vm.lifetime import descendants, die_with_parent, end_processes
+from zcfuzz.vm.lifetime import MemoryPeaks, descendants, die_with_parent, end_processes
 from zcfuzz.vm.program import ExecutorError, Program, ProgramResult
 from zcfuzz.vm.target import (
     KernelCrash,
@@ -764,17 +764,19 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
         stopped_by.append(signum)  # the loop below sees it; stop.set() takes a lock, not here
 
     handlers = {s: signal.signal(s, stop_workers) for s in (signal.SIGINT, signal.SIGTERM)}
+    memory = MemoryPeaks()  # its thread starts once the workers are forked, so none of them has it
     try:
         for proc in procs:
             proc.start()
-        while (any(p.is_alive() for p in procs) or not reports.empty()) and not stopped_by:
-            drain_reports(reports, latest)
-            if config.until_first_finding and finding_files(config.findings_dir):
-                stop.set()
-            totals = progress.show(time.monotonic() - start, latest, final=False)
-            if config.cover_fraction is not None and totals.get("series_fraction_s") is not None:
-                stop.set()
-            time.sleep(PROGRESS_INTERVAL_S if any(p.is_alive() for p in procs) else 0)
+        with memory:
+            while (any(p.is_alive() for p in procs) or not reports.empty()) and not stopped_by:
+                drain_reports(reports, latest)
+                if config.until_first_finding and finding_files(config.findings_dir):
+                    stop.set()
+                totals = progress.show(time.monotonic() - start, latest, final=False)
+                if config.cover_fraction is not None and totals.get("series_fraction_s") is not None:
+                    stop.set()
+                time.sleep(PROGRESS_INTERVAL_S if any(p.is_alive() for p in procs) else 0)
     finally:
         stop.set()
         end_workers(procs, STOP_GRACE_S if stopped_by else BUDGET_END_GRACE_S)
@@ -782,6 +784,7 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
             signal.signal(sig, handler)
         drain_reports(reports, latest)
     totals = progress.show(time.monotonic() - start, latest, final=True)
+    totals.update(memory.to_json())  # the peak memory of the campaign's processes and guests together
     if config.profile and "profile" in totals:
         print(Profile.from_json(totals["profile"]).format(), file=out, flush=True)
     if stopped_by:

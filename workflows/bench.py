@@ -7,7 +7,8 @@ of representative programs next to the executor's plain C loop doing the same ca
 is the ceiling: a program can only lose to it by the executor's and the host's overhead).
 Host figures: Hypothesis generation per example, time to each finding from an empty example
 database (as campaigns run, the spec's programs first, and by generation alone), time to each
-mutant's kill, kernel build cache hit and one-file rebuild, peak memory.
+mutant's kill, kernel build cache hit and one-file rebuild, peak memory (zcfuzz with its
+campaign workers, and QEMU, each summed over its processes).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from zcfuzz.fuzz.findings import finding_files
 from zcfuzz.vm import kbuild
 from zcfuzz.vm.backends import executor_request, open_target
 from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.lifetime import MemoryPeaks
 from zcfuzz.vm.program import Program
 from zcfuzz.vm.target import KernelCrash, Target
 
@@ -579,7 +581,9 @@ def build_cold_s(rev: str) -> float:
 
 
 def peak_rss_mb() -> dict:
-    """Peak resident memory of zcfuzz itself and of its largest finished child (QEMU, compilers)."""
+    """Peak resident memory of zcfuzz's own process and of its largest finished child (QEMU,
+    compilers), as the kernel accounts each process. What all of them took together at once is
+    the figures of `MemoryPeaks` (cmd_bench)."""
     return {"host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
@@ -660,7 +664,9 @@ def cmd_bench(args) -> int:
         parse_budget(args.cover_budget)
     load_mutants(args.mutants)
     write_report(args.json, "")
-    figures = run_bench(args, progress=lambda line: print(line, file=sys.stderr))
+    with MemoryPeaks() as memory:  # zcfuzz with its campaign workers, and QEMU, each summed
+        figures = run_bench(args, progress=lambda line: print(line, file=sys.stderr))
+    figures.update(memory.to_json())
     print(format_table(figures))
     write_report(args.json, json.dumps(figures, indent=2) + "\n")
     return 0
