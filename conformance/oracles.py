@@ -36,7 +36,7 @@ from zcfuzz.conformance.abi import (
     ZEROCOPY_KINDS,
     Abi,
 )
-from zcfuzz.conformance.model import expected_errno
+from zcfuzz.conformance.model import expected_errno, sendfile_flags_mask, splice_flags_mask
 from zcfuzz.vm.program import (
     CONTENT_KINDS,
     NIC_KINDS,
@@ -49,21 +49,23 @@ from zcfuzz.vm.program import (
 )
 from zcfuzz.vm.target import KernelCrash, Target
 
-# Clause ids of the rules these oracles check (conformance/ cites the same ids).
-PARITY_FLAGS0 = "sendfile2.parity.flags0"
-PARITY_ZC = "sendfile2.parity.zc"
-ZC_RECORD_FORMAT = "zerocopy.notification.format"
-ZC_ID_ONCE = "zerocopy.id.once"
-ZC_NO_INVENTED_ID = "zerocopy.id.not-invented"
-ZC_NO_ID_ON_FAILURE = "zerocopy.id.only-on-success"
-ZC_COPIED = "zerocopy.notification.copied"
+# Which sendfile64 twin a sendfile2 call has (`parity_twin`): flags 0 or SENDFILE_DEFAULT, or ZC.
+PARITY_FLAGS0 = "flags0"
+PARITY_ZC = "zc"
+# What broke, in words: a violation's `detail`, which tells two findings of one clause apart.
+ZC_RECORD_FORMAT = "malformed record"
+ZC_ID_ONCE = "id notified twice"
+ZC_NO_INVENTED_ID = "id no call took"
+ZC_NO_ID_ON_FAILURE = "id taken by a call that sent nothing"
+ZC_COPIED = "COPIED flag"
+ZC_NOTIFIES = {"sendfile2": "sendfile2 not notified", "splice": "splice not notified",
+               "sendmsg": "sendmsg not notified"}
+NONBLOCK_NEVER_BLOCKS = "blocked though non-blocking"
+PEER_DATA = "peer data"
+ZC_NOT_EARLY = "notified early"
+ZC_OVERWRITE_SAFE = "rewrite seen after the notification"
+PARITY_DIFFERS = "differs from sendfile64"
 DUMMY_UDP_PAYLOAD_MAX = 1500 - 20 - 8  # dummy0's MTU less the IPv4 and UDP headers
-ZC_NOTIFIES = {"sendfile2": "sendfile2.zc.notifies", "splice": "splice.zc.notifies",
-               "sendmsg": "msg_zerocopy.notifies"}
-NONBLOCK_NEVER_BLOCKS = "nonblock.never-blocks"
-PEER_DATA = "transfer.peer-data"
-ZC_NOT_EARLY = "zerocopy.notification.not-early"
-ZC_OVERWRITE_SAFE = "zerocopy.notification.overwrite-safe"
 # The NIC path's sockets (vm/PROGRAM.md, "The NIC path") are TCP and UDP as the loopback ones are;
 # only their peer is across a device that keeps the pages until it has sent them.
 ZC_SOCKET_KINDS = ZEROCOPY_KINDS + NIC_KINDS
@@ -73,23 +75,160 @@ TCP_KINDS = tuple(k for k in ZC_SOCKET_KINDS if k.startswith("tcp"))
 REWRITE_OPS = ("pwrite", "truncate", "mmap_write")
 
 
+# --- the clause a violation breaks ---------------------------------------------------------
+# Each violation names its clause of conformance/SPEC.md, so that a finding carries the same id
+# as the spec, the conformance verdict and the gate (and with it the RFC defects it catches).
+
+SF64_ERRNO_CLAUSES = {errno_module.EBADF: "SF64-EBADF", errno_module.EFAULT: "SF64-EFAULT",
+                      errno_module.EINVAL: "SF64-EINVAL", errno_module.ESPIPE: "SF64-ESPIPE",
+                      errno_module.EOVERFLOW: "SF64-EOVERFLOW", errno_module.EAGAIN: "SF64-EAGAIN",
+                      errno_module.EPIPE: "SF64-EPIPE", errno_module.ECONNRESET: "SF64-EPIPE"}
+SPLICE_ERRNO_CLAUSES = {errno_module.EBADF: "SPLICE-EBADF", errno_module.EINVAL: "SPLICE-EINVAL",
+                        errno_module.ESPIPE: "SPLICE-ESPIPE"}
+# The clause of each zerocopy accounting rule, by the kind of call it is about.
+SENDFILE2_ACCOUNTING = {ZC_RECORD_FORMAT: "ZC-RANGE-COALESCE", ZC_ID_ONCE: "ZC-NOTIFY-ONCE",
+                        ZC_NO_INVENTED_ID: "ZC-ID-ONCE", ZC_NO_ID_ON_FAILURE: "ZC-ID-NOT-ON-FAILURE",
+                        ZC_NOTIFIES["sendfile2"]: "ZC-NOTIFY-ONCE"}
+MSGZC_ACCOUNTING = {ZC_NO_ID_ON_FAILURE: "MSGZC-ID-NOT-ON-FAILURE"}
+PROMISE_CLAUSES = {"sendfile2": "ZC-NO-EARLY-NOTIFY", "splice": "SPLICE-ZC-NO-EARLY-NOTIFY",
+                   "sendmsg": "MSGZC-NIC-NO-EARLY"}
+PARITY_CLAUSES = {PARITY_FLAGS0: ("SF2-PARITY-ERRNO", "SF2-PARITY-TRANSFER"),
+                  PARITY_ZC: ("SF2-ZC-ERRNO", "SF2-ZC-TRANSFER")}
+SERIES_OPS = ("sendfile2", "splice", "tee", "vmsplice", "sendfile64")
+
+
+def flag_bit(kernel_info: dict, table: str, name: str) -> int:
+    return (kernel_info.get(table) or {}).get(name, 0)
+
+
+def call_clause(program: Program, i: int, accepted: frozenset[int] | None, kernel_info: dict) -> str:
+    """The clause that fixes what call `i` must return, given what the model accepts of it (None:
+    the model cannot tell): the flags it breaks first, then its errno's own clause."""
+    op = program.ops[i]
+    flags = dict(op.args).get("flags", 0) or 0
+    expected = 0 if accepted is None or 0 in accepted else min(accepted)
+    if op.op == "sendfile64":
+        return SF64_ERRNO_CLAUSES.get(expected, "SF64-COUNT")
+    if op.op == "sendfile2":
+        if expected == errno_module.ENOSYS:
+            return ""
+        if flags & ~sendfile_flags_mask(kernel_info):
+            return "SF2-FLAGS-UNKNOWN"
+        if not flags & flag_bit(kernel_info, "sendfile_flags", "SENDFILE_ZC"):
+            return "SF2-PARITY-ERRNO"
+        if expected == errno_module.EOPNOTSUPP:
+            return "SF2-ZC-NON-SOCKET"
+        if expected == errno_module.ENOBUFS:
+            return "ZC-ENOBUFS-OPTMEM" if program.optmem_max else "ZC-MEMLOCK-LIMIT"
+        if expected == 0 and op["count"] > program.memlock:
+            return "ZC-MEMLOCK-SENT"
+        return "SF2-ZC-ERRNO"
+    zc = flags & flag_bit(kernel_info, "splice_flags", "SPLICE_F_ZC")
+    if op.op == "splice":
+        if flags & ~splice_flags_mask(kernel_info):
+            return "SPLICE-FLAGS-UNKNOWN"
+        if zc:
+            return "SPLICE-ZC-ERRNO"
+        if op["len"] == 0:
+            return "SPLICE-LEN0"
+        return SPLICE_ERRNO_CLAUSES.get(expected, "SPLICE-ODD-FDS")
+    if op.op in ("tee", "vmsplice"):
+        if zc:
+            return f"{op.op.upper()}-ZC-REJECTED"
+        if flags & ~splice_flags_mask(kernel_info):
+            return f"{op.op.upper()}-FLAGS-UNKNOWN"
+        return "SPLICE-ODD-FDS"
+    return ""
+
+
+def never_blocks_clause(program: Program, i: int, kernel_info: dict) -> str:
+    op = program.ops[i]
+    if op.op == "sendfile2":
+        return "SF2-NONBLOCK-EAGAIN"
+    if op.op == "sendfile64":
+        return "SF64-EAGAIN"
+    if op.op == "splice" and op["flags"] & flag_bit(kernel_info, "splice_flags", "SPLICE_F_ZC"):
+        return "SPLICE-ZC-ERRNO"
+    return ""
+
+
+def accounting_clause(program: Program, sock: str, rule: str, op_index: int | None) -> str:
+    """The clause of a zerocopy accounting rule on `sock`: about the call it names, or about
+    every kind of call that sends on the socket (ZC-COUNTER-SHARED where they are several)."""
+    kinds = {op.op for op in program.ops if op.op in ("sendfile2", "splice", "sendmsg")
+             and sock in (dict(op.args).get("out"), dict(op.args).get("fd"))}
+    kind = program.ops[op_index].op if op_index is not None else next(iter(kinds)) if len(kinds) == 1 else ""
+    nic = program.fixture(sock).kind in NIC_KINDS
+    if rule == ZC_COPIED:
+        true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS
+        if kind == "sendmsg":
+            return "MSGZC-TRUE-ZEROCOPY-DUMMY" if true_zerocopy else "MSGZC-COPIED-LOOPBACK"
+        return "ZC-TRUE-ZEROCOPY-DUMMY" if true_zerocopy else "ZC-COPIED-LOOPBACK"
+    if kind == "splice":
+        return "SPLICE-ZC-PIPE-TO-SOCKET"
+    if kind == "sendmsg":
+        return MSGZC_ACCOUNTING.get(rule, "MSGZC-NIC-NOTIFY" if nic else "MSGZC-OPT-IN")
+    if kind == "sendfile2":
+        return SENDFILE2_ACCOUNTING[rule]
+    return "ZC-RANGE-COALESCE" if rule == ZC_RECORD_FORMAT else "ZC-COUNTER-SHARED"
+
+
+def stream_clause(program: Program, sock: str, overwrite: bool) -> str:
+    """The clause of what a peer of `sock` received: the promise of the call kinds that sent
+    file pages to it, or what the calls said they sent."""
+    calls = [op for op in program.ops if dict(op.args).get("out") == sock]
+    if overwrite:
+        return "SPLICE-ZC-OVERWRITE-SAFE" if any(op.op == "splice" for op in calls) and \
+            not any(op.op == "sendfile2" for op in calls) else "ZC-OVERWRITE-SAFE"
+    if any(op.op == "sendfile2" and op["flags"] for op in calls):
+        return "SF2-ZC-TRANSFER"
+    return "SF2-PARITY-TRANSFER" if any(op.op == "sendfile2" for op in calls) else "SF64-COUNT"
+
+
+def crash_clause(program: Program | None, kernel_info: dict) -> str:
+    """The clause of the call a crash came under: the program's last call into the series
+    (a shrunk program ends with the call that crashes); "" if it has none."""
+    if program is None:
+        return ""
+    calls = [i for i, op in enumerate(program.ops) if op.op in SERIES_OPS]
+    if not calls:
+        return ""
+    try:
+        accepted = expected_errno(program, calls[-1], kernel_info)
+    except (KeyError, ValueError, TypeError):
+        accepted = None
+    return call_clause(program, calls[-1], accepted, kernel_info)
+
+
 @dataclass(frozen=True)
 class Violation:
-    """One broken rule: which oracle saw it, the clause, the op (None: the whole program)."""
+    """One broken rule: which oracle saw it, the clause of conformance/SPEC.md it breaks (its id,
+    as the spec, findings, the gate and the reports give it; "" for a crash under no call of the
+    series), the op (None: the whole program), and `detail`, what broke in a few stable words
+    (a crash's title for health), which tells two findings of one clause apart."""
 
     oracle: str
     clause_id: str
     op_index: int | None
     message: str
+    detail: str = ""
 
     @property
     def key(self) -> str:
-        """What makes two violations the same finding."""
-        return f"{self.oracle}:{self.clause_id}"
+        """What makes two violations the same finding: a crash by its title, as syzkaller does."""
+        if self.oracle == "health":
+            return f"health:{self.detail}"
+        return f"{self.oracle}:{self.clause_id}" + (f":{self.detail}" if self.detail else "")
+
+    @property
+    def title(self) -> str:
+        if self.oracle == "health":
+            return self.detail
+        return f"{self.oracle}: {self.clause_id or 'no clause'}" + (f" ({self.detail})" if self.detail else "")
 
     def to_json(self) -> dict:
         return {"oracle": self.oracle, "clause_id": self.clause_id, "op_index": self.op_index,
-                "message": self.message}
+                "message": self.message, "detail": self.detail}
 
 
 # --- accounting ----------------------------------------------------------------------------
@@ -189,7 +328,7 @@ class CounterModel:
         return ids
 
     def deviations(self, calls: list[ZerocopyCall]) -> list[tuple[str, int, str]]:
-        """(clause, op index, message) for each way this model differs from the rule."""
+        """(rule, op index, message) for each way this model differs from the correct one."""
         out = []
         for op in sorted(self.silent):
             first = next(c for c in calls if c.op == op and c.sent)
@@ -247,8 +386,9 @@ def sent_unknown(program: Program, sock: str) -> bool:
 
 
 def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: str) -> list[Violation]:
-    def violation(clause: str, op_index: int | None, message: str) -> Violation:
-        return Violation("accounting", clause, op_index, f"{sock}: {message}")
+    def violation(rule: str, op_index: int | None, message: str) -> Violation:
+        return Violation("accounting", accounting_clause(program, sock, rule, op_index), op_index,
+                         f"{sock}: {message}", rule)
 
     sending = [op for op in program.ops if sock in (dict(op.args).get("out"), dict(op.args).get("fd"))
                and op.op in ("sendfile2", "splice", "sendmsg")]
@@ -305,7 +445,7 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     for model in candidate_models(calls):
         expected = model.notified_ids(calls)
         if seen == set(expected) or (closed and seen <= set(expected)):
-            out += [violation(clause, i, message) for clause, i, message in model.deviations(calls)]
+            out += [violation(rule, i, message) for rule, i, message in model.deviations(calls)]
             return out
     expected = CounterModel().notified_ids(calls)
     invented = seen - set(expected)
@@ -382,9 +522,10 @@ def early_notifications(program: Program, result: ProgramResult, abi: Abi) -> li
                         if n in op_of and ends[op_of[n]] > acked]
                 if late:
                     k = late[0]
-                    out.append(Violation("promise", ZC_NOT_EARLY, k, f"{sock}: ops[{d}] drain read id "
-                                         f"{ids[k]} of ops[{k}] {program.ops[k].op} while {ends[k] - acked} "
-                                         f"of its bytes were unacknowledged (outq {outq})"))
+                    out.append(Violation("promise", PROMISE_CLAUSES.get(program.ops[k].op, ""), k,
+                                         f"{sock}: ops[{d}] drain read id {ids[k]} of ops[{k}] "
+                                         f"{program.ops[k].op} while {ends[k] - acked} of its bytes were "
+                                         f"unacknowledged (outq {outq})", ZC_NOT_EARLY))
                     break
     return out
 
@@ -531,9 +672,13 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
         for name in moved_through(program, op):
             (room_timing if fixtures[name].kind in SOCKET_KINDS else contents_timing).add(name)
 
-    def differ(i: int | None, what: str, ours, theirs) -> list[Violation]:
+    def differ(i: int | None, what: str, name: str, ours, theirs) -> list[Violation]:
         cause = max((j for j in replaced if j <= i), default=min(replaced)) if i is not None else max(replaced)
-        return [Violation("parity", replaced[cause], i, f"{what} {ours} where the sendfile64 twin gives {theirs}")]
+        errno_clause, transfer_clause = PARITY_CLAUSES[replaced[cause]]
+        clause = {"errno": errno_clause, "failure": errno_clause, "blocked": "SF2-NONBLOCK-EAGAIN"}.get(
+            name, transfer_clause)
+        return [Violation("parity", clause, i, f"{what} {ours} where the sendfile64 twin gives {theirs}",
+                          PARITY_DIFFERS)]
 
     for i, op in enumerate(program.ops):
         ours, theirs = result.ops[i], twin_result.ops[i]
@@ -566,11 +711,12 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
             timed = {f"{end}_pos_after" for end in ("in", "out")
                      if end in dict(op.args) and program.fixture(op[end]).name in contents_timing}
             seen = [{name: r.get(name) for name in fields if name not in timed} for r in (ours, theirs)]
-        for name, value in seen[0].items():
+        # An errno that differs is what a reader must see first: the amounts follow from it.
+        for name, value in sorted(seen[0].items(), key=lambda kv: kv[0] not in ("errno", "failure", "blocked")):
             if value != seen[1][name]:
                 shown = [errno_name(v) if name in ("errno", "failure") and v is not None else v
                          for v in (value, seen[1][name])]
-                return differ(i, f"ops[{i}] {op.op}: {name}", *shown)
+                return differ(i, f"ops[{i}] {op.op}: {name}", name, *shown)
         # A sendfile that moved less than its count sent its last chunk with MSG_MORE: whether
         # the datagram then leaves at once or waits for the next send is not fixed by any ABI
         # (6.12's sendfile64 keeps it corked, UDP over IPv6 has no splice_eof, v2's ZC path sends
@@ -595,7 +741,7 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
         other = twin_result.final.get("peers", {}).get(sock) or {}
         for name in fields:
             if peer.get(name) != other.get(name):
-                return differ(None, f"peer of {sock}: {name}", peer.get(name), other.get(name))
+                return differ(None, f"peer of {sock}: {name}", name, peer.get(name), other.get(name))
     return []
 
 
@@ -719,11 +865,11 @@ def data(program: Program, result: ProgramResult, abi: Abi | None = None) -> lis
         if expected is None or peer is None or result.fixture_error(sock) is not None or corked(program, result, sock):
             continue
         if peer.get("bytes") != len(expected) or peer.get("digest") != digest(expected):
-            clause, why = (ZC_OVERWRITE_SAFE, ": the file was rewritten only after every call that sent it "
-                           "was notified") if sock in promised else (PEER_DATA, "")
-            out.append(Violation("data", clause, None, f"peer of {sock} received {peer.get('bytes')} bytes "
-                                 f"(digest {peer.get('digest')}), the calls sent {len(expected)} "
-                                 f"(digest {digest(expected)}){why}"))
+            rule, why = (ZC_OVERWRITE_SAFE, ": the file was rewritten only after every call that sent it "
+                         "was notified") if sock in promised else (PEER_DATA, "")
+            out.append(Violation("data", stream_clause(program, sock, sock in promised), None,
+                                 f"peer of {sock} received {peer.get('bytes')} bytes (digest {peer.get('digest')}), "
+                                 f"the calls sent {len(expected)} (digest {digest(expected)}){why}", rule))
     return out
 
 
@@ -739,10 +885,9 @@ def errno_name(number: int) -> str:
     return errno_module.errorcode.get(number, str(number))
 
 
-def errno_clause(op: str, accepted: frozenset[int]) -> str:
-    """`sendfile2.errno.EINVAL`: the op and what the model accepts, as a stable clause id."""
-    names = sorted(errno_name(e) for e in accepted)
-    return f"{op}.errno.{'|'.join(names)}"
+def errno_names(accepted: frozenset[int]) -> str:
+    """`EINVAL`, `OK|EAGAIN`: what the model accepts of a call, stable for a finding's detail."""
+    return "|".join(sorted(errno_name(e) for e in accepted))
 
 
 def met_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
@@ -813,31 +958,32 @@ def errno_violations(program: Program, result: ProgramResult, kernel_info: dict,
             continue
         if op_result.get("timed_out"):
             if must_not_block(program, op) and slept(op_result):
-                out.append(Violation("errno", f"{op.op}.{NONBLOCK_NEVER_BLOCKS}", i,
+                out.append(Violation("errno", never_blocks_clause(program, i, kernel_info), i,
                                      f"ops[{i}] {op.op} blocked with every fd it waits on non-blocking, "
-                                     "until the executor interrupted it"))
+                                     "until the executor interrupted it", f"{op.op} {NONBLOCK_NEVER_BLOCKS}"))
             continue
         accepted = expected_errno(program, i, kernel_info)
         if accepted is None:
             continue
-        if reached is not None:
-            reached.add(errno_clause(op.op, accepted))
+        clause = call_clause(program, i, accepted, kernel_info)
+        if reached is not None and clause:
+            reached.add(clause)
         if op_result["errno"] in accepted:
             continue
         got = errno_name(op_result["errno"])
-        out.append(Violation("errno", errno_clause(op.op, accepted), i,
-                             f"ops[{i}] {op.op} gave {got} (ret {op_result['ret']}), expected "
-                             f"{errno_clause(op.op, accepted).rsplit('.', 1)[1]}"))
+        out.append(Violation("errno", clause, i, f"ops[{i}] {op.op} gave {got} (ret {op_result['ret']}), "
+                             f"expected {errno_names(accepted)}", f"{op.op} expects {errno_names(accepted)}"))
     return out
 
 
 # --- health --------------------------------------------------------------------------------
 
 
-def health(crash: KernelCrash) -> list[Violation]:
-    """A crash, hang or kernel report is a finding of its own, named by its title."""
+def health(crash: KernelCrash, kernel_info: dict) -> list[Violation]:
+    """A crash, hang or kernel report is a finding of its own, named by its title, under the
+    clause of the call it came under."""
     first = next((line for line in crash.report.splitlines() if line.strip()), crash.title)
-    return [Violation("health", crash.title, None, first.strip())]
+    return [Violation("health", crash_clause(crash.program, kernel_info), None, first.strip(), crash.title)]
 
 
 # --- all together --------------------------------------------------------------------------
@@ -861,36 +1007,37 @@ PATIENT_TIMEOUT_FACTOR = 10
 def judge(target: Target, program: Program, abi: Abi, kernel_info: dict) -> Verdict:
     """Run `program` (and its sendfile64 twin) on `target` and apply every oracle."""
     verdict = Verdict()
-    result = verdict.result = run_into(verdict, target, program)
+    result = verdict.result = run_into(verdict, target, program, kernel_info)
     if result is None:
         return verdict
     verdict.violations += errno_violations(program, result, kernel_info, verdict.reached)
     verdict.violations += accounting(program, result, abi)
     verdict.violations += data(program, result, abi)
     verdict.violations += early_notifications(program, result, abi)
-    verdict.reached |= {ZC_NOTIFIES[call.op] for f in program.fds if f.kind in ZC_SOCKET_KINDS
+    verdict.reached |= {accounting_clause(program, f.name, ZC_NOTIFIES[call.op], call.op_index)
+                        for f in program.fds if f.kind in ZC_SOCKET_KINDS
                         for call in zerocopy_calls(program, result, abi, f.name) if call.sent}
     # The promise was put to the test: a record read while bytes were unacknowledged, or a
     # rewrite after the notifications of every call that sent the file.
     if any(r.get("outq", 0) > 0 and r.get("notifications") for r in result.ops):
-        verdict.reached.add(ZC_NOT_EARLY)
+        verdict.reached.add("ZC-NO-EARLY-NOTIFY")
     if sent_streams(program, result, abi)[1]:
-        verdict.reached.add(ZC_OVERWRITE_SAFE)
+        verdict.reached.add("ZC-OVERWRITE-SAFE")
     twin = parity_twin(program, abi)
     if twin is None:
         return verdict
     twin_program, replaced = twin
-    twin_result = verdict.twin_result = run_into(verdict, target, twin_program)
+    twin_result = verdict.twin_result = run_into(verdict, target, twin_program, kernel_info)
     if twin_result is None:
         return verdict
-    verdict.reached |= {f"parity.{clause}" for clause in replaced.values()}
+    verdict.reached |= {PARITY_CLAUSES[kind][1] for kind in replaced.values()}
     found = parity(program, result, twin_result, replaced)
     if found and waited_for_the_timer(program, result, twin_program, twin_result):
         # The timer cut a blocking call short, so whether it got anywhere may be timing (a
         # slower path under TCG): judge parity again on both, given time to finish.
         patient, patient_twin = (replace(p, timeout_ms=min(p.timeout_ms * PATIENT_TIMEOUT_FACTOR, 600_000))
                                  for p in (program, twin_program))
-        ours, theirs = run_into(verdict, target, patient), run_into(verdict, target, patient_twin)
+        ours, theirs = run_into(verdict, target, patient, kernel_info), run_into(verdict, target, patient_twin, kernel_info)
         if ours is None or theirs is None:
             return verdict
         found = parity(patient, ours, theirs, replaced)
@@ -907,12 +1054,12 @@ def waited_for_the_timer(program: Program, result: ProgramResult, twin_program: 
                for op, op_result in zip(p.ops, r.ops))
 
 
-def run_into(verdict: Verdict, target: Target, program: Program) -> ProgramResult | None:
+def run_into(verdict: Verdict, target: Target, program: Program, kernel_info: dict) -> ProgramResult | None:
     """Run a program for `verdict`: a crash becomes its health findings; after a WARNING the
     kernel went on, so the result still counts. None when there is no result to judge."""
     try:
         return target.run(program)
     except KernelCrash as crash:
         verdict.crash = verdict.crash or crash
-        verdict.violations += [v for v in health(crash) if v not in verdict.violations]
+        verdict.violations += [v for v in health(crash, kernel_info) if v not in verdict.violations]
         return crash.result

@@ -1,6 +1,6 @@
 """Findings on disk: one folder per distinct finding, written so that a kill loses nothing.
 
-A finding is keyed by its crash title or by oracle and clause. Its folder holds `finding.json`
+A finding is keyed by its crash title, or by oracle, clause and what broke (`Violation.key`). Its folder holds `finding.json`
 (title, oracle, revision, kernel, program, the machine that found it first, ...), `program.json`,
 `repro.c`, `repro.py` and, after a crash, `console.log`. A folder appears whole (built aside in
 a folder whose name starts with `.`, then renamed into place); a smaller program for the same key
@@ -207,7 +207,7 @@ class FindingStore:
                                 if self.campaign_started is not None else None)
         info = self.kernel_info
         nr = info.get("nr_sendfile2")
-        title = violation.clause_id if violation.oracle == "health" else f"{violation.oracle}: {violation.clause_id}"
+        title = violation.title
         files = {
             "program.json": program_json(program),
             "repro.c": c_reproducer(program, nr, title),

@@ -196,7 +196,7 @@ def test_short_campaign_on_the_host_kernel(tmp_path):
 # --- a campaign process ends with everything it started ------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDED = Violation("parity", "sendfile2.parity.zc", 0, "seeded: no host kernel has sendfile2, so it stays")
+SEEDED = Violation("parity", "SF2-ZC-TRANSFER", 0, "seeded: no host kernel has sendfile2, so it stays")
 
 
 def host_campaign(findings: Path, budget: str, log: Path) -> subprocess.Popen:

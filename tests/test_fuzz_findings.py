@@ -14,8 +14,8 @@ from zcfuzz.fuzz.repro import c_reproducer, python_reproducer
 from zcfuzz.vm.program import FD_KINDS, Program
 
 INFO = {"revision": "rfc-v1", "base_version": "6.12.117", "nr_sendfile2": 467}
-LOST = Violation("accounting", "splice.zc.notifies", 1, "sock: ids 0 never notified")
-CRASH = Violation("health", "BUG: kernel NULL pointer dereference in splice_write_sd", None, "BUG: ...")
+LOST = Violation("accounting", "SPLICE-ZC-PIPE-TO-SOCKET", 1, "sock: ids 0 never notified", "splice not notified")
+CRASH = Violation("health", "SPLICE-ZC-ERRNO", None, "BUG: ...", "BUG: kernel NULL pointer dereference in splice_write_sd")
 
 
 def program(n_ops: int) -> Program:
@@ -35,7 +35,7 @@ def test_a_finding_is_written_whole(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["finding.json", "program.json", "repro.c", "repro.py"]
     document = finding(store, LOST)
     assert (document["title"], document["oracle"], document["revision"], document["kernel"]) == (
-        "accounting: splice.zc.notifies", "accounting", "rfc-v1", "6.12.117")
+        "accounting: SPLICE-ZC-PIPE-TO-SOCKET (splice not notified)", "accounting", "rfc-v1", "6.12.117")
     assert Program.from_json(document["program"]) == program(3)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
@@ -96,7 +96,7 @@ def test_an_update_killed_midway_leaves_a_readable_finding(tmp_path, monkeypatch
     store.tidy()  # a rerun: finding.json says which version the folder holds
     folder = store.folder(LOST.key)
     assert json.loads((folder / "program.json").read_text()) == finding(store, LOST)["program"]
-    assert (folder / "repro.c").read_text() == c_reproducer(program(3), 467, "accounting: splice.zc.notifies")
+    assert (folder / "repro.c").read_text() == c_reproducer(program(3), 467, "accounting: SPLICE-ZC-PIPE-TO-SOCKET (splice not notified)")
     assert sorted(p.name for p in folder.iterdir()) == ["finding.json", "program.json", "repro.c", "repro.py"]
 
 

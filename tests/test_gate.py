@@ -28,6 +28,7 @@ from zcfuzz.workflows.gate import (
     comparison_table,
     finding_line,
     findings_lines,
+    read_findings,
     gate_results,
     summary_line,
     verdict_line,
@@ -181,7 +182,27 @@ def test_gate_ktap_marks_exactly_the_changes_that_fail_the_gate():
 def test_a_finding_names_defects_only_when_its_clause_has_some():
     clause = DEFECT_CLAUSES[0]
     assert finding_line(finding("k", clause.id)) == f"k (defects {', '.join(clause.catches)}): k broke"
-    assert finding_line(finding("k", "zerocopy.id.not-invented")) == "k: k broke"
+    assert finding_line(finding("k", "SF64-EBADF")) == "k: k broke"
+
+
+def test_a_finding_the_oracles_write_shows_the_defects_of_its_clause(tmp_path):
+    """The chain as a campaign runs it: an oracle's violation, recorded as a finding, read back
+    by the gate, shows the RFC defect its clause catches (here D1: an unknown flag accepted)."""
+    from zcfuzz.conformance import oracles
+    from zcfuzz.fuzz.findings import FindingStore
+    from zcfuzz.vm.program import Program, ProgramResult
+
+    program = Program.from_json({
+        "sysno": {"sendfile2": 467},
+        "fds": [{"name": "src", "kind": "file", "size": 4096}, {"name": "sock", "kind": "tcp4"}],
+        "ops": [{"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": 512, "flags": 0x80}]})
+    result = ProgramResult.from_json({"ops": [{"ret": 512, "errno": 0}], "final": {}})
+    kernel_info = {"sendfile_flags": {"SENDFILE_DEFAULT": 1, "SENDFILE_ZC": 2}, "nr_sendfile2": 467}
+    (violation,) = oracles.errno_violations(program, result, kernel_info)
+    FindingStore(tmp_path, {**kernel_info, "revision": "rfc-v1"}).record(violation, program)
+    (doc,) = read_findings(tmp_path).values()
+    assert doc["clause_id"] == "SF2-FLAGS-UNKNOWN"
+    assert finding_line(doc).startswith("errno: SF2-FLAGS-UNKNOWN (sendfile2 expects EINVAL) (defects D1): ")
 
 
 def test_verdict_line_counts_clauses_and_findings():

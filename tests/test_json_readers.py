@@ -191,7 +191,7 @@ def test_a_program_file_that_is_wrong_is_one_line_naming_it(tmp_path, data, mess
 
 def test_a_finding_that_is_wrong_is_one_line_naming_its_file(tmp_path):
     store = FindingStore(tmp_path, INFO)
-    store.record(Violation("accounting", "splice.zc.notifies", 1, "sock: ids 0 never notified"),
+    store.record(Violation("accounting", "SPLICE-ZC-PIPE-TO-SOCKET", 1, "sock: ids 0 never notified", "splice not notified"),
                  Program.from_json({"fds": [{"name": "s", "kind": "tcp4"}], "ops": [{"op": "close", "fd": "s"}]}))
     (path,) = tmp_path.glob("*/finding.json")
     good = json.loads(path.read_text())
@@ -284,7 +284,7 @@ def test_findings_a_campaign_writes_pass(tmp_path):
 
     check()
     found = FindingStore(tmp_path / "found", {"nr_sendfile2": 467})  # no revision: "" as in a host campaign
-    found.record(Violation("health", "BUG: kernel NULL pointer dereference", None, "BUG: ..."),
+    found.record(Violation("health", "", None, "BUG: ...", "BUG: kernel NULL pointer dereference"),
                  Program.from_json({"fds": [], "ops": [{"op": "lkdtm", "crash": "BUG"}]}), console="BUG:\n")
     (doc,) = found.findings()
     usable_finding(doc)

@@ -279,7 +279,7 @@ def test_a_shared_finding_keeps_its_first_machine_and_takes_only_smaller_program
     from zcfuzz.fuzz.findings import FindingStore
     from zcfuzz.fuzz.shared import Shared
 
-    lost = Violation("accounting", "sendfile2.zc.notifies", 0, "sock: ids 0 never notified")
+    lost = Violation("accounting", "ZC-NOTIFY-ONCE", 0, "sock: ids 0 never notified", "sendfile2 not notified")
     info = {"revision": "rfc-v1", "base_version": "6.12.117", "nr_sendfile2": 467}
     shared = Shared(redis_server.url)
 
