@@ -1,1 +1,2 @@
-"""The fuzzer: strategies, oracles, stateful machine and campaigns for sendfile2 / SPLICE_F_ZC."""
+"""The fuzzer: strategies, campaigns, findings and reproducers for sendfile2 / SPLICE_F_ZC; its
+programs are judged by conformance's oracles."""
