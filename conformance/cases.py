@@ -8,7 +8,6 @@ SENDFILE_ZC where the output is a TCP/UDP socket.
 
 from __future__ import annotations
 
-import errno as errno_module
 import itertools
 from dataclasses import dataclass
 from errno import (
@@ -42,7 +41,7 @@ from zcfuzz.conformance.oracles import (
     socket_accounting,
 )
 from zcfuzz.conformance.spec import CLAUSE_BY_ID, CLAUSES
-from zcfuzz.vm.program import OPS, Program, ProgramResult, digest, pattern
+from zcfuzz.vm.program import OPS, Program, ProgramResult, digest, errno_name, pattern
 
 SSIZE_MAX = (1 << 63) - 1
 MAX_NON_LFS = (1 << 31) - 1
@@ -102,10 +101,6 @@ class Row:
 def _rename(op: dict, prefix: str) -> dict:
     fd_fields = OPS[op["op"]].fd_fields
     return {k: (prefix + v if k in fd_fields else v) for k, v in op.items()}
-
-
-def errno_name(number: int) -> str:
-    return errno_module.errorcode.get(number, str(number)) if number else "success"
 
 
 def fd(name: str, kind: str, **options) -> dict:

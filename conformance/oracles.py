@@ -36,7 +36,11 @@ from zcfuzz.conformance.abi import (
     ZEROCOPY_KINDS,
     Abi,
 )
-from zcfuzz.conformance.model import expected_errno, sendfile_flags_mask, splice_flags_mask
+from zcfuzz.conformance.model import (
+    expected_errno,
+    sendfile_flags_mask,
+    splice_flags_mask,
+)
 from zcfuzz.vm.program import (
     CONTENT_KINDS,
     NIC_KINDS,
@@ -45,6 +49,7 @@ from zcfuzz.vm.program import (
     Program,
     ProgramResult,
     digest,
+    errno_name,
     pattern,
 )
 from zcfuzz.vm.target import KernelCrash, Target
@@ -874,15 +879,6 @@ def data(program: Program, result: ProgramResult, abi: Abi | None = None) -> lis
 
 
 # --- errno ---------------------------------------------------------------------------------
-
-
-def errno_name(number: int) -> str:
-    """`EINVAL`; "OK" for 0; EOPNOTSUPP under the name the kernel's docs use, not ENOTSUP."""
-    if number == 0:
-        return "OK"
-    if number == errno_module.EOPNOTSUPP:
-        return "EOPNOTSUPP"
-    return errno_module.errorcode.get(number, str(number))
 
 
 def errno_names(accepted: frozenset[int]) -> str:

@@ -250,7 +250,7 @@ def test_result_says_which_faults_were_injected_and_which_calls_overlapped():
 
 def test_result_accessors():
     result = decode_reply(json.dumps(RESULT))
-    assert (result.ret(0), result.errno(0), result.errno_name(0), result.errno_name(1)) == (-1, 9, "EBADF", "")
+    assert (result.ret(0), result.errno(0), result.errno_name(0), result.errno_name(1)) == (-1, 9, "EBADF", "OK")
     assert result.peer_bytes("s") == 3 and result.peer_digest("s") == "000000ff"
     assert [n["lo"] for n in result.notifications("s")] == [0, 1]
     assert [n["lo"] for n in result.final_notifications("s")] == [1]

@@ -518,6 +518,16 @@ class ExecutorError(Exception):
     """The executor rejected a request or died under it; the message says which."""
 
 
+def errno_name(number: int) -> str:
+    """`EINVAL`, "OK" for 0: the one spelling of an errno in results, findings and reports.
+    EOPNOTSUPP under the name the kernel's docs and the cover letter use, not ENOTSUP."""
+    if number == 0:
+        return "OK"
+    if number == errno_module.EOPNOTSUPP:
+        return "EOPNOTSUPP"
+    return errno_module.errorcode.get(number, str(number))
+
+
 @dataclass
 class ProgramResult:
     """What a target returned for one program (vm/PROGRAM.md, "Result")."""
@@ -557,9 +567,7 @@ class ProgramResult:
         return self.ops[i]["errno"]
 
     def errno_name(self, i: int) -> str:
-        """`EBADF`-style name of op i's errno, "" when it succeeded."""
-        number = self.ops[i]["errno"]
-        return errno_module.errorcode.get(number, str(number)) if number else ""
+        return errno_name(self.ops[i]["errno"])
 
     def timed_out(self, i: int) -> bool:
         return self.ops[i]["timed_out"]
