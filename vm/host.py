@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 
 from zcfuzz.vm import kbuild
-from zcfuzz.vm.executor import executor_binary
+from zcfuzz.vm.executor import READY_LINE, executor_binary
 from zcfuzz.vm.lifetime import die_with_parent
 from zcfuzz.vm.program import ExecutorError, Program, ProgramResult, decode_reply
 from zcfuzz.vm.target import Target
 
-READY_LINE = "zcfuzz-executor ready"
 START_TIMEOUT_S = 10.0
 HOST_INCLUDE = Path("/usr/include")
 

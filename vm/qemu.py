@@ -34,13 +34,12 @@ from pathlib import Path
 import psutil
 from zcfuzz.vm import kbuild, triage
 from zcfuzz.vm.errors import UserError, missing
-from zcfuzz.vm.executor import executor_binary
+from zcfuzz.vm.executor import READY_LINE, executor_binary
 from zcfuzz.vm.lifetime import descendants, die_with_parent, end_processes
 from zcfuzz.vm.program import ExecutorError, Program, ProgramResult, decode_reply
 from zcfuzz.vm.target import KernelCrash, Target
 
 QEMU = "qemu-system-x86_64"
-READY_LINE = b"zcfuzz-executor ready"
 GUEST_MEMORY_MB = 1024
 # Two vCPUs by default, so the CPU completing TX or processing ACKs can race the sending one;
 # multi-threaded TCG gives each its own host thread.
@@ -167,18 +166,23 @@ def cpio_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = 
     return record + b"\0" * (-len(record) % 4)
 
 
+# What every guest's root holds before its /init runs: a console, and the mount points /init uses.
+GUEST_TREE = (("dev", 0o040755, b"", (0, 0)), ("dev/console", 0o020600, b"", (5, 1)), ("proc", 0o040755, b"", (0, 0)),
+              ("sys", 0o040755, b"", (0, 0)), ("tmp", 0o041777, b"", (0, 0)))
+
+
+def initramfs_archive(init: bytes, dirs: tuple[str, ...] = (), files: dict[str, bytes] | None = None) -> bytes:
+    """The one way a guest's initramfs is made: GUEST_TREE, `dirs`, the executable /init and
+    `files` (path in the guest: an executable's bytes)."""
+    records = [*GUEST_TREE, *((name, 0o040755, b"", (0, 0)) for name in dirs), ("init", 0o100755, init, (0, 0)),
+               *((name, 0o100755, data, (0, 0)) for name, data in (files or {}).items())]
+    entries = [cpio_entry(name, mode, data, rdev, ino) for ino, (name, mode, data, rdev) in enumerate(records, 1)]
+    return b"".join(entries) + cpio_entry("TRAILER!!!", 0, ino=0)
+
+
 def build_initramfs(executor: Path, dest: Path) -> Path:
-    entries = [
-        cpio_entry("dev", 0o040755, ino=1),
-        cpio_entry("dev/console", 0o020600, rdev=(5, 1), ino=2),
-        cpio_entry("proc", 0o040755, ino=3),
-        cpio_entry("sys", 0o040755, ino=4),
-        cpio_entry("tmp", 0o041777, ino=5),
-        cpio_entry("init", 0o100755, executor.read_bytes(), ino=6),
-        cpio_entry("TRAILER!!!", 0, ino=0),
-    ]
     tmp = dest.with_suffix(".tmp")
-    tmp.write_bytes(b"".join(entries))
+    tmp.write_bytes(initramfs_archive(executor.read_bytes()))
     tmp.replace(dest)
     return dest
 
@@ -321,7 +325,7 @@ class Guest:
         if self.restored:  # the saved guest had said ready already: ask it
             self.send(b"ping\n")
         line = self.read_line(deadline)
-        if line is None or (b'"pong"' if self.restored else READY_LINE) not in line:
+        if line is None or (b'"pong"' if self.restored else READY_LINE.encode()) not in line:
             raise GuestError(self._death_reason("the executor did not report ready"), self.console_text())
 
     def save(self, dest: Path) -> None:
@@ -673,13 +677,7 @@ def busybox_initramfs(init: str, files: dict[str, bytes] | None = None) -> bytes
     busybox = shutil.which("busybox")
     if not busybox:
         raise missing("busybox not found", "busybox")
-    records = [("dev", 0o040755, b"", (0, 0)), ("dev/console", 0o020600, b"", (5, 1)), ("bin", 0o040755, b"", (0, 0)),
-               ("proc", 0o040755, b"", (0, 0)), ("sys", 0o040755, b"", (0, 0)), ("tmp", 0o041777, b"", (0, 0)),
-               ("bin/busybox", 0o100755, Path(busybox).read_bytes(), (0, 0)),
-               ("init", 0o100755, init.encode(), (0, 0)),
-               *((name, 0o100755, data, (0, 0)) for name, data in (files or {}).items())]
-    entries = [cpio_entry(name, mode, data, rdev, ino) for ino, (name, mode, data, rdev) in enumerate(records, 1)]
-    return b"".join(entries) + cpio_entry("TRAILER!!!", 0, ino=0)
+    return initramfs_archive(init.encode(), ("bin",), {"bin/busybox": Path(busybox).read_bytes(), **(files or {})})
 
 
 def shell(rev: str, source: str | None = None, config: list[str] | None = None, accel: str = "auto") -> int:

@@ -31,6 +31,7 @@ from zcfuzz.fuzz.findings import finding_files
 from zcfuzz.vm import kbuild
 from zcfuzz.vm.backends import executor_request, open_target
 from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.executor import READY_LINE
 from zcfuzz.vm.lifetime import MemoryPeaks
 from zcfuzz.vm.program import Program
 from zcfuzz.vm.target import KernelCrash, Target
@@ -43,7 +44,6 @@ ROUNDS = 3  # program and C loop alternate this many times per workload; the med
 PINGS = 200
 FINDINGS_POLL_S = 0.2
 TOUCHED_FILE = "fs/splice.c"
-READY_LINE = "zcfuzz-executor ready"
 _TIMESTAMP = re.compile(r"^\[\s*(\d+\.\d+)\]", re.M)
 _INITCALL = re.compile(r"initcall (\S+) returned \S+ after (\d+) usecs")
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 from pathlib import Path
 
 from zcfuzz.vm.errors import UserError, require
 
 SOURCE_DIR = Path(__file__).resolve().parent
+# What the executor prints once it reads requests: defined once, in its source.
+READY_LINE = re.search(r'#define READY_LINE "(.*)\\n"', (SOURCE_DIR / "zcexec.c").read_text()).group(1)
 
 
 @functools.cache
