@@ -913,14 +913,10 @@ def replay_each(folders: list[Path], target_spec: str, **target_options):
     kernel that has printed no report since it booted."""
     loaded = []
     for folder in folders:
-        try:
-            finding = json.loads((folder / "finding.json").read_text())
-            program = Program.from_json(json.loads((folder / "program.json").read_text()))
-        except OSError as err:
-            raise UserError(f"{folder} is not a finding folder: {err.strerror}: {err.filename}") from None
-        except ValueError as err:
-            raise UserError(f"{folder}: unreadable finding: {err}") from None
-        loaded.append((folder.name, finding, program))
+        finding = FindingStore.read(folder / "finding.json")
+        if finding is None or not (folder / "program.json").is_file():
+            raise UserError(f"{folder} is not a finding folder: it needs finding.json and program.json")
+        loaded.append((folder.name, finding, Program.load(str(folder / "program.json"))))
     with open_target(target_spec, **target_options) as tgt:
         yield from replay_on(tgt, loaded)
 
