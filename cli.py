@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C is an interrupt even where SIGINT came ignored (a job started in the background, a
+    # parent that ignores it): Python installs its handler only where SIGINT was not ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "test":

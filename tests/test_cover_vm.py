@@ -115,7 +115,7 @@ def test_vm_lcov_tracefile_opens_in_genhtml(v2, tmp_path):
     import shutil
     import subprocess
 
-    from zcfuzz.fuzz.cover import write_outputs
+    from zcfuzz.workflows.cover import write_outputs
     from zcfuzz.vm import kbuild
 
     if shutil.which("genhtml") is None:

@@ -371,7 +371,7 @@ def coverage_figure(rev: str, budget_s: float, seed: int) -> dict:
         return {"time_to_90pct_series_lines": "not measured: --cover-budget 0"}
     if kbuild.cached_build(rev) is None:
         return {"time_to_90pct_series_lines": f"not measured: {rev} not built"}
-    from zcfuzz.fuzz.cover import time_to_cover
+    from zcfuzz.workflows.cover import time_to_cover
 
     with tempfile.TemporaryDirectory(prefix="zcfuzz-bench-cover-") as folder:
         return {"time_to_90pct_series_lines": time_to_cover(rev, budget_s, fraction=0.9, seed=seed,
