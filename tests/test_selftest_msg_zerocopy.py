@@ -84,14 +84,18 @@ def test_the_guest_script_runs_the_receiver_in_the_peer_namespace():
 # for sendfile2 on rfc-v1 and v2, written under one temporary name (vm/selftest.py).
 
 
-def selftest(rev: str, mode: str, record_property) -> SelftestRun:
+def selftest(rev: str, mode: str, record_property, d7_may_bite: bool = False) -> SelftestRun:
     run = run_selftest(rev, mode)
     print(run.summary())
     record_property("msg_zerocopy", run.summary())
     assert run.finished and run.nic_up, run.console[-3000:]
     assert (run.tx_exit, run.rx_exit, run.errors) == (0, 0, []), run.summary()
     assert run.tx_packets and run.rx_packets and run.completions, run.summary()
-    assert run.zc is not None and run.only_the_last_missing and len(run.ids) == run.completions, run.summary()
+    assert run.zc is not None and len(run.ids) == run.completions, run.summary()
+    if d7_may_bite and run.kernel_report is not None:
+        assert run.kernel_report == "WARNING: refcount bug in do_sendfile", run.summary()  # D7, nothing else
+    else:
+        assert run.only_the_last_missing, run.summary()
     return run
 
 
@@ -117,12 +121,12 @@ def test_msg_zerocopy_sendfile_on_v2(record_property):
 @pytest.mark.vm
 @pytest.mark.xdist_group("selftest")
 def test_msg_zerocopy_sendfile_on_rfc_v1(record_property):
-    """rfc-v1 passes its own test across a NIC: D7 (the call's reference dropped with a bare
-    refcount_dec(), losing the notification and WARNing "decrement hit 0; leaking memory") only
-    bites when the skbs are freed before the call returns, as on loopback; across a NIC the last
-    chunk of a call is never acknowledged before the call returns. D3 (MSG_DONTWAIT, MSG_MORE and
-    MSG_SPLICE_PAGES dropped) does not show either: the selftest's socket is blocking, and TCP
-    still references the pages on the MSG_ZEROCOPY path. So, as on v2, ids arrive in order
-    without a gap and only the last may miss the selftest's 500 ms wait."""
-    run = selftest("rfc-v1", "sendfile", record_property)
-    assert run.kernel_report is None, run.summary()
+    """rfc-v1 across a NIC: D7 (the call's reference dropped with a bare refcount_dec(), losing
+    the notification and WARNing "decrement hit 0; leaking memory") bites only when the skbs are
+    freed before the call returns: on loopback always, across a NIC only when the peer's ACK of
+    a call's last chunk is processed, on the other vCPU, before the call has returned, which a
+    loaded TCG guest sometimes does. D3 (MSG_DONTWAIT, MSG_MORE and MSG_SPLICE_PAGES dropped)
+    does not show: the selftest's socket is blocking, and TCP still references the pages on the
+    MSG_ZEROCOPY path. So either the run is v2's (ids in order without a gap, only the last may
+    miss the selftest's 500 ms wait) or D7 shows, as its WARNING and nothing else."""
+    selftest("rfc-v1", "sendfile", record_property, d7_may_bite=True)
