@@ -205,6 +205,46 @@ def test_a_finding_the_oracles_write_shows_the_defects_of_its_clause(tmp_path):
     assert finding_line(doc).startswith("errno: SF2-FLAGS-UNKNOWN (sendfile2 expects EINVAL) (defects D1): ")
 
 
+def rfc_defect_findings() -> dict:
+    """One violation of each kind a campaign met on rfc-v1, as the oracles give it from a result
+    like the one rfc-v1 returned, and the RFC defect it is."""
+    from tests.test_fuzz_oracles import (ABI, KERNEL_INFO, done, note, program, result, sendfile2, splice_zc)
+    from zcfuzz.conformance import oracles
+    from zcfuzz.vm.program import Program
+    from zcfuzz.vm.target import KernelCrash
+
+    def errno(prog, op_result):
+        return oracles.errno_violations(prog, result(op_result), KERNEL_INFO)
+
+    crash = KernelCrash("WARNING: refcount bug in do_sendfile", "WARNING: ...", program=program(sendfile2()))
+    return {
+        "D1": errno(program(sendfile2(flags=0x80)), done(512)),
+        "D2": errno(program({**sendfile2(), "out": "p.w"}), done(512)),
+        "D3": errno(program(sendfile2(), nonblock=True), done(-1, 4, timed_out=True)),
+        "D4": oracles.accounting(program(splice_zc(), sendfile2()), result(done(100), done(512), notes=[note(0, 0)]), ABI),
+        "D5": oracles.accounting(program(sendfile2(), sendfile2()),
+                                 result(done(-1, 11), done(512), notes=[note(1, 1)]), ABI),
+        "D6": errno(Program.from_json({**program().to_json(), "fds": [{"name": "src", "kind": "file", "size": 16384},
+                                                                        {"name": "sock", "kind": "tcp4"}],
+                                       "ops": [sendfile2(count=1 << 24)]}), done(-1, 105)),
+        "D7": oracles.health(crash, KERNEL_INFO),
+    }
+
+
+@pytest.mark.parametrize("defect", ["D1", "D2", "D3", "D4", "D5", "D6", "D7"])
+def test_each_rfc_defect_shows_on_the_finding_the_oracles_write(tmp_path, defect):
+    """Findings as campaigns on rfc-v1 record them, read back by the gate: each names the RFC
+    defect it shows, through the clause its violation names."""
+    from zcfuzz.fuzz.findings import FindingStore
+    from tests.test_fuzz_oracles import program, sendfile2
+
+    (violation,) = rfc_defect_findings()[defect]
+    FindingStore(tmp_path, {"revision": "rfc-v1", "nr_sendfile2": 467}).record(violation, program(sendfile2()))
+    (doc,) = read_findings(tmp_path).values()
+    shown = finding_line(doc).split(" (defects ", 1)[1].split(")", 1)[0].split(", ")
+    assert defect in shown, finding_line(doc)
+
+
 def test_verdict_line_counts_clauses_and_findings():
     revision = run("v2", {CLAUSES[0].id: FAIL, CLAUSES[1].id: UNSUPPORTED}, {"k": finding("k", "ZC-ID-ONCE")})
     assert verdict_line(revision) == f"verdict: v2 passes {len(CLAUSES) - 2} clauses, fails 1, 1 findings"
