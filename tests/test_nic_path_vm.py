@@ -21,13 +21,27 @@ def run(rev: str, fds: list[dict], ops: list[dict]):
                                              "timeout_ms": 3000, "settle_ms": 1000, "fds": fds, "ops": ops}))
 
 
+UDP_RUNS = 3
+
+
 def test_every_nic_kind_carries_bytes_to_its_peer_across_the_nic():
+    """TCP delivers every time. A datagram that leaves by a device is dropped while the peer's
+    address still resolves (a loaded guest may take longer than the program's settle), so a UDP
+    peer may get nothing in a run, but never other bytes, and gets them in one of UDP_RUNS."""
     fds = [{"name": "src", "kind": "file", "size": 65536, "seed": 5}] + [{"name": k, "kind": k} for k in NIC_KINDS]
     ops = [{"op": "sendfile64", "out": k, "in": "src", "offset": 0, "count": 1024} for k in NIC_KINDS]
-    result = run("base", fds, ops)
-    assert result.fixture_errors == []
-    for kind in NIC_KINDS:
-        assert (result.peer_bytes(kind), result.peer_digest(kind)) == (1024, digest(pattern(5, 0, 1024)))
+    sent = (1024, digest(pattern(5, 0, 1024)))
+    delivered = set()
+    for _ in range(UDP_RUNS):
+        result = run("base", fds, ops)
+        assert result.fixture_errors == []
+        for kind in NIC_KINDS:
+            got = (result.peer_bytes(kind), result.peer_digest(kind))
+            assert got == sent or (kind.startswith("udp") and got[0] == 0), (kind, got)
+            delivered |= {kind} if got == sent else set()
+        if delivered == set(NIC_KINDS):
+            break
+    assert delivered == set(NIC_KINDS)
 
 
 @pytest.mark.parametrize("kind", ["tcp4_nic", "tcp6_nic"])
