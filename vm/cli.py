@@ -31,7 +31,7 @@ def cmd_kernel_build(args) -> int:
                                 progress=lambda line: print(line, file=sys.stderr), cover=args.cover)
     info = kbuild.kernel_info(build)
     elapsed = time.monotonic() - started
-    print(f"{info['revision']}: {info['bzimage']} ({elapsed:.1f} s)")
+    print(f"{info['revision']}: {info['boot_image']} ({elapsed:.1f} s)")
     return 0
 
 
