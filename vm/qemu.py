@@ -1,6 +1,6 @@
 """The `vm:REV` target: a QEMU guest booted on a built revision, running the executor as /init.
 
-The guest is a bzImage and a small initramfs whose only program is the static executor. Programs
+The guest is a kernel and a small initramfs whose only program is the static executor. Programs
 and results travel over a virtio-serial port named `zcfuzz`; the kernel console (ttyS0) is read
 live into a log. The guest panics on any oops, KASAN report, hung task or soft lockup, so a crash
 ends the QEMU process; the console then names it (vm.triage) and the next program gets a fresh
@@ -40,7 +40,10 @@ from zcfuzz.vm.program import ExecutorError, Program, ProgramResult, decode_repl
 from zcfuzz.vm.target import KernelCrash, Target
 
 QEMU = "qemu-system-x86_64"
-GUEST_MEMORY_MB = 1024
+# 512 MiB holds the largest fixture (a 64 MiB file) many times over; half of the 1 GiB it was
+# makes a boot's memory map and KASAN shadow set-up and a saved guest (its shadow marks every
+# free page) half as large.
+GUEST_MEMORY_MB = 512
 # Two vCPUs by default, so the CPU completing TX or processing ACKs can race the sending one;
 # multi-threaded TCG gives each its own host thread.
 DEFAULT_VCPUS = 2
