@@ -262,11 +262,18 @@ class Guest:
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             *nic_pair_args(self.workdir),
         ]
-        if restore is not None:
-            command += ["-incoming", f"exec:cat {shlex.quote(str(restore))}"]
+        saved = os.open(restore, os.O_RDONLY | os.O_CLOEXEC) if restore is not None else None
+        if saved is not None:
+            # QEMU reads the saved guest from the file itself: no `cat` process, no pipe
+            command += ["-incoming", f"fd:{saved}"]
         self.started = time.monotonic()
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        try:
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+                                            pass_fds=() if saved is None else (saved,))
+        finally:
+            if saved is not None:
+                os.close(saved)
         self.reader = threading.Thread(target=self._read_console, daemon=True)
         self.reader.start()
         self.channel: socket.socket | None = None
@@ -410,8 +417,7 @@ class Guest:
         self.channel.sendall(data)
 
     def close(self) -> None:
-        """Stop QEMU and what it started (the `cat` of a restore or a save, which its death
-        does not end)."""
+        """Stop QEMU and what it started (the `cat` of a save, which its death does not end)."""
         if self.channel is not None:
             self.channel.close()
         started = descendants(self.process.pid) if self.process.poll() is None else []
