@@ -354,19 +354,25 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
     """Bring the slot's tree to base + series, rewriting only the files whose content changes.
 
     The series is applied to a fresh hard-linked staging tree first, so a patch that does not
-    apply leaves the slot as it was.
+    apply leaves the slot as it was, and a slot made for it is removed again.
     """
     state = slot.state()
     series_sha = revision.series_sha256
     if (slot.src.is_dir() and state.get("series_sha256") == series_sha and state.get("base") == base.identity
             and state.get("cover", []) == list(revision.cover)):
         return
+    new_slot = not slot.root.exists()
     slot.root.mkdir(parents=True, exist_ok=True)
     staging = slot.root / "staging"
     shutil.rmtree(staging, ignore_errors=True)
     link_tree(base.tree, staging)
     try:
-        apply_series(staging, revision.patches)
+        try:
+            apply_series(staging, revision.patches)
+        except UserError:
+            if new_slot:
+                shutil.rmtree(slot.root, ignore_errors=True)
+            raise
         touched = set().union(*(patched_files(p) for p in revision.patches)) if revision.patches else set()
         touched |= instrument(staging, touched, revision.cover)
         if not slot.src.is_dir() or state.get("base") != base.identity:
