@@ -367,12 +367,7 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     link_tree(base.tree, staging)
     try:
-        try:
-            apply_series(staging, revision.patches)
-        except UserError:
-            if new_slot:
-                shutil.rmtree(slot.root, ignore_errors=True)
-            raise
+        apply_series(staging, revision.patches)
         touched = set().union(*(patched_files(p) for p in revision.patches)) if revision.patches else set()
         touched |= instrument(staging, touched, revision.cover)
         if not slot.src.is_dir() or state.get("base") != base.identity:
@@ -382,6 +377,10 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
         else:
             for rel in sorted(touched | set(state.get("touched", []))):
                 replace_if_changed(staging / rel, slot.src / rel)
+    except UserError:
+        if new_slot:
+            shutil.rmtree(slot.root, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     slot.state_file.write_text(json.dumps({"base": base.identity, "series_sha256": series_sha,
@@ -563,8 +562,8 @@ def run_make(slot: Slot, *targets: str, jobs: int | None = None, log: Path | Non
     """Run make in the slot, its output appended to the slot's log; `progress` counts objects.
 
     ccache runs in depend mode: it hashes the headers the compiler names (kbuild's -MMD) instead
-    of running the preprocessor first, which cost a miss a third more CPU, so a cold build with
-    an empty ccache took 467 s instead of 334 s."""
+    of running the preprocessor first, which cost a miss a third more CPU (mm, kernel/sched and
+    net/ipv4 from nothing: 166 CPU s against 124 without ccache; 120 in depend mode)."""
     env = dict(os.environ, CCACHE_BASEDIR=str(slot.root), CCACHE_DEPEND="1", KBUILD_BUILD_USER="zcfuzz",
                KBUILD_BUILD_HOST="zcfuzz", KBUILD_BUILD_TIMESTAMP="zcfuzz")
     log = log or slot.root / "build.log"
