@@ -54,6 +54,7 @@ def test_msg_zerocopy_waits_for_a_held_peer_on_base(kind):
                   {"op": "peer_hold", "fd": "s"}, send, {"op": "drain", "fd": "s", "wait_ms": HOLD_MS},
                   {"op": "peer_release", "fd": "s"}, {"op": "drain", "fd": "s", "wait_ms": ACK_MS}])
     first, held, released = result.ops[1], result.ops[4], result.ops[6]
+    assert (result.ops[2]["ret"], result.ops[5]["ret"]) == (0, 0)  # the hold and the release
     assert [(n["lo"], n["code"] & SO_EE_CODE_ZEROCOPY_COPIED) for n in first["notifications"]] == [(0, 0)]
     assert (held["notifications"], held["outq"]) == ([], 16384)
     assert [n["lo"] for n in released["notifications"]] == [1] and released["outq"] == 0
@@ -68,6 +69,7 @@ def test_sendfile2_pages_go_by_reference_across_the_nic():
                   {"op": "drain", "fd": "s", "wait_ms": HOLD_MS},
                   {"op": "pwrite", "fd": "src", "offset": 0, "len": 16384, "seed": 7},
                   {"op": "peer_release", "fd": "s"}, {"op": "drain", "fd": "s", "wait_ms": ACK_MS}])
+    assert (result.ops[0]["ret"], result.ops[4]["ret"]) == (0, 0)  # the hold and the release
     assert result.ops[2]["notifications"] == [] and result.ops[2]["outq"] == 16384
     assert [n["lo"] for n in result.ops[5]["notifications"]] == [0]
     assert result.peer_digest("s") in (digest(pattern(1, 0, 16384)), digest(pattern(7, 0, 16384)))

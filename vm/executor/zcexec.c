@@ -470,23 +470,50 @@ static int interface_up(int sock, const char *name, const char *address, const c
 	return ioctl(sock, SIOCSIFFLAGS, &ifr);
 }
 
-/* Add (SIOCSIFADDR) or remove (SIOCDIFADDR) an IPv6 address with a /64 prefix on the interface
- * `name` of the socket's namespace; DAD is off on the NIC (accept_dad 0), as `nodad` asks. */
-static int address6(int sock, const char *name, const char *address, unsigned long request)
+/* Send one rtnetlink request on `sock` and read its acknowledgement: 0, or -1 with errno. */
+static int netlink_request(int sock, const void *req, size_t len)
 {
-	struct in6_ifreq {
+	struct {
+		struct nlmsghdr nh;
+		struct nlmsgerr err;
+	} ack;
+
+	if (send(sock, req, len, 0) != (ssize_t)len || recv(sock, &ack, sizeof(ack), 0) <= 0)
+		return -1;
+	if (ack.nh.nlmsg_type != NLMSG_ERROR) {
+		errno = EPROTO;
+		return -1;
+	}
+	errno = -ack.err.error;
+	return ack.err.error ? -1 : 0;
+}
+
+/* Add or remove the IPv6 address `address`/64 on interface `name`, through the rtnetlink socket
+ * `sock` of the interface's namespace. Added with IFA_F_NODAD (`ip addr add ... nodad`): an
+ * address added any other way is tentative until the DAD work has run, even with accept_dad 0,
+ * and binding to it fails with EADDRNOTAVAIL until then, which a loaded guest makes long. */
+static int address6(int sock, const char *name, const char *address, int add)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct ifaddrmsg ifa;
+		struct rtattr rta;
 		struct in6_addr addr;
-		uint32_t prefixlen;
-		int ifindex;
-	} req = {.prefixlen = 64};
+	} req = {
+		.nh = {.nlmsg_len = sizeof(req), .nlmsg_type = add ? RTM_NEWADDR : RTM_DELADDR,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_REPLACE : 0)},
+		.ifa = {.ifa_family = AF_INET6, .ifa_prefixlen = 64, .ifa_flags = add ? IFA_F_NODAD : 0},
+		.rta = {.rta_len = RTA_LENGTH(sizeof(struct in6_addr)), .rta_type = IFA_ADDRESS},
+	};
 	struct ifreq ifr = {0};
 
+	/* the index in the socket's namespace (if_nametoindex would look in the caller's) */
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
 	if (ioctl(sock, SIOCGIFINDEX, &ifr) < 0)
 		return -1;
-	req.ifindex = ifr.ifr_ifindex;
+	req.ifa.ifa_index = ifr.ifr_ifindex;
 	inet_pton(AF_INET6, address, &req.addr);
-	return ioctl(sock, request, &req);
+	return netlink_request(sock, &req, sizeof(req));
 }
 
 /* ---- operations -------------------------------------------------------------------------- */
@@ -1031,9 +1058,12 @@ static int nic_addresses(int present)
 {
 	struct ifreq ifr = {0};
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
-	int sock = peer_socket(1, AF_INET, SOCK_DGRAM), sock6 = peer_socket(1, AF_INET6, SOCK_DGRAM);
-	int ret = sock < 0 || sock6 < 0 ? -1 : 0;
+	/* an rtnetlink socket: NETLINK_ROUTE is protocol 0 */
+	int sock = peer_socket(1, AF_INET, SOCK_DGRAM), rtnl = peer_socket(1, AF_NETLINK, SOCK_RAW);
+	int ret = sock < 0 || rtnl < 0 ? -1 : 0;
 
+	if (!present)
+		nic_held = 1; /* whatever a failing hold took away, the final read gives back */
 	if (ret == 0 && present) {
 		ret = interface_up(sock, nic_peer_name, NIC_PEER4, NIC_MASK4);
 	} else if (ret == 0) {
@@ -1043,13 +1073,13 @@ static int nic_addresses(int present)
 		ret = ioctl(sock, SIOCSIFADDR, &ifr);
 	}
 	if (ret == 0)
-		ret = address6(sock6, nic_peer_name, NIC_PEER6, present ? SIOCSIFADDR : SIOCDIFADDR);
-	if (ret == 0)
-		nic_held = !present;
+		ret = address6(rtnl, nic_peer_name, NIC_PEER6, present);
+	if (ret == 0 && present)
+		nic_held = 0;
 	if (sock >= 0)
 		close(sock);
-	if (sock6 >= 0)
-		close(sock6);
+	if (rtnl >= 0)
+		close(rtnl);
 	return ret;
 }
 
@@ -2863,20 +2893,14 @@ static int move_to_netns(const char *name, int netns_fd)
 		.rta = {.rta_len = RTA_LENGTH(sizeof(uint32_t)), .rta_type = IFLA_NET_NS_FD},
 		.fd = (uint32_t)netns_fd,
 	};
-	struct {
-		struct nlmsghdr nh;
-		struct nlmsgerr err;
-	} ack;
-	int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), ret = -1;
+	int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), ret, saved;
 
 	if (sock < 0)
 		return -1;
-	if (send(sock, &req, sizeof(req), 0) == sizeof(req) && recv(sock, &ack, sizeof(ack), 0) > 0 &&
-	    ack.nh.nlmsg_type == NLMSG_ERROR) {
-		errno = -ack.err.error;
-		ret = ack.err.error ? -1 : 0;
-	}
+	ret = netlink_request(sock, &req, sizeof(req));
+	saved = errno;
 	close(sock);
+	errno = saved;
 	return ret;
 }
 
@@ -2884,8 +2908,9 @@ static int move_to_netns(const char *name, int netns_fd)
 static int nic_end_up(const char *name, const char *address4, const char *address6_)
 {
 	char path[128];
-	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), sock6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int ret = sock < 0 || sock6 < 0 ? -1 : 0;
+	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int rtnl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	int ret = sock < 0 || rtnl < 0 ? -1 : 0;
 
 	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/accept_dad", name);
 	write_small_file(path, "0");
@@ -2894,11 +2919,11 @@ static int nic_end_up(const char *name, const char *address4, const char *addres
 	if (ret == 0)
 		ret = interface_up(sock, name, address4, NIC_MASK4);
 	if (ret == 0)
-		ret = address6(sock6, name, address6_, SIOCSIFADDR);
+		ret = address6(rtnl, name, address6_, 1);
 	if (sock >= 0)
 		close(sock);
-	if (sock6 >= 0)
-		close(sock6);
+	if (rtnl >= 0)
+		close(rtnl);
 	return ret;
 }
 
