@@ -380,6 +380,25 @@ def test_a_tcp_drain_says_what_is_unacknowledged(host):
     assert result.ops[0]["outq"] == 0
 
 
+def test_a_drain_waits_only_while_a_completion_can_still_come(host):
+    """Nothing sent, nothing in flight: the wait ends at once, untimed-out. With the peer slow to
+    acknowledge a zerocopy send, the record still comes inside the wait."""
+    quiet = run(host, [{"name": "s", "kind": "tcp4", "zerocopy": True}],
+                [{"op": "drain", "fd": "s", "wait_ms": 2000}], timeout_ms=3000)
+    assert (quiet.ret(0), quiet.timed_out(0)) == (0, False) and quiet.ops[0]["ns"] < 1e9
+    sent = run(host, [{"name": "s", "kind": "tcp4", "zerocopy": True}],
+               [{"op": "sendmsg", "fd": "s", "len": 100000, "flags": MSG_ZEROCOPY},
+                {"op": "drain", "fd": "s", "wait_ms": 2000}], timeout_ms=3000)
+    assert sent.ret(0) == 100000 and [n["lo"] for n in sent.ops[1]["notifications"]] == [0]
+
+
+def test_a_drain_in_a_program_with_a_second_thread_waits_the_whole_time(host):
+    result = run(host, [{"name": "s", "kind": "tcp4"}, {"name": "f", "kind": "file"}],
+                 [{"op": "drain", "fd": "s", "wait_ms": 300},
+                  {"op": "truncate", "fd": "f", "length": 1, "thread": 1}], timeout_ms=3000)
+    assert result.ret(0) == 0 and result.ops[0]["ns"] >= 300e6
+
+
 def test_a_program_with_every_option_runs(host):
     """Both program options at once: the record has its most words (a serving child once read
     past them and died)."""

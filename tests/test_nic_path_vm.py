@@ -73,3 +73,21 @@ def test_sendfile2_pages_go_by_reference_across_the_nic():
     assert result.ops[2]["notifications"] == [] and result.ops[2]["outq"] == 16384
     assert [n["lo"] for n in result.ops[5]["notifications"]] == [0]
     assert result.peer_digest("s") in (digest(pattern(1, 0, 16384)), digest(pattern(7, 0, 16384)))
+
+
+def test_the_final_read_waits_for_what_can_still_move_and_no_longer():
+    """Nothing that cannot move is waited for (the NIC's 5 s settle): the outq of a connection
+    the peer reset, a datagram corked for good (UDP over IPv6 has no splice_eof, so a sendfile
+    short of its count holds its datagram for more). A zerocopy datagram in flight still gets
+    its record before the final drain."""
+    reset = run("v2", [{"name": "s", "kind": "tcp4_nic", "nonblock": True}],
+                [{"op": "peer_hold", "fd": "s"}, {"op": "sendmsg", "fd": "s", "len": 65536, "flags": 0},
+                 {"op": "peer_close", "fd": "s"}, {"op": "peer_release", "fd": "s"},
+                 {"op": "drain", "fd": "s"}])
+    assert reset.ops[1]["ret"] > 0 and reset.ops[4]["outq"] > 0 and reset.phases_ns["final"] < 2e9
+    corked = run("v2", [{"name": "src", "kind": "file", "size": 4096}, {"name": "u", "kind": "udp6_nic"}],
+                 [{"op": "sendfile64", "out": "u", "in": "src", "offset": 0, "count": 8192}])
+    assert corked.ops[0]["ret"] == 4096 and corked.phases_ns["final"] < 2e9
+    sent = run("v2", [{"name": "u", "kind": "udp4_nic", "zerocopy": True}],
+               [{"op": "sendmsg", "fd": "u", "len": 1000, "flags": MSG_ZEROCOPY}])
+    assert sent.ops[0]["ret"] == 1000 and [n["lo"] for n in sent.final["notifications"]["u"]] == [0]

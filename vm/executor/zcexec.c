@@ -48,8 +48,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/sockios.h>
+#include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 
 #define MAX_FIXTURES 64
 #define MAX_OPS 4096
@@ -75,6 +77,10 @@
  * waits for its peer's address to resolve, and after the peer was held back TCP resends only at
  * its backed-off retransmission timeout. It waits only while something is in flight. */
 #define NIC_SETTLE_MS 5000
+/* How long the final read waits for a datagram across the NIC whose outq stopped moving while
+ * the peer's address is known: one in the device's queue completes in far less; one that stays
+ * is corked and never moves. */
+#define DATAGRAM_STALL_MS 250
 #define LKDTM_DIRECT "/sys/kernel/debug/provoke-crash/DIRECT"
 #define PORT_NAME "zcfuzz"
 #define READY_LINE "zcfuzz-executor ready\n"
@@ -324,6 +330,8 @@ struct fixture {
 	int spared;     /* the connection is a spare pair, made while the executor idled */
 	int tainted;    /* an op may have left state a fresh connection lacks: never pool it */
 	int drained;    /* the final drain saw nothing in flight, then read the peer dry */
+	int final_outq; /* in the final read: its outq at the last pass, and when that changed */
+	uint64_t final_moved_ns;
 };
 
 struct op;
@@ -957,6 +965,54 @@ static long drain_errqueue(int fd, struct out *o)
 	return count;
 }
 
+/* Nothing the socket sent can still complete: no bytes of it queued or unacknowledged
+ * (SO_MEMINFO's WMEM_QUEUED) and no buffer of it left in a device's queue (WMEM_ALLOC). A
+ * zerocopy record is queued as the last buffer holding a call's pages is freed, so once both are
+ * zero no record is on its way. Not a socket: no record can ever come. */
+static int sending_at_rest(int fd)
+{
+	uint32_t mem[SK_MEMINFO_VARS];
+	socklen_t len = sizeof(mem);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0)
+		return errno == ENOTSOCK;
+	return mem[SK_MEMINFO_WMEM_ALLOC] == 0 && mem[SK_MEMINFO_WMEM_QUEUED] == 0;
+}
+
+#define DRAIN_SLICE_MS 2
+
+static int has_second_thread(void)
+{
+	for (int i = 0; i < prog.nops; i++)
+		if (prog.ops[i].thread)
+			return 1;
+	return 0;
+}
+
+
+/* A drain's wait: poll fd for POLLERR (a record on its error queue) up to wait_ms, in slices,
+ * and no longer than something of the socket can still complete: at rest at two slices in a
+ * row (the record is queued just after the memory is given back), it stops. A record still
+ * late is read by the next drain or the final one, which the oracles count alike. While the
+ * second thread may be sending it waits the whole time. */
+static void wait_for_record(int fd, uint64_t wait_ms)
+{
+	uint64_t deadline = now_ns() + wait_ms * 1000000ULL;
+	int at_rest = 0, threaded = has_second_thread();
+
+	while (!alarm_fired) {
+		uint64_t now = now_ns();
+		struct pollfd pfd = {fd, 0, 0};
+		uint64_t left_ms = now < deadline ? (deadline - now + 999999) / 1000000 : 0;
+
+		if (!left_ms || poll(&pfd, 1, threaded || left_ms < DRAIN_SLICE_MS ? (int)left_ms : DRAIN_SLICE_MS))
+			break;
+		at_rest = !threaded && sending_at_rest(fd) ? at_rest + 1 : 0;
+		if (at_rest == 2)
+			break;
+	}
+}
+
 static void op_drain(struct op *op)
 {
 	struct op_result r = {0};
@@ -968,12 +1024,10 @@ static void op_drain(struct op *op)
 	if (skip_fixture_error(&r)) {
 		out_printf(&records, "[]");
 	} else {
-		struct pollfd pfd = {fd, 0, 0};
-
 		timer_arm(prog.timeout_ms);
 		r.start = now_ns();
 		if (op->arg[1].value)
-			poll(&pfd, 1, op->arg[1].value > INT32_MAX ? INT32_MAX : (int)op->arg[1].value);
+			wait_for_record(fd, op->arg[1].value > INT32_MAX ? INT32_MAX : op->arg[1].value);
 		r.timed_out = alarm_fired;
 		errno = 0;
 		r.ret = drain_errqueue(fd, &records);
@@ -1727,32 +1781,102 @@ static void teardown(void)
 
 /* ---- running a program ------------------------------------------------------------------- */
 
-/* Read every peer dry, waiting up to settle_ms for sockets to have nothing in flight (so the
- * peers got everything and every zerocopy completion was queued), then drain error queues. */
+/* Our side is resolving the NIC peer's address (a neighbour entry INCOMPLETE, either family):
+ * a datagram to it waits in the entry's queue, then leaves or is dropped, and completes either
+ * way. When it cannot tell, it says yes, so the final read waits as long as it may. */
+static int nic_peer_resolving(void)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct ndmsg nd;
+	} req = {
+		.nh = {.nlmsg_len = sizeof(req), .nlmsg_type = RTM_GETNEIGH, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+		.nd = {.ndm_family = AF_UNSPEC},
+	};
+	unsigned char peer4[4], peer6[16];
+	int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), resolving = 0, done = 0;
+
+	inet_pton(AF_INET, NIC_PEER4, peer4);
+	inet_pton(AF_INET6, NIC_PEER6, peer6);
+	if (sock < 0 || send(sock, &req, sizeof(req), 0) != sizeof(req))
+		done = resolving = 1;
+	while (!done) {
+		static char buf[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+		int n = (int)recv(sock, buf, sizeof(buf), 0);
+		struct nlmsghdr *nh = (struct nlmsghdr *)buf;
+
+		if (n <= 0)
+			done = resolving = 1;
+		for (; !done && NLMSG_OK(nh, (unsigned int)n); nh = NLMSG_NEXT(nh, n)) {
+			struct ndmsg *nd = NLMSG_DATA(nh);
+			struct rtattr *rta = (struct rtattr *)((char *)nd + NLMSG_ALIGN(sizeof(*nd)));
+			int len = (int)nh->nlmsg_len - NLMSG_LENGTH(sizeof(*nd));
+
+			if (nh->nlmsg_type == NLMSG_ERROR)
+				resolving = 1;
+			if (nh->nlmsg_type != RTM_NEWNEIGH) {
+				done = 1;
+				break;
+			}
+			for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
+				size_t size = RTA_PAYLOAD(rta);
+
+				if (rta->rta_type == NDA_DST && (nd->ndm_state & NUD_INCOMPLETE) &&
+				    ((size == 4 && !memcmp(RTA_DATA(rta), peer4, 4)) ||
+				     (size == 16 && !memcmp(RTA_DATA(rta), peer6, 16))))
+					resolving = 1;
+			}
+		}
+	}
+	if (sock >= 0)
+		close(sock);
+	return resolving;
+}
+
+/* The socket's unsent or unacknowledged bytes can still move on their own, so the final read
+ * waits for them. A TCP connection that was reset never sends again (its outq stays). A
+ * datagram across the NIC is waited for while the peer's address resolves and while its outq
+ * moves; one that stays past that is corked (kept for more that never comes). */
+static int can_still_move(const struct fixture *f, uint64_t now)
+{
+	if (kind_is_tcp(f->kind)) {
+		struct tcp_info info = {0};
+		socklen_t len = sizeof(info);
+
+		return getsockopt(f->fd[0], IPPROTO_TCP, TCP_INFO, &info, &len) < 0 || info.tcpi_state != TCP_CLOSE;
+	}
+	if (f->kind == K_UDP4_NIC || f->kind == K_UDP6_NIC)
+		return now - f->final_moved_ns < DATAGRAM_STALL_MS * 1000000ULL || nic_peer_resolving();
+	return 1;
+}
+
+/* Read every peer dry, waiting for sockets to have nothing in flight that can still move (so
+ * the peers got everything and every zerocopy completion was queued), up to settle_ms (at least
+ * NIC_SETTLE_MS for a socket across the NIC), then drain error queues. */
 static void run_final(void)
 {
-	long settle_ms = prog.settle_ms;
-	uint64_t deadline;
+	uint64_t start = now_ns();
 	int first;
-
-	for (int i = 0; i < prog.nfix; i++)
-		if (kind_is_nic(prog.fix[i].kind) && settle_ms < NIC_SETTLE_MS)
-			settle_ms = NIC_SETTLE_MS;
-	deadline = now_ns() + (uint64_t)settle_ms * 1000000ULL;
 
 	if (nic_held)
 		nic_release(NULL); /* a peer still held gets everything in the final read */
 
 	for (int pass = 0;; pass++) {
+		uint64_t now = now_ns();
 		int busy = 0;
 
 		/* Nothing in flight before the read means the read gets everything that was sent. */
 		for (int i = 0; i < prog.nfix; i++) {
 			struct fixture *f = &prog.fix[i];
 			int queued = socket_outq(f);
+			long settle_ms = prog.settle_ms;
 
+			if (kind_is_nic(f->kind) && settle_ms < NIC_SETTLE_MS)
+				settle_ms = NIC_SETTLE_MS;
+			if (!pass || queued != f->final_outq)
+				f->final_outq = queued, f->final_moved_ns = now;
 			f->drained = queued == 0;
-			busy |= queued > 0;
+			busy |= queued > 0 && now - start < (uint64_t)settle_ms * 1000000ULL && can_still_move(f, now);
 			read_peer(f, UINT64_MAX, 1);
 			/* A TCP peer that read everything may still hold its ACK back (delayed ACK);
 			 * TCP_QUICKACK sends it now, so the sender frees its data (and completes
@@ -1760,7 +1884,7 @@ static void run_final(void)
 			if (queued > 0 && kind_is_tcp(f->kind) && f->peer >= 0)
 				setsockopt(f->peer, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
 		}
-		if (!busy || now_ns() >= deadline)
+		if (!busy)
 			break;
 		if (pass)
 			usleep(1000);
@@ -2034,14 +2158,6 @@ static void pin_thread(int thread)
 	CPU_ZERO(&one);
 	CPU_SET(thread_cpu[thread], &one);
 	sched_setaffinity(0, sizeof(one), &one);
-}
-
-static int has_second_thread(void)
-{
-	for (int i = 0; i < prog.nops; i++)
-		if (prog.ops[i].thread)
-			return 1;
-	return 0;
 }
 
 /* Run the thread's own ops in program order, each result into the thread's buffer. */
