@@ -683,8 +683,8 @@ def run_worker(config: CampaignConfig, worker: int, deadline_s: float, started: 
         if config.cover:
             tgt, corpus = covering(tgt, config)
         fuzzer = Fuzzer(tgt, store, example_database(config.database_dir, shared), deadline,
-                        should_stop=stop.is_set, shared=shared, batch_twins=config.batch_twins,
-                        spares=config.spares)
+                        should_stop=lambda: stop.is_set() or bool(LEAVING), shared=shared,
+                        batch_twins=config.batch_twins, spares=config.spares)
         fuzzer.started = started
         last = time.monotonic()
         round_number = 0
@@ -694,7 +694,7 @@ def run_worker(config: CampaignConfig, worker: int, deadline_s: float, started: 
             if config.spec_programs:
                 programs = spec_programs(fuzzer.abi, fuzzer.info)
                 fuzzer.run_spec_programs(share_of(programs, config.shard, worker, config.workers))
-            while not stop.is_set() and time.monotonic() < deadline:
+            while not fuzzer.should_stop() and time.monotonic() < deadline:
                 fuzzer.run_round(round_seed(config.seed, config.shard, worker, round_number))
                 round_number += 1
                 if time.monotonic() - last > PROGRESS_INTERVAL_S:
@@ -704,6 +704,8 @@ def run_worker(config: CampaignConfig, worker: int, deadline_s: float, started: 
             pass
         finally:
             fuzzer.report(reports, worker)
+    if LEAVING:
+        sys.exit(128 + LEAVING[0])
 
 
 def covering(tgt: Target, config: CampaignConfig) -> tuple[Target, list[Program]]:
@@ -734,10 +736,16 @@ def round_seed(seed: int, shard: tuple[int, int], worker: int, round_number: int
     return hash((seed, worker * count + index, round_number)) & 0xFFFFFFFF
 
 
+LEAVING: list[int] = []  # the signal a worker was told to leave by, once it was
+
+
 def leave(signum: int, frame) -> None:
     """SIGTERM (or SIGINT) in a worker: leave through its `finally`s, which close its target,
-    within EXIT_GRACE_S; SIGALRM, which no one handles, ends it after that."""
+    within EXIT_GRACE_S; SIGALRM, which no one handles, ends it after that. Python drops an
+    exception raised where it ignores them (a gc callback of Hypothesis's, a __del__), so the
+    signal is also kept: the worker's next program sees it and leaves by it."""
     signal.alarm(EXIT_GRACE_S)
+    LEAVING.append(signum)
     raise SystemExit(128 + signum)
 
 
