@@ -446,7 +446,7 @@ def register(subparsers) -> None:
                     "`verdict: REV passes N clauses, fails M, K findings`.")
     verdict.add_argument("--rev", default="v2", help="a revision name or folder (default v2)")
     verdict.add_argument("--source", metavar="TREE", help="your kernel tree as the base (default: Debian's 6.12)")
-    verdict.add_argument("--budget", default="2m", help="fuzz budget: 30s, 2m (default 2m)")
+    verdict.add_argument("--budget", default="1m", help="fuzz budget: 30s, 2m (default 1m)")
     verdict.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
     verdict.add_argument("--ktap", metavar="FILE", help="write the clause verdicts as KTAP v1")
     verdict.add_argument("--junitxml", metavar="FILE", help="write the clause verdicts as JUnit XML")
