@@ -3199,6 +3199,7 @@ static void __attribute__((noreturn)) supervise(int port)
 
 static void __attribute__((noreturn)) run_as_init(void)
 {
+	uint64_t started = now_ns(); /* CLOCK_MONOTONIC: the kernel's clock since boot, nearly */
 	int port;
 
 	mount_one("proc", "/proc", "proc");
@@ -3217,6 +3218,7 @@ static void __attribute__((noreturn)) run_as_init(void)
 	fault_injection_setup();
 	spares_per_kind = SPARES_IN_GUEST;
 	port = open_port();
+	say("zcfuzz-executor: /init at %.3f s, ready at %.3f s", started / 1e9, now_ns() / 1e9);
 	write_all(port, READY_LINE, strlen(READY_LINE));
 	write_all(console_fd, READY_LINE, strlen(READY_LINE));
 	supervise(port);
