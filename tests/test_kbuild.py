@@ -260,6 +260,21 @@ def test_build_progress_counts_objects_of_the_expected_total():
     assert len(stream.getvalue().splitlines()) == 51  # plain lines off a terminal
 
 
+def test_a_fresh_machine_expects_the_shipped_configs_object_count(tmp_path, monkeypatch):
+    """Nothing built here yet: the first build's progress line still has a total, the count
+    a from-scratch build of the shipped config compiled where it was measured. Counts made here
+    come first."""
+    monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    shipped = kbuild.config_sha256(kbuild.config_fragments(None))
+    assert shipped in kbuild.shipped_object_counts(), \
+        "zcfuzz.config changed: build it from scratch and put its object count in object-counts.json"
+    assert kbuild.expected_objects(shipped) == kbuild.shipped_object_counts()[shipped] > 500
+    assert kbuild.expected_objects("another config") is None
+    kbuild.record_objects(shipped, 901)
+    assert kbuild.expected_objects(shipped) == 901 and kbuild.expected_objects("another config") == 901
+
+
 def test_the_touched_c_files_get_kcov_and_line_tables_in_the_slot_only(tmp_path, monkeypatch):
     monkeypatch.setenv("ZCFUZZ_CACHE", str(tmp_path / "cache"))
     tree = make_tree(tmp_path)

@@ -36,6 +36,7 @@ from zcfuzz.vm.errors import UserError, debian_package_of, require
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PATCHES_DIR = PROJECT_ROOT / "kernel-patches"
 DEFAULT_CONFIG_FRAGMENT = PATCHES_DIR / "config" / "zcfuzz.config"
+SHIPPED_OBJECT_COUNTS = PATCHES_DIR / "config" / "object-counts.json"
 DEBIAN_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "cpio")
 BUILD_HEADERS = ("/usr/include/gelf.h", "/usr/include/openssl/opensslv.h")  # objtool, the certificate tools
@@ -499,10 +500,20 @@ def object_counts() -> dict[str, int]:
         return {}
 
 
+def shipped_object_counts() -> dict[str, int]:
+    """What from-scratch builds of the shipped config compiled where it was measured."""
+    try:
+        return json.loads(SHIPPED_OBJECT_COUNTS.read_text())["counts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def expected_objects(config_sha: str) -> int | None:
-    """Objects the last full build of this config compiled (of any config, if none yet)."""
+    """Objects the last full build of this config compiled here; else what it compiled where
+    zcfuzz was measured (so a fresh machine's first build has a total too); else the count of
+    any config built here; None before the first build of an unknown config."""
     counts = object_counts()
-    return counts.get(config_sha) or max(counts.values(), default=None)
+    return counts.get(config_sha) or shipped_object_counts().get(config_sha) or max(counts.values(), default=None)
 
 
 def record_objects(config_sha: str, count: int) -> None:
