@@ -143,8 +143,8 @@ def ratios(programs_per_s: dict, c_loop_per_s: dict) -> dict:
 def boot_breakdown(console: str, boot_s: float) -> dict:
     """Where a boot's wall time went: before the kernel's clock starts (QEMU start-up, loading the
     kernel), the kernel's own boot to /init, and the executor's start to its ready line, by the
-    clock readings the executor prints; without them (an older executor), split at the last
-    kernel timestamp before ready."""
+    clock readings the executor prints; where the console read so far lacks them (the reader
+    runs behind the port's ready line), split at the last kernel timestamp before ready."""
     stated = _INIT_AND_READY.search(console)
     if stated:
         init_s, ready_s = float(stated.group(1)), float(stated.group(2))

@@ -989,7 +989,6 @@ static int has_second_thread(void)
 	return 0;
 }
 
-
 /* A drain's wait: poll fd for POLLERR (a record on its error queue) up to wait_ms, in slices,
  * and no longer than something of the socket can still complete: at rest at two slices in a
  * row (the record is queued just after the memory is given back), it stops. A record still
@@ -1836,8 +1835,9 @@ static int nic_peer_resolving(void)
 /* The socket's unsent or unacknowledged bytes can still move on their own, so the final read
  * waits for them. A TCP connection that was reset never sends again (its outq stays). A
  * datagram across the NIC is waited for while the peer's address resolves and while its outq
- * moves; one that stays past that is corked (kept for more that never comes). */
-static int can_still_move(const struct fixture *f, uint64_t now)
+ * moves; one that stays past that is corked (kept for more that never comes). `resolving` is
+ * the pass's answer of nic_peer_resolving, -1 until a socket of the pass needed it. */
+static int can_still_move(const struct fixture *f, uint64_t now, int *resolving)
 {
 	if (kind_is_tcp(f->kind)) {
 		struct tcp_info info = {0};
@@ -1845,8 +1845,13 @@ static int can_still_move(const struct fixture *f, uint64_t now)
 
 		return getsockopt(f->fd[0], IPPROTO_TCP, TCP_INFO, &info, &len) < 0 || info.tcpi_state != TCP_CLOSE;
 	}
-	if (f->kind == K_UDP4_NIC || f->kind == K_UDP6_NIC)
-		return now - f->final_moved_ns < DATAGRAM_STALL_MS * 1000000ULL || nic_peer_resolving();
+	if (f->kind == K_UDP4_NIC || f->kind == K_UDP6_NIC) {
+		if (now - f->final_moved_ns < DATAGRAM_STALL_MS * 1000000ULL)
+			return 1;
+		if (*resolving < 0)
+			*resolving = nic_peer_resolving();
+		return *resolving;
+	}
 	return 1;
 }
 
@@ -1863,7 +1868,7 @@ static void run_final(void)
 
 	for (int pass = 0;; pass++) {
 		uint64_t now = now_ns();
-		int busy = 0;
+		int busy = 0, resolving = -1;
 
 		/* Nothing in flight before the read means the read gets everything that was sent. */
 		for (int i = 0; i < prog.nfix; i++) {
@@ -1876,7 +1881,8 @@ static void run_final(void)
 			if (!pass || queued != f->final_outq)
 				f->final_outq = queued, f->final_moved_ns = now;
 			f->drained = queued == 0;
-			busy |= queued > 0 && now - start < (uint64_t)settle_ms * 1000000ULL && can_still_move(f, now);
+			busy |= queued > 0 && now - start < (uint64_t)settle_ms * 1000000ULL &&
+				can_still_move(f, now, &resolving);
 			read_peer(f, UINT64_MAX, 1);
 			/* A TCP peer that read everything may still hold its ACK back (delayed ACK);
 			 * TCP_QUICKACK sends it now, so the sender frees its data (and completes
