@@ -258,12 +258,17 @@ static __attribute__((unused)) loff_t *bad_pointer(const char *what)
 	return (loff_t *)page;
 }
 
+/* One whole line per call: the second thread prints too. */
 static __attribute__((unused)) void report(int index, const char *what, long ret)
 {
+	int saved = errno;
+
+	flockfile(stdout);
 	printf("ops[%d] %s = %ld", index, what, ret);
 	if (ret < 0)
-		printf(" (%s)", strerror(errno));
+		printf(" (%s)", strerror(saved));
 	printf("\n");
+	funlockfile(stdout);
 }
 
 /* Make the n-th fault site the calling thread passes fail (fail-nth, as the executor does);
@@ -579,6 +584,7 @@ import mmap
 import os
 import struct
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -735,6 +741,15 @@ def number(x):
     return x if isinstance(x, int) else x.fileno()
 
 
+PRINTING = threading.Lock()
+
+
+def say(line):
+    """One whole line: print() writes the text and its newline apart, and two threads print."""
+    with PRINTING:
+        sys.stdout.write(line + "\\n")
+
+
 def drain(sock, label):
     while True:
         try:
@@ -743,7 +758,7 @@ def drain(sock, label):
             return
         for _, _, data in ancdata:
             ee_errno, origin, _type, code, _pad, lo, hi = __import__("struct").unpack("IBBBBII", data[:16])
-            print(f"{{label}} notification origin {{origin}} errno {{ee_errno}} code {{code}} ids {{lo}}-{{hi}}")
+            say(f"{{label}} notification origin {{origin}} errno {{ee_errno}} code {{code}} ids {{lo}}-{{hi}}")
 
 
 def libc_call(function, *args):
@@ -842,9 +857,9 @@ def run_op(i, op, state):
         ret, err, injected = faulted(op["fail_nth"], call)
     else:
         (ret, err), injected = call(), None
-    print(f"{{label}} = {{ret}}" + (f" ({{errno.errorcode.get(err, err)}})" if ret < 0 else ""))
+    say(f"{{label}} = {{ret}}" + (f" ({{errno.errorcode.get(err, err)}})" if ret < 0 else ""))
     if "fail_nth" in op:
-        print(f"{{label}} fault " + {{None: "not armed: no /proc/thread-self/fail-nth", True: "injected",
+        say(f"{{label}} fault " + {{None: "not armed: no /proc/thread-self/fail-nth", True: "injected",
                                      False: "not injected"}}[injected])
 
 

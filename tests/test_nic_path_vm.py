@@ -5,7 +5,7 @@ acknowledged them, so a held-back peer shows whether a notification waits for th
 from __future__ import annotations
 
 import pytest
-from zcfuzz.conformance.abi import MSG_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED
+from zcfuzz.conformance.abi import MSG_ZEROCOPY
 from zcfuzz.vm.backends import open_target
 from zcfuzz.vm.program import NIC_KINDS, Program, digest, pattern
 
@@ -47,7 +47,8 @@ def test_every_nic_kind_carries_bytes_to_its_peer_across_the_nic():
 @pytest.mark.parametrize("kind", ["tcp4_nic", "tcp6_nic"])
 def test_msg_zerocopy_waits_for_a_held_peer_on_base(kind):
     """The harness, not the kernel: unpatched MSG_ZEROCOPY keeps its notification while the
-    peer is held back, gives it once the peer is let go, and says COPIED clear when not resent."""
+    peer is held back and gives it once the peer is let go. Its COPIED bit is not checked: under
+    TCG it comes set or clear from one run to the next (`copied_shown`)."""
     send = {"op": "sendmsg", "fd": "s", "len": 16384, "flags": MSG_ZEROCOPY}
     result = run("base", [{"name": "s", "kind": kind, "zerocopy": True}],
                  [send, {"op": "drain", "fd": "s", "wait_ms": ACK_MS},
@@ -55,7 +56,7 @@ def test_msg_zerocopy_waits_for_a_held_peer_on_base(kind):
                   {"op": "peer_release", "fd": "s"}, {"op": "drain", "fd": "s", "wait_ms": ACK_MS}])
     first, held, released = result.ops[1], result.ops[4], result.ops[6]
     assert (result.ops[2]["ret"], result.ops[5]["ret"]) == (0, 0)  # the hold and the release
-    assert [(n["lo"], n["code"] & SO_EE_CODE_ZEROCOPY_COPIED) for n in first["notifications"]] == [(0, 0)]
+    assert [n["lo"] for n in first["notifications"]] == [0]
     assert (held["notifications"], held["outq"]) == ([], 16384)
     assert [n["lo"] for n in released["notifications"]] == [1] and released["outq"] == 0
 
