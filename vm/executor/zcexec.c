@@ -966,9 +966,10 @@ static long drain_errqueue(int fd, struct out *o)
 }
 
 /* Nothing the socket sent can still complete: no bytes of it queued or unacknowledged
- * (SO_MEMINFO's WMEM_QUEUED) and no buffer of it left in a device's queue (WMEM_ALLOC). A
- * zerocopy record is queued as the last buffer holding a call's pages is freed, so once both are
- * zero no record is on its way. Not a socket: no record can ever come. */
+ * (SO_MEMINFO's WMEM_QUEUED), no buffer of it charged in a device's queue (WMEM_ALLOC) and no
+ * completion pending (OPTMEM: a MSG_ZEROCOPY-style notification is an skb charged to option
+ * memory from the call until it is read; a driver that orphans the skbs it holds gives back
+ * WMEM_ALLOC before the pages). Not a socket: no record can ever come. */
 static int sending_at_rest(int fd)
 {
 	uint32_t mem[SK_MEMINFO_VARS];
@@ -976,7 +977,8 @@ static int sending_at_rest(int fd)
 
 	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0)
 		return errno == ENOTSOCK;
-	return mem[SK_MEMINFO_WMEM_ALLOC] == 0 && mem[SK_MEMINFO_WMEM_QUEUED] == 0;
+	return mem[SK_MEMINFO_WMEM_ALLOC] == 0 && mem[SK_MEMINFO_WMEM_QUEUED] == 0 &&
+	       mem[SK_MEMINFO_OPTMEM] == 0;
 }
 
 #define DRAIN_SLICE_MS 2
