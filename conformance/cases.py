@@ -657,6 +657,18 @@ def held_back(i: int) -> Callable:
     return check
 
 
+def _drain_seen(result: ProgramResult, i: int) -> str:
+    """What the drain at ops[i] saw of its socket, so a missing notification says why it could
+    have been missing: how long the drain waited, what the peer had not acknowledged, resends."""
+    op = result.ops[i]
+    seen = [f"the drain waited {op.get('ns', 0) // 1_000_000} ms"]
+    if "outq" in op:
+        seen.append(f"{op['outq']} bytes unacknowledged")
+    if op.get("retrans"):
+        seen.append(f"{op['retrans']} segments resent")
+    return ", ".join(seen)
+
+
 def notified_by(i: int, ids: tuple[int, ...], sock: str = "sock") -> Callable:
     """Every id in `ids` was read by the drains up to ops[i]: it came within their bounded waits."""
 
@@ -664,7 +676,7 @@ def notified_by(i: int, ids: tuple[int, ...], sock: str = "sock") -> Callable:
         seen = {n for d, op in enumerate(program.ops[:i + 1]) if op.op == "drain" and op["fd"] == sock
                 for r in result.ops[d].get("notifications", []) for n in range(r["lo"], r["hi"] + 1)}
         missing = sorted(set(ids) - seen)
-        return f"id {missing[0]} not notified by ops[{i}] (waited {program.ops[i]['wait_ms']} ms)" if missing else ""
+        return f"id {missing[0]} not notified by ops[{i}] ({_drain_seen(result, i)})" if missing else ""
 
     return check
 
