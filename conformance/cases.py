@@ -665,7 +665,7 @@ def _drain_seen(result: ProgramResult, i: int) -> str:
     if "outq" in op:
         seen.append(f"{op['outq']} bytes unacknowledged")
     if op.get("retrans"):
-        seen.append(f"{op['retrans']} segments resent")
+        seen.append(f"{op['retrans']} segment{'s' if op['retrans'] > 1 else ''} resent")
     return ", ".join(seen)
 
 

@@ -8,7 +8,7 @@ import pytest
 from zcfuzz.conformance.abi import Abi
 from zcfuzz.conformance.cases import rows_of
 from zcfuzz.conformance.spec import CLAUSES, SPEC_PATH, render_markdown
-from zcfuzz.vm.program import Program
+from zcfuzz.vm.program import Program, ProgramResult
 
 BASE_SPLICE = {"SPLICE_F_MOVE": 1, "SPLICE_F_NONBLOCK": 2, "SPLICE_F_MORE": 4, "SPLICE_F_GIFT": 8}
 KERNELS = {
@@ -64,3 +64,19 @@ def test_flag_rows_follow_the_kernel():
 
 def test_spec_md_is_up_to_date():
     assert SPEC_PATH.read_text(encoding="utf-8") == render_markdown(), "run: zcfuzz conform --spec"
+
+
+def test_a_missing_notification_says_what_its_drain_saw():
+    """A promise row's reason gives the drain's own wait, outq and resends, not the row's bound:
+    a reviewer sees whether the peer had the bytes when the drain ended."""
+    info = KERNELS["patched"]
+    abi = Abi.from_kernel_info(info)
+    row = next(r for r in rows_of("ZC-OVERWRITE-SAFE", abi, info) if r.condition.startswith("tcp6_nic: ")
+               and r.condition.endswith("pwrite of new bytes"))
+    program = Program.from_json(row.program(abi))
+    drain = {"op": "drain", "ret": 0, "errno": 0, "ns": 74_105_958, "outq": 0, "retrans": 1, "notifications": []}
+    ops = [{"op": "sendfile2", "ret": 16384, "errno": 0, "ns": 1}, drain,
+           {"op": "pwrite", "ret": 16384, "errno": 0, "ns": 1}]
+    result = ProgramResult(ops=ops, final={"peers": {"sock": {"bytes": 16384, "digest": "0"}}}, fixture_errors=[])
+    assert row.check(program, result, abi, None) == \
+        "id 0 not notified by ops[1] (the drain waited 74 ms, 0 bytes unacknowledged, 1 segment resent)"
