@@ -100,9 +100,25 @@ ACCOUNTING_CASES = {
     "an empty append to a corked datagram takes no id": (
         program(dict(sendmsg_zc(0), flags=MSG_ZEROCOPY | MSG_MORE), sendmsg_zc(0), splice_zc(4095), sock="udp4"),
         result(done(0), done(0), done(4095), notes=[note(0, 1)]), []),
-    "a sendfile stopped short of the file's end corks its datagram; an empty append takes no id": (
+    "a sendfile the timer cut short corks its datagram; an empty append takes no id": (
         program(sendfile2(count=4095), sendmsg_zc(0), sock="udp4"),
+        result(done(1, timed_out=True, in_size=65536), done(0), notes=[note(0, 0)]), []),
+    "a sendfile stopped short by a failed send discards its datagram; an empty datagram takes an id": (
+        program(sendfile2(count=65536, offset=29), sendmsg_zc(0), sock="udp4"),
+        result(done(65507, offset=29, in_size=65553), done(0), notes=[note(0, 1)]), []),
+    "after a sendfile stopped short by a failed send, one id for the two calls": (
+        program(sendfile2(count=65536, offset=29), sendmsg_zc(0), sock="udp4"),
+        result(done(65507, offset=29, in_size=65553), done(0), notes=[note(0, 0)]), [("ZC-NOTIFY-ONCE", 0)]),
+    "a sendfile stopped short with a fault injected may keep its datagram: either id set holds": (
+        program(dict(sendfile2(count=4095), fail_nth=2), sendmsg_zc(0), sock="udp4"),
         result(done(1, in_size=65536), done(0), notes=[note(0, 0)]), []),
+    "a sendfile stopped short with a fault injected may have discarded its datagram": (
+        program(dict(sendfile2(count=4095), fail_nth=2), sendmsg_zc(0), sock="udp4"),
+        result(done(1, in_size=65536), done(0), notes=[note(0, 1)]), []),
+    "a send that failed while a datagram waited may have discarded it: either id set holds": (
+        program(dict(sendmsg_zc(8), flags=MSG_ZEROCOPY | MSG_MORE), sendmsg_zc(70000), sendmsg_zc(0),
+                sock="udp4"),
+        result(done(8), done(-1, errno=EINVAL), done(0), notes=[note(0, 1)]), []),
     "a sendfile that ran out of file pushes its IPv4 datagram; an empty datagram takes an id": (
         program(sendfile2(count=4095, offset=65535), sendmsg_zc(0), sock="udp4"),
         result(done(1, offset=65535, in_size=65536), done(0), notes=[note(0, 1)]), []),
