@@ -240,7 +240,16 @@ def _socket_send(state: _State, out: _Fd, length: int) -> frozenset[int]:
         if out.kind.startswith("udp"):
             # An earlier datagram's ICMP port unreachable is reported on the next send.
             return frozenset({0, ECONNREFUSED})
+        if out.kind in NIC_KINDS:
+            # The peer's RST crosses a device and may not have come yet: until it does, the
+            # send is one on a live connection (EAGAIN on a full non-blocking socket).
+            return frozenset({0, EPIPE, ECONNRESET}) | _live_socket_send(state, out, length)
         return frozenset({0, EPIPE, ECONNRESET})
+    return _live_socket_send(state, out, length)
+
+
+def _live_socket_send(state: _State, out: _Fd, length: int) -> frozenset[int]:
+    """What sending `length` bytes to a socket whose peer is there gives."""
     if out.kind == "unix_dgram":
         fits = state.sends.get(out.name, 0) < UNIX_DGRAM_SAFE_SENDS and length <= PAGE_SIZE
     elif out.kind.startswith("udp"):

@@ -765,6 +765,11 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
         if not fields:
             timing_set(op)  # peer_read took what had arrived: the room it left is timing
             continue
+        if amount_unknown(op) and (must_not_block(program, op) or ours.get("timed_out") or theirs.get("timed_out")):
+            # How much it moved is not in its result and was the room it found, so what went
+            # through its fds after it, and what a peer got, is not fixed (its errno still is).
+            timing_set(op)
+            uncounted |= moved
         limited = [room_limited(program, op, r) for r in (ours, theirs)]
         waits_on = contents_timing | (room_timing if must_not_block(program, op) else set())
         if any(limited) or moved & waits_on:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from errno import EAGAIN, EBADF, EINVAL, ENOSYS, EOPNOTSUPP, ESPIPE
+from errno import EAGAIN, EBADF, ECONNRESET, EINVAL, ENOSYS, EOPNOTSUPP, EPIPE, ESPIPE
 
 import pytest
-from zcfuzz.conformance.abi import MSG_MORE, MSG_ZEROCOPY, Abi
+from zcfuzz.conformance.abi import MSG_DONTWAIT, MSG_MORE, MSG_ZEROCOPY, Abi
 from zcfuzz.conformance.cases import rows_of
 from zcfuzz.conformance.model import expected_errno
 from zcfuzz.vm.program import Program
@@ -92,3 +92,16 @@ def test_model_on_single_calls(condition, fds, op, kernel, expected):
     if info["nr_sendfile2"] is not None:
         program["sysno"] = {"sendfile2": info["nr_sendfile2"]}
     assert expected_errno(program, 0, info) == frozenset(expected)
+
+
+@pytest.mark.parametrize("kind, expected", [("tcp4", frozenset({0, EPIPE, ECONNRESET})),
+                                            ("tcp4_nic", frozenset({0, EPIPE, ECONNRESET, EAGAIN}))])
+def test_a_full_socket_whose_peer_closed_may_not_have_its_rst_yet_across_the_nic(kind, expected):
+    """Seen on v2: two 4 MiB non-blocking sends filled a tcp4_nic socket, the peer closed with
+    the bytes unread, and a sendfile2 gave EAGAIN: the RST had not crossed the NIC yet. On
+    loopback it comes with the close."""
+    fill = {"op": "sendmsg", "fd": "o", "len": 4 << 20, "flags": MSG_DONTWAIT}
+    send = {"op": "sendfile2", "out": "o", "in": "src", "offset": None, "count": 4095, "flags": 2}
+    program = {"sysno": {"sendfile2": 467}, "fds": [SRC, {"name": "o", "kind": kind, "nonblock": True}],
+               "ops": [fill, fill, {"op": "peer_close", "fd": "o"}, send]}
+    assert expected_errno(program, 3, KERNELS["patched"]) == expected
