@@ -606,10 +606,12 @@ def notified_before(program: Program, result: ProgramResult, abi: Abi, sock: str
 
 
 def corked(program: Program, result: ProgramResult, sock: str) -> bool:
-    """The last call that sent to `sock` asked for more, or a datagram may still wait: its data
-    may wait for more, forever."""
+    """Data of `sock` may wait for more, forever: a datagram may still wait (`datagram_corked`),
+    or the last call that sent to a stream asked for more."""
+    if program.fixture(sock).kind.startswith("udp"):
+        return datagram_corked(program, result, sock)[-1] is not False
     last = [(op, r) for op, r in zip(program.ops, result.ops) if reached_send_path(op, r, sock)]
-    return (bool(last) and asks_for_more(program, *last[-1])) or datagram_corked(program, result, sock)[-1] is None
+    return bool(last) and asks_for_more(program, *last[-1])
 
 
 # --- parity --------------------------------------------------------------------------------
