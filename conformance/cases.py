@@ -506,6 +506,42 @@ def _sf2_zc(abi: Abi, offset: int | None, count: int, out: str = "sock", flags: 
             "flags": abi.sendfile_zc if flags is None else flags}
 
 
+# ZC-ID-CONCURRENT: the threads start together and then go at their own pace. A sendfile2 at the
+# end of the file holds its id for a small part of its call, so the first thread makes many more
+# calls than the second, to be inside one whenever a sendmsg takes an id.
+SENDS_NOTHING = 1536
+SENDMSGS = 144
+
+
+def ids_contiguous_once(sock: str, fewest: int, most: int) -> Callable:
+    """The ids notified on `sock` are 0..n-1, each once, with n in [fewest, most]: whatever the
+    interleaving, no id is skipped or notified twice."""
+
+    def check(program, result, abi, twin):
+        ids = notified_ids(program, result, sock)
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            return f"ids {twice} notified more than once"
+        missing = sorted(set(range(max(ids, default=-1) + 1)) - set(ids))
+        if missing:
+            return f"ids {missing} never notified, though id {max(ids)} was"
+        if not fewest <= len(ids) <= most:
+            return f"{len(ids)} ids notified, expected {fewest} to {most}"
+        return ""
+
+    return check
+
+
+def ids_kept(sock: str, sends: int) -> Callable:
+    """How often a sendfile2 that sent nothing met the race and kept its id (notified as COPIED)."""
+
+    def evidence(program, result, abi, twin):
+        kept = len(set(notified_ids(program, result, sock))) - sends
+        return f"{kept} calls that sent nothing kept their id: a sendmsg had taken the next"
+
+    return evidence
+
+
 def _sendmsg_zc(length: int = 512) -> dict:
     return {"op": "sendmsg", "fd": "sock", "len": length, "flags": MSG_ZEROCOPY}
 
@@ -555,6 +591,19 @@ def _zc_rows(clause: str, abi: Abi) -> list[Row]:
                     all_of(expect_errnos((0, frozenset({errno})), (1, frozenset({0}))), max_id_is("sock", 0, (0,))),
                     errnos=((0, frozenset({errno})),))
                 for cond, errno, extra, call in cases]
+    if clause == "ZC-ID-CONCURRENT":
+        nothing, sendmsgs = range(SENDS_NOTHING), range(SENDS_NOTHING, SENDS_NOTHING + SENDMSGS)
+        return [Row(f"{SENDS_NOTHING} sendfile2(SENDFILE_ZC) at the end of the file on {kind}, while a second thread "
+                    f"makes {SENDMSGS} sendmsg(MSG_ZEROCOPY) of 100 bytes", "every id from 0 notified once; "
+                    f"{SENDMSGS} to {SENDMSGS + SENDS_NOTHING} ids", (SRC, _zc_sock(kind=kind)),
+                    (_sf2_zc(abi, FILE_SIZE, 4096),) * SENDS_NOTHING + ({**_sendmsg_zc(100), "thread": 1},) * SENDMSGS
+                    + (PEER_READ, DRAIN),
+                    all_of(expect_errnos(*[(i, frozenset({0})) for i in (*nothing, *sendmsgs)],
+                                         ret={i: 100 for i in sendmsgs}),
+                           ids_contiguous_once("sock", SENDMSGS, SENDMSGS + SENDS_NOTHING)),
+                    evidence=ids_kept("sock", SENDMSGS),
+                    settings=(("settle_ms", SETTLE_MS),))  # alone: no other row's ops between the threads
+                for kind in ("tcp4", "udp4")]
     if clause == "ZC-COUNTER-SHARED":
         return [Row("sendmsg(MSG_ZEROCOPY), sendfile2(SENDFILE_ZC), sendmsg(MSG_ZEROCOPY)",
                     "the sendmsgs are notified as ids 0 and 2", (SRC, _zc_sock()),

@@ -154,6 +154,11 @@ CLAUSES: tuple[Clause, ...] = (
            "sendfile2", ("D7",)),
     Clause("ZC-ID-NOT-ON-FAILURE", "a sendfile2(SENDFILE_ZC) call that fails or sends 0 bytes takes no id",
            "the counter does not move on failure or zero length", MSG_ZEROCOPY_RST, "sendfile2", ("D5", "D7")),
+    Clause("ZC-ID-CONCURRENT", "a sendfile2(SENDFILE_ZC) call that sends nothing while a "
+           "sendmsg(MSG_ZEROCOPY) on another thread takes ids of the same socket leaves every id from 0 "
+           "notified exactly once", "the call gives its id back only while it is still the last one taken; "
+           "once another call took the next, it is notified as COPIED, so no number is skipped or used twice",
+           V2, "sendfile2", ("D7",)),
     Clause("ZC-COUNTER-SHARED", "sendfile2(SENDFILE_ZC) and sendmsg(MSG_ZEROCOPY) on one socket share "
            "one counter", "one error queue, one id space per socket", f"{MSG_ZEROCOPY_RST}; {RFC}",
            "sendfile2", ("D7",)),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from zcfuzz.conformance.abi import Abi
-from zcfuzz.conformance.cases import rows_of
+from zcfuzz.conformance.abi import SO_EE_ORIGIN_ZEROCOPY, Abi
+from zcfuzz.conformance.cases import ids_contiguous_once, rows_of
 from zcfuzz.conformance.spec import CLAUSES, SPEC_PATH, render_markdown
 from zcfuzz.vm.program import Program, ProgramResult
 
@@ -80,3 +80,21 @@ def test_a_missing_notification_says_what_its_drain_saw():
     result = ProgramResult(ops=ops, final={"peers": {"sock": {"bytes": 16384, "digest": "0"}}}, fixture_errors=[])
     assert row.check(program, result, abi, None) == \
         "id 0 not notified by ops[1] (the drain waited 74 ms, 0 bytes unacknowledged, 1 segment resent)"
+
+
+@pytest.mark.parametrize(("ranges", "reason"), [
+    ([(0, 15)], ""),
+    ([(0, 9), (10, 20)], ""),  # five sendfile2 calls met the race and kept their ids
+    ([(0, 7), (7, 15)], "ids [7] notified more than once"),
+    ([(0, 7), (9, 16)], "ids [8] never notified, though id 16 was"),
+    ([(0, 12)], "13 ids notified, expected 16 to 48"),
+])
+def test_concurrent_ids_are_judged_whatever_the_interleaving(ranges, reason):
+    """ZC-ID-CONCURRENT: no order between the threads is assumed, only that the ids notified are
+    0..n-1, each once, n between the sendmsgs and all the calls."""
+    program = Program.from_json({"fds": [{"name": "sock", "kind": "tcp4"}],
+                                 "ops": [{"op": "drain", "fd": "sock", "wait_ms": 0}]})
+    records = [{"origin": SO_EE_ORIGIN_ZEROCOPY, "errno": 0, "lo": lo, "hi": hi, "code": 1} for lo, hi in ranges]
+    result = ProgramResult(ops=[{"op": "drain", "ret": 0, "errno": 0, "notifications": records}], final={},
+                           fixture_errors=[])
+    assert ids_contiguous_once("sock", 16, 48)(program, result, None, None) == reason
