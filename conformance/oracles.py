@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno as errno_module
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from zcfuzz.conformance.abi import (
@@ -63,6 +64,7 @@ ZC_ID_ONCE = "id notified twice"
 ZC_NO_INVENTED_ID = "id no call took"
 ZC_NO_ID_ON_FAILURE = "id taken by a call that sent nothing"
 ZC_COPIED = "COPIED flag"
+ZC_CONCURRENT = "ids not 0..n-1 once each with two threads"
 ZC_NOTIFIES = {"sendfile2": "sendfile2 not notified", "splice": "splice not notified",
                "sendmsg": "sendmsg not notified"}
 NONBLOCK_NEVER_BLOCKS = "blocked though non-blocking"
@@ -164,6 +166,8 @@ def accounting_clause(program: Program, sock: str, rule: str, op_index: int | No
              and sock in (dict(op.args).get("out"), dict(op.args).get("fd"))}
     kind = program.ops[op_index].op if op_index is not None else next(iter(kinds)) if len(kinds) == 1 else ""
     nic = program.fixture(sock).kind in NIC_KINDS
+    if rule == ZC_CONCURRENT:
+        return "ZC-ID-CONCURRENT" if kinds - {"sendmsg"} else "MSGZC-OPT-IN"
     if rule == ZC_COPIED:
         true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS
         if kind == "sendmsg":
@@ -496,6 +500,10 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
             and not any(f for _, _, f in copied):
         out.append(violation(ZC_COPIED, None, f"no range has COPIED set on {program.fixture(sock).kind}, "
                              "though local delivery copies"))
+    if on_two_threads(program):
+        return out + concurrent_accounting(program, calls, seen, twice, violation,
+                                           closed=any(op.op == "close" and op["fd"] == sock for op in program.ops)
+                                           or corked(program, result, sock))
     # Cover letter: each call that sent "queues exactly one notification" (ZC-NOTIFY-ONCE).
     if twice:
         out.append(violation(ZC_ID_ONCE, None, f"ids {_ranges(twice)} notified more than once"))
@@ -524,6 +532,35 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
         op = program.ops[expected[first]].op
         out.append(violation(ZC_NOTIFIES[op], expected[first], f"ids {_ranges(lost)} never notified "
                              f"(expected {_ranges(set(expected)) or 'none'})"))
+    return out
+
+
+def on_two_threads(program: Program) -> bool:
+    """Some op runs on the second thread: between the threads' ops there is no order."""
+    return any(op.thread for op in program.ops)
+
+
+def concurrent_accounting(program: Program, calls: list[ZerocopyCall], seen: set[int], twice: set[int],
+                          violation: Callable, closed: bool) -> list[Violation]:
+    """The ids of a socket sent on by two threads, judged as any interleaving allows: each call
+    that sent took one id, one that sent nothing may keep its id when a call on the other thread
+    took the next (v2 cover letter), and no id is skipped or notified twice (ZC-ID-CONCURRENT).
+    Closed or corked: its last completions may never come, so only what did come is judged."""
+    out = []
+    if twice:
+        out.append(violation(ZC_CONCURRENT, None, f"ids {_ranges(twice)} notified more than once"))
+    fewest = sum(1 for call in calls if call.sent)
+    most = len(calls)
+    if len(seen) > most:
+        out.append(violation(ZC_CONCURRENT, None, f"{len(seen)} ids notified, but only {most} zerocopy "
+                             "call(s) were made"))
+    if not closed:
+        missing = set(range(max(seen, default=-1) + 1)) - seen
+        if missing:
+            out.append(violation(ZC_CONCURRENT, None, f"ids {_ranges(missing)} never notified, though "
+                                 f"id {max(seen)} was"))
+        elif len(seen) < fewest:
+            out.append(violation(ZC_CONCURRENT, None, f"{len(seen)} ids notified, but {fewest} call(s) sent data"))
     return out
 
 
@@ -623,8 +660,8 @@ def parity_twin(program: Program, abi: Abi) -> tuple[Program, dict[int, str]] | 
     Returns the twin and, per replaced op, the clause it answers to; None when nothing is
     replaced (or the kernel has no sendfile2).
     """
-    if not abi.has_sendfile2:
-        return None
+    if not abi.has_sendfile2 or on_two_threads(program):
+        return None  # a second thread's calls would interleave with the twin's differently
     plain = abi.sendfile_default or 0
     known = plain | (abi.sendfile_zc or 0)
     ops, replaced = list(program.ops), {}
@@ -940,6 +977,8 @@ def data(program: Program, result: ProgramResult, abi: Abi | None = None) -> lis
     Where the source was rewritten after the notifications of the calls that sent it, a peer
     that got other bytes saw pages the notification had said were free (ZC-OVERWRITE-SAFE)."""
     out = []
+    if len({op.thread for op in program.ops if op.op in MOVING_OPS + REWRITE_OPS + ("close", "peer_close")}) > 1:
+        return out  # the bytes of two threads reach a peer in an order no one chose
     streams, promised = sent_streams(program, result, abi)
     for sock, expected in streams.items():
         peer = result.final.get("peers", {}).get(sock)
