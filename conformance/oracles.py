@@ -838,6 +838,13 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
         # (6.12's sendfile64 keeps it corked, UDP over IPv6 has no splice_eof, v2's ZC path sends
         # it), so its boundaries, and what the peer has when the program ends, do not compare.
         # Nor where the amount moved is unknown: it may have been short of the count.
+        # The skbs of a zerocopy call carry its notification, so a later zerocopy send on the
+        # stream cannot join them and starts a segment of its own, and pure zerocopy skbs are not
+        # charged to the send buffer as sendfile64's are: the room the stream has for what
+        # follows is not the twin's.
+        if replaced.get(i) == PARITY_ZC and program.fixture(op["out"]).kind in STREAM_KINDS \
+                and max(ours.get("ret", -1), theirs.get("ret", -1)) > 0:
+            room_timing.add(program.fixture(op["out"]).name)
         if replaced.get(i) == PARITY_ZC and program.fixture(op["out"]).kind.startswith("udp") \
                 and (asks_for_more(program, op, ours) or sent_with_more(op, ours) or sent_with_more(op, theirs)
                      or amount_unknown(op)):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from errno import EAGAIN, ECONNRESET, EFAULT, EINTR, EINVAL, ENOBUFS, EPIPE
+from errno import EAGAIN, EBADF, ECONNRESET, EFAULT, EINTR, EINVAL, ENOBUFS, EPIPE
 
 import pytest
 from zcfuzz.conformance import oracles
@@ -626,3 +626,24 @@ def test_parity_leaves_out_a_position_an_earlier_amount_set():
                       {**done(65536, offset=None), "in_pos_after": sent, "off_in_after": 65536})
 
     assert oracles.parity(prog, run(160384), run(207808), replaced) == []
+
+
+def test_parity_leaves_out_the_room_a_zerocopy_call_left_on_a_stream():
+    """Seen on v2, 3 replays of 3 (a campaign of a mutant that does not touch this path): after a
+    ZC sendfile2 of 4097 bytes into a non-blocking TCP socket with SO_SNDBUF 4608, a splice with
+    SPLICE_F_ZC found no room (EAGAIN), but after the sendfile64 twin it moved its bytes. The ZC
+    call's skbs carry its notification, so the splice cannot join them and needs a segment of its
+    own. That it does not block, and that it fails no other way, still compare."""
+    prog = Program.from_json({"sysno": {"sendfile2": 467}, "fds": [
+        {"name": "src", "kind": "file", "size": 4097},
+        {"name": "sock", "kind": "tcp4_nic", "nonblock": True, "sndbuf": 4608},
+        {"name": "p", "kind": "pipe", "nonblock": True}],
+        "ops": [sendfile2(count=50625), {"op": "splice", "in": "src", "off_in": 0, "out": "p.w", "off_out": None,
+                                         "len": 4096, "flags": 0}, splice_zc(4096)]})
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    theirs = result(done(4097), done(4096), done(4096))
+    assert oracles.parity(prog, result(done(4097), done(4096), done(-1, EAGAIN)), theirs, replaced) == []
+    blocked = result(done(4097), done(4096), done(-1, EINTR, timed_out=True))
+    assert [v.clause_id for v in oracles.parity(prog, blocked, theirs, replaced)] == ["SF2-NONBLOCK-EAGAIN"]
+    other = result(done(4097), done(4096), done(-1, EBADF))
+    assert [v.op_index for v in oracles.parity(prog, other, theirs, replaced)] == [2]
