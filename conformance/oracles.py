@@ -470,7 +470,9 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     # A datagram sent with MSG_MORE (or by a sendfile short of its count) is built by copying,
     # to hold what comes next, and finished by whatever pushes it.
     corking = any(sent_with_more(op, r) for op, r in zip(program.ops, result.ops) if reached_send_path(op, r, sock))
-    true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS and fits_one_frame and not corking
+    # A fault that failed an allocation on the way may make the stack copy what it would not.
+    true_zerocopy = program.fixture(sock).kind in TRUE_ZEROCOPY_KINDS and fits_one_frame and not corking \
+        and not fault_met(program, result)
     copied = []
     for record in records:
         lo, hi = record.get("lo", 0), record.get("hi", 0)
@@ -503,7 +505,7 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     if on_two_threads(program):
         return out + concurrent_accounting(program, calls, seen, twice, violation,
                                            closed=any(op.op == "close" and op["fd"] == sock for op in program.ops)
-                                           or corked(program, result, sock))
+                                           or corked(program, result, sock) or fault_met(program, result))
     # Cover letter: each call that sent "queues exactly one notification" (ZC-NOTIFY-ONCE).
     if twice:
         out.append(violation(ZC_ID_ONCE, None, f"ids {_ranges(twice)} notified more than once"))
@@ -512,7 +514,8 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     # takes no id" (ZC-ID-ONCE, ZC-ID-NOT-ON-FAILURE, ZC-COUNTER-SHARED; msg_zerocopy.rst).
     # It is fixed once the final drain has settled, whatever drains saw in the middle.
     # Closed: its last completions were never read. Corked: its last bytes are still queued.
-    closed = any(op.op == "close" and op["fd"] == sock for op in program.ops) or corked(program, result, sock)
+    closed = any(op.op == "close" and op["fd"] == sock for op in program.ops) or corked(program, result, sock) \
+        or fault_met(program, result)
     ways = resolutions(calls)
     explanations = sorted(((model, way) for way in ways for model in candidate_models(way)),
                           key=lambda pair: len(pair[0].silent) + pair[0].failures_consume)
@@ -538,6 +541,21 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
 def on_two_threads(program: Program) -> bool:
     """Some op runs on the second thread: between the threads' ops there is no order."""
     return any(op.thread for op in program.ops)
+
+
+def fault_met(program: Program, result: ProgramResult) -> bool:
+    """An op's injected fault failed an allocation (vm/PROGRAM.md, "Fault injection"). Where it
+    hit is not known: the call's own path, or the transmit it pushed (an skb clone that fails
+    leaves the data queued for the retransmission timer), so how much reached a peer by the end,
+    and when the completions come, are not fixed."""
+    return any(op.fail_nth and result.fault_injected(i) for i, op in enumerate(program.ops))
+
+
+def shares_fixtures_across_threads(program: Program, i: int) -> bool:
+    """Op i uses a fixture an op of the other thread uses: what state it finds is not fixed."""
+    mine = {program.fixture(ref).name for ref in program.ops[i].fd_refs()}
+    return any(op.thread != program.ops[i].thread and mine & {program.fixture(ref).name for ref in op.fd_refs()}
+               for op in program.ops)
 
 
 def concurrent_accounting(program: Program, calls: list[ZerocopyCall], seen: set[int], twice: set[int],
@@ -660,8 +678,10 @@ def parity_twin(program: Program, abi: Abi) -> tuple[Program, dict[int, str]] | 
     Returns the twin and, per replaced op, the clause it answers to; None when nothing is
     replaced (or the kernel has no sendfile2).
     """
-    if not abi.has_sendfile2 or on_two_threads(program):
-        return None  # a second thread's calls would interleave with the twin's differently
+    if not abi.has_sendfile2 or on_two_threads(program) or any(op.fail_nth for op in program.ops):
+        # A second thread's calls would interleave with the twin's differently; the n-th fault
+        # site of a ZC call is not the n-th of sendfile64's (the notification has its own).
+        return None
     plain = abi.sendfile_default or 0
     known = plain | (abi.sendfile_zc or 0)
     ops, replaced = list(program.ops), {}
@@ -986,6 +1006,8 @@ def data(program: Program, result: ProgramResult, abi: Abi | None = None) -> lis
     out = []
     if len({op.thread for op in program.ops if op.op in MOVING_OPS + REWRITE_OPS + ("close", "peer_close")}) > 1:
         return out  # the bytes of two threads reach a peer in an order no one chose
+    if fault_met(program, result):
+        return out
     streams, promised = sent_streams(program, result, abi)
     for sock, expected in streams.items():
         peer = result.final.get("peers", {}).get(sock)
@@ -1080,6 +1102,8 @@ def errno_violations(program: Program, result: ProgramResult, kernel_info: dict,
                                      f"ops[{i}] {op.op} blocked with every fd it waits on non-blocking, "
                                      "until the executor interrupted it", f"{op.op} {NONBLOCK_NEVER_BLOCKS}"))
             continue
+        if result.fault_injected(i) or shares_fixtures_across_threads(program, i):
+            continue  # the fault chose its errno; the other thread, the state it found
         accepted = expected_errno(program, i, kernel_info)
         if accepted is None:
             continue

@@ -320,7 +320,7 @@ class Fuzzer:
 
     def __init__(self, target: Target, store: FindingStore, database: ExampleDatabase, deadline: float,
                  should_stop=lambda: False, shared: Shared | None = None, batch_twins: bool = BATCH_TWINS,
-                 spares: int | None = None):
+                 spares: int | None = None, faults_and_threads: bool = False):
         self.stats = Stats(revision=revision_of(store.kernel_info))
         self.profile = self.stats.profile
         self.target = ProfiledTarget(target, self.profile, Abi.from_kernel_info(store.kernel_info), batch_twins,
@@ -342,6 +342,7 @@ class Fuzzer:
         # replacement is checked on a fresh kernel when the round ends, and put back if it fails.
         self.replaced: dict[str, dict[str, str]] = {}
         self.started = time.time()
+        self.faults_and_threads = faults_and_threads
         cover = getattr(target, "coverage", None)
         if cover is not None:
             self.stats.series_total = cover.total
@@ -351,7 +352,7 @@ class Fuzzer:
         seed_generation(round_seed)
 
         @settings(hypothesis_profile("campaign"), database=self.database)
-        @given(programs(self.abi))
+        @given(programs(self.abi, faults_and_threads=self.faults_and_threads))
         def explore(program: Program) -> None:
             self.check(program)
 
@@ -623,6 +624,7 @@ class CampaignConfig:
     profile: bool = False  # print where the campaign's wall time went (totals have it either way)
     batch_twins: bool = BATCH_TWINS  # a program and its sendfile64 twin in one request
     spares: int | None = None  # spare TCP pairs per kind the executor connects while idle (None: its default)
+    faults_and_threads: bool = False  # generate fail_nth faults and second-thread ops too (fuzz.strategies)
 
     @property
     def findings_dir(self) -> Path:
@@ -684,7 +686,8 @@ def run_worker(config: CampaignConfig, worker: int, deadline_s: float, started: 
             tgt, corpus = covering(tgt, config)
         fuzzer = Fuzzer(tgt, store, example_database(config.database_dir, shared), deadline,
                         should_stop=lambda: stop.is_set() or bool(LEAVING), shared=shared,
-                        batch_twins=config.batch_twins, spares=config.spares)
+                        batch_twins=config.batch_twins, spares=config.spares,
+                        faults_and_threads=config.faults_and_threads)
         fuzzer.started = started
         last = time.monotonic()
         round_number = 0

@@ -28,7 +28,7 @@ def cmd_fuzz(args) -> int:
                             seed=args.seed, findings=Path(args.findings) if args.findings else None,
                             spec_programs=args.spec_programs, shard=parse_shard(args.shard),
                             database=parse_database_url(args.database) if args.database else None,
-                            cover=args.cover,
+                            cover=args.cover, faults_and_threads=args.faults_and_threads,
                             profile=args.profile)
     totals = run_campaign(config)
     print(f"findings in {config.findings_dir}: {totals['findings']}", file=sys.stderr)
@@ -105,6 +105,9 @@ def register(sub) -> None:
     fuzz.add_argument("--database", default=database, help=DATABASE_HELP)
     fuzz.add_argument("--shard", default="0/1", help="I/N: this machine's part of the spec programs and seeds, "
                       "one of N machines (default 0/1)")
+    fuzz.add_argument("--faults-and-threads", action="store_true",
+                      help="also generate calls whose n-th allocation fails (fail-nth) and calls on a second "
+                           "thread, for the error paths and the races between threads (vm/PROGRAM.md)")
     fuzz.add_argument("--profile", action="store_true", help="say at the end where the campaign's wall time "
                       "went: generate, send, execute in the guest, judge, twin, confirm, shrink, restart")
     fuzz.set_defaults(func=cmd_fuzz)

@@ -383,10 +383,9 @@ def id_give_back_races(abi: Abi, ends: Endpoints) -> st.SearchStrategy[list[Op]]
 def programs(draw, abi: Abi, max_ops: int = 8, faults_and_threads: bool = False) -> Program:
     """A few calls on the same fixtures, so notification ids and socket state carry across.
 
-    `faults_and_threads` (off by default) also injects faults into calls and runs some of them
-    in a second thread. Today's oracles (conformance/oracles.py) judge neither: a faulted call differs
-    from its sendfile64 twin and an interleaving from the program-order id count, so they would
-    report false findings until they read `fault_injected` and `thread` in the results.
+    `faults_and_threads` (`zcfuzz fuzz --faults-and-threads`) also injects faults into calls and
+    runs some of them in a second thread. The oracles judge such programs by what any interleaving
+    and any failed allocation leave fixed (conformance.oracles: `on_two_threads`, `fault_met`).
     """
     fixtures = draw(fixture_sets())
     ends = Endpoints.of(fixtures)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from errno import EAGAIN, EBADF, ECONNRESET, EFAULT, EINTR, EINVAL, ENOBUFS, EPIPE
+from errno import EAGAIN, EBADF, ECONNRESET, EFAULT, EINTR, EINVAL, ENOBUFS, ENOMEM, EPIPE
 
 import pytest
 from zcfuzz.conformance import oracles
@@ -647,3 +647,39 @@ def test_parity_leaves_out_the_room_a_zerocopy_call_left_on_a_stream():
     assert [v.clause_id for v in oracles.parity(prog, blocked, theirs, replaced)] == ["SF2-NONBLOCK-EAGAIN"]
     other = result(done(4097), done(4096), done(-1, EBADF))
     assert [v.op_index for v in oracles.parity(prog, other, theirs, replaced)] == [2]
+
+
+def faulted(op: dict, nth: int = 3) -> dict:
+    return {**op, "fail_nth": nth}
+
+
+def test_a_call_whose_fault_was_met_answers_to_no_errno_rule():
+    """The fault chose the errno (ENOMEM, ENOBUFS, ...), not the arguments."""
+    prog = program(faulted(sendfile2()))
+    met = result({**done(-1, ENOMEM), "fault_injected": True})
+    assert oracles.errno_violations(prog, met, KERNEL_INFO) == []
+    unmet = result({**done(-1, ENOMEM), "fault_injected": False})  # past the call's last site: judged
+    assert [v.op_index for v in oracles.errno_violations(prog, unmet, KERNEL_INFO)] == [0]
+
+
+def test_after_a_fault_was_met_a_missing_notification_is_not_a_finding():
+    """The fault may have failed the clone of a transmit (the data waits for the retransmission
+    timer) rather than the call: what came is judged, what did not come yet is not."""
+    prog = program(faulted(sendmsg_zc()), sendfile2())
+    assert oracles.accounting(prog, result({**done(100), "fault_injected": True}, done(512)), ABI) == []
+    duplicate = result({**done(100), "fault_injected": True}, done(512), notes=[note(0, 0), note(0, 0)])
+    assert [v.detail for v in oracles.accounting(prog, duplicate, ABI)] == [oracles.ZC_ID_ONCE]
+    assert oracles.accounting(prog, result({**done(100), "fault_injected": False}, done(512)), ABI) != []
+
+
+def test_a_program_with_faults_or_two_threads_has_no_sendfile64_twin():
+    assert oracles.parity_twin(program(faulted(sendfile2(flags=0))), ABI) is None
+    assert oracles.parity_twin(program(sendfile2(flags=0), {**sendmsg_zc(), "thread": 1}), ABI) is None
+    assert oracles.parity_twin(program(sendfile2(flags=0), sendmsg_zc()), ABI) is not None
+
+
+def test_a_call_sharing_a_fixture_with_the_other_thread_answers_to_no_errno_rule():
+    """Whether the peer's close on the other thread came first is not fixed."""
+    close = {"op": "peer_close", "fd": "sock", "thread": 1}
+    prog = program(close, sendfile2(flags=0))
+    assert oracles.errno_violations(prog, result(done(0), done(512)), KERNEL_INFO) == []
