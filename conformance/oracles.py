@@ -759,7 +759,8 @@ def room_limited(program: Program, op: Op, op_result: dict) -> bool:
     return bool(op_result.get("timed_out")) or met_full_buffer(program, op, op_result)
 
 
-def outcome_whatever_the_room(program: Program, op: Op, op_result: dict, first_bytes: bool) -> dict:
+def outcome_whatever_the_room(program: Program, op: Op, op_result: dict, first_bytes: bool,
+                              peer_gone: bool = False) -> dict:
     """What the ABI fixes of a call however much room its buffers had:
     - `blocked`: a non-blocking call never waits (O_NONBLOCK, SPLICE_F_NONBLOCK, MSG_DONTWAIT;
       SF2-NONBLOCK-EAGAIN, cover letter D3);
@@ -768,10 +769,13 @@ def outcome_whatever_the_room(program: Program, op: Op, op_result: dict, first_b
       "fails exactly like sendfile64");
     - `moved`, with `first_bytes`: whether the call moved anything, where its fds are in the
       same state in both runs: the first bytes find room in both (how many more fit depends on
-      how the pages are charged, which is why only this much is compared)."""
+      how the pages are charged, which is why only this much is compared).
+    With `peer_gone`, EPIPE, ECONNRESET and ECONNREFUSED too: whether the closed peer's answer
+    had come back."""
     nonblocking = must_not_block(program, op)
     no_room = {0} | ({errno_module.EAGAIN} if nonblocking else set()) \
-        | ({errno_module.EINTR} if op_result.get("timed_out") else set())
+        | ({errno_module.EINTR} if op_result.get("timed_out") else set()) \
+        | ({errno_module.EPIPE, errno_module.ECONNRESET, errno_module.ECONNREFUSED} if peer_gone else set())
     outcome = {"blocked": slept(op_result) if nonblocking else None,
                "failure": None if op_result.get("errno", 0) in no_room else op_result.get("errno")}
     if first_bytes:
@@ -791,6 +795,11 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
     contents_timing: set[str] = set()
     uncounted: set[str] = set()  # fixtures an amount not compared went through
     corked: set[str] = set()  # datagram sockets a compared ZC call left corked
+    # Sockets whose TCP peer closed, or any peer across the NIC: its FIN, and the RST (or ICMP)
+    # that data sent to it earns, come back in their own time, so whether a later call on the
+    # socket already sees EPIPE, ECONNRESET or ECONNREFUSED is timing (conformance.model says
+    # the same of a single run).
+    peer_gone: set[str] = set()
 
     fixtures = {fixture.name: fixture for fixture in program.fds}
 
@@ -808,6 +817,8 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
 
     for i, op in enumerate(program.ops):
         ours, theirs = result.ops[i], twin_result.ops[i]
+        if op.op == "peer_close" and program.fixture(op["fd"]).kind in NIC_KINDS + TCP_KINDS:
+            peer_gone.add(program.fixture(op["fd"]).name)
         # The one exception: a datagram a ZC call left corked is held open differently in the
         # two runs (it carries a notification, so a ZC append is EINVAL; ip_append_data sizes
         # the two forms differently near 64 KiB), so nothing on its socket compares after it.
@@ -831,10 +842,11 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
             uncounted |= moved
         limited = [room_limited(program, op, r) for r in (ours, theirs)]
         waits_on = contents_timing | (room_timing if must_not_block(program, op) else set())
-        if any(limited) or moved & waits_on:
-            settled = not moved & (contents_timing | room_timing)
-            seen = [outcome_whatever_the_room(program, op, r, first_bytes=settled and not all(limited))
-                    for r in (ours, theirs)]
+        gone = bool({program.fixture(ref).name for ref in op.fd_refs()} & peer_gone)
+        if any(limited) or moved & waits_on or gone:
+            settled = not moved & (contents_timing | room_timing) and not gone
+            seen = [outcome_whatever_the_room(program, op, r, first_bytes=settled and not all(limited),
+                                              peer_gone=gone) for r in (ours, theirs)]
             timing_set(op)
             uncounted |= moved
         else:
