@@ -698,3 +698,19 @@ def test_parity_leaves_out_whether_a_closed_peers_reset_had_come_back():
     assert oracles.parity(prog, result(done(1264), done(0), done(1264), done(-1, EPIPE)), theirs, replaced) == []
     other = result(done(1264), done(0), done(1264), done(-1, EINVAL))
     assert [v.op_index for v in oracles.parity(prog, other, theirs, replaced)] == [3]
+
+
+def test_parity_leaves_out_what_a_peer_had_when_it_closed():
+    """v2, a campaign (3 runs of 3): a peer across the NIC read what had arrived, then closed; it
+    had 64260 bytes on the zerocopy path and 45696 on the sendfile64 twin's."""
+    prog = Program.from_json({"sysno": {"sendfile2": 467}, "fds": [
+        {"name": "src", "kind": "file", "size": 262144}, {"name": "sock", "kind": "tcp6_nic", "zerocopy": True}],
+        "ops": [sendfile2(count=103), {"op": "peer_read", "fd": "sock", "max": 1 << 24},
+                {"op": "peer_close", "fd": "sock"}]})
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    ours = result(done(103), done(64260), done(0), peer=bytes(64260))
+    theirs = result(done(103), done(45696), done(0), peer=bytes(45696))
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+    still_open = Program.from_json({**prog.to_json(), "ops": prog.to_json()["ops"][:2]})
+    assert oracles.parity(still_open, result(done(103), done(64260), peer=bytes(64260)),
+                          result(done(103), done(45696), peer=bytes(45696)), replaced) != []
