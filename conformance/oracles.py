@@ -502,10 +502,12 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
             and not any(f for _, _, f in copied):
         out.append(violation(ZC_COPIED, None, f"no range has COPIED set on {program.fixture(sock).kind}, "
                              "though local delivery copies"))
+    # Closed: its last completions were never read. Corked: its last bytes are still queued.
+    # A fault met: they may still be on their way (`fault_met`).
+    closed = any(op.op == "close" and op["fd"] == sock for op in program.ops) or corked(program, result, sock) \
+        or fault_met(program, result)
     if on_two_threads(program):
-        return out + concurrent_accounting(program, calls, seen, twice, violation,
-                                           closed=any(op.op == "close" and op["fd"] == sock for op in program.ops)
-                                           or corked(program, result, sock) or fault_met(program, result))
+        return out + concurrent_accounting(program, calls, seen, twice, violation, closed)
     # Cover letter: each call that sent "queues exactly one notification" (ZC-NOTIFY-ONCE).
     if twice:
         out.append(violation(ZC_ID_ONCE, None, f"ids {_ranges(twice)} notified more than once"))
@@ -513,9 +515,6 @@ def socket_accounting(program: Program, result: ProgramResult, abi: Abi, sock: s
     # the same per-socket counter as sendmsg(MSG_ZEROCOPY)", "A call that fails or sends nothing
     # takes no id" (ZC-ID-ONCE, ZC-ID-NOT-ON-FAILURE, ZC-COUNTER-SHARED; msg_zerocopy.rst).
     # It is fixed once the final drain has settled, whatever drains saw in the middle.
-    # Closed: its last completions were never read. Corked: its last bytes are still queued.
-    closed = any(op.op == "close" and op["fd"] == sock for op in program.ops) or corked(program, result, sock) \
-        or fault_met(program, result)
     ways = resolutions(calls)
     explanations = sorted(((model, way) for way in ways for model in candidate_models(way)),
                           key=lambda pair: len(pair[0].silent) + pair[0].failures_consume)
