@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,28 @@ def test_patch_that_does_not_apply_is_one_line_exit_2_and_leaves_no_tree(tmp_pat
     assert "Traceback" not in done.stderr
     assert (tree / "fs/splice.c").read_text() == before
     work = cache / "work"
-    leftovers = [p for p in work.rglob("*") if p.is_dir()] if work.exists() else []
-    assert leftovers == []  # no staging tree, no source tree, and no slot made for this series
+    leftovers = [p for p in work.rglob("*") if p.is_dir() or p.suffix == ".lock"] if work.exists() else []
+    assert leftovers == []  # no staging tree, no source tree, no slot made for this series, nor its lock
+
+
+def test_a_lock_unlinked_by_its_holder_is_not_held_by_two(tmp_path):
+    """A waiter that wakes on a lock file its holder unlinked locks the path anew, so it cannot
+    hold the old file's lock while a third process holds the new one."""
+    path = tmp_path / "slot.lock"
+    order = []
+
+    def waiter():
+        with kbuild.locked(path):
+            order.append(("waiter", os.stat(path).st_ino))
+
+    with kbuild.locked(path):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        thread.join(0.3)  # the waiter is blocked in flock on the file about to go
+        path.unlink()
+    thread.join(10)
+    assert order and order[0][0] == "waiter"
+    assert path.exists() and os.stat(path).st_ino == order[0][1]  # it locked the file at the path
 
 
 def test_unknown_revision_names_the_known_ones(tmp_path):

@@ -63,10 +63,20 @@ def sha256_bytes(*chunks: bytes) -> str:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """Serialise work on one slot or source between zcfuzz processes (CI, workers)."""
+    """Serialise work on one slot or source between zcfuzz processes (CI, workers). The holder
+    may unlink `path` (a slot that is gone needs no lock): a waiter that then gets the lock on
+    the unlinked file sees it and locks the path anew."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
+    while True:
+        handle = open(path, "a")
         fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    with handle:
         try:
             yield
         finally:
@@ -331,9 +341,13 @@ class Slot:
     def build(self) -> Path:
         return self.root / "build"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root.parent / f"{self.root.name}.lock"
+
     def locked(self):
         """Held while anything builds in or rewrites this slot."""
-        return locked(self.root.parent / f"{self.root.name}.lock")
+        return locked(self.lock_file)
 
     @property
     def state_file(self) -> Path:
@@ -379,8 +393,9 @@ def sync_slot(slot: Slot, base: BaseSource, revision: Revision) -> None:
             for rel in sorted(touched | set(state.get("touched", []))):
                 replace_if_changed(staging / rel, slot.src / rel)
     except UserError:
-        if new_slot:
+        if new_slot:  # under the slot's lock (locked() lets its holder unlink it)
             shutil.rmtree(slot.root, ignore_errors=True)
+            slot.lock_file.unlink(missing_ok=True)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
