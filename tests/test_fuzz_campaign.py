@@ -139,6 +139,20 @@ def test_spec_programs_are_judged_and_their_findings_minimised(tmp_path):
     assert len(kernel.runs) > len(programs)  # every one ran, and confirmations besides
 
 
+def test_a_long_finding_shrinks_in_runs_near_the_log_of_its_length(tmp_path):
+    """A row with a thousand ops of which one fails: halves and quarters go first."""
+    sends = [{"op": "sendmsg", "fd": "s", "len": 1, "flags": 0}] * 1000
+    splice = {"op": "splice", "in": "p.r", "off_in": None, "out": "s", "off_out": None, "len": 1, "flags": 0}
+    program = Program.from_json({"fds": [{"name": "p", "kind": "pipe"}, {"name": "s", "kind": "tcp4"}],
+                                 "ops": sends[:700] + [splice] + sends[700:]})
+    kernel = SpliceWarns()
+    fuzzer(tmp_path, kernel).run_spec_programs([program])
+    (folder,) = [p.parent for p in (tmp_path / "findings").glob("*/finding.json")]
+    finding = json.loads((folder / "finding.json").read_text())
+    assert [op["op"] for op in finding["program"]["ops"]] == ["splice"]
+    assert len(kernel.runs) < 200  # one op at a time: a thousand runs and more
+
+
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("30s", 30), ("10m", 600), ("2h", 7200), ("1.5m", 90)])
 def test_budgets(text, seconds):
     assert parse_budget(text) == seconds
