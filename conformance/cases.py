@@ -1013,6 +1013,25 @@ def _enobufs_optmem_rows(abi: Abi) -> list[Row]:
                 errnos=tuple(expected), settings=(("optmem_max", OPTMEM_TIGHT),))]
 
 
+def _count_0_rows(abi: Abi) -> list[Row]:
+    zc, szc = abi.sendfile_zc, abi.splice_zc
+    pending = tuple(_sendfile2(abi, 1, zc, offset=n) for n in range(4))
+    nothing = [_sendfile2(abi, 0, zc, offset=0), _sendmsg_zc(0)]
+    if szc is not None:
+        nothing.append(_splice("p.r", "sock", length=0, flags=szc))
+    ops = (HOLD, *pending, *nothing, RELEASE, drain_for(ACK_MS))
+    calls = range(len(pending) + 1, len(pending) + 1 + len(nothing))
+    expected = tuple((i, frozenset({0})) for i in calls)
+    return [Row(f"tcp4_nic held back, non-blocking, optmem_max {OPTMEM_TIGHT}: 1-byte SENDFILE_ZC calls until "
+                "ENOBUFS, then SENDFILE_ZC with count 0 and sendmsg(MSG_ZEROCOPY) of 0 bytes"
+                + (" and splice(SPLICE_F_ZC) of len 0" if szc is not None else ""),
+                "each returns 0; only the 1-byte calls that sent are notified",
+                (SRC, PIPE, fd("sock", "tcp4_nic", nonblock=True)), ops,
+                all_of(some_errno(range(1, 5), ENOBUFS, "no 1-byte call met exhausted option memory"),
+                       expect_errnos(*expected, ret={i: 0 for i in calls}), accounting_holds("sock")),
+                errnos=expected, settings=(("optmem_max", OPTMEM_TIGHT),))]
+
+
 def _memlock_limit_rows(abi: Abi) -> list[Row]:
     zc, szc = abi.sendfile_zc, abi.splice_zc
     big = fd("src", "file", size=1 << 20, seed=1)
@@ -1092,6 +1111,7 @@ def _msgzc_after_zc_rows(abi: Abi) -> list[Row]:
 
 DECIDED_ROWS = {"SF2-ERROR-ORDER": _error_order_rows, "ZC-EFAULT-AFTER-SEND": _efault_after_send_rows,
                 "ZC-UDP-CORKED": _udp_corked_rows, "ZC-ENOBUFS-OPTMEM": _enobufs_optmem_rows,
+                "ZC-COUNT-0-NO-NOTIFICATION": _count_0_rows,
                 "ZC-MEMLOCK-LIMIT": _memlock_limit_rows, "ZC-MEMLOCK-PARTIAL": _memlock_partial_rows,
                 "ZC-MSGZC-AFTER-ZC": _msgzc_after_zc_rows}
 

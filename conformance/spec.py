@@ -205,6 +205,12 @@ CLAUSES: tuple[Clause, ...] = (
            "(EINVAL); once the notifications are read, the next call succeeds", "the notification is "
            "allocated before the input is read (v2 cover letter, sendfile2 errors in order)", V2, "sendfile2",
            ("D4",)),
+    Clause("ZC-COUNT-0-NO-NOTIFICATION", "SENDFILE_ZC with count 0 and SPLICE_F_ZC with len 0 return 0 "
+           "with the socket's option memory held by pending notifications, as sendmsg(MSG_ZEROCOPY) of 0 "
+           "bytes does: a call that has nothing to send needs no notification and takes no id",
+           "sendfile64 returns 0 for count 0; tcp_sendmsg and ip_append_data allocate a notification only "
+           "for a length above 0; v2 cover letter: splice \"len == 0 returns 0 before any flag check\"",
+           V2, "sendfile2", ("D5",)),
     Clause("ZC-MEMLOCK-LIMIT", "a ZC transfer larger than RLIMIT_MEMLOCK stops at the limit: sendfile2 "
            "returns the bytes sent so far, a splice whose first send exceeds it fails with ENOBUFS; the "
            "charge is released with the notification", "v2 cover letter: \"if the limit is reached mid-call, "
