@@ -965,6 +965,14 @@ static long drain_errqueue(int fd, struct out *o)
 	return count;
 }
 
+/* The socket's memory counters (SO_MEMINFO), which say what of its sending is still under way. */
+static int socket_meminfo(int fd, uint32_t mem[SK_MEMINFO_VARS])
+{
+	socklen_t len = SK_MEMINFO_VARS * sizeof(mem[0]);
+
+	return getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len);
+}
+
 /* Nothing the socket sent can still complete: no bytes of it queued or unacknowledged
  * (SO_MEMINFO's WMEM_QUEUED), no buffer of it charged in a device's queue (WMEM_ALLOC) and no
  * completion pending (OPTMEM: a MSG_ZEROCOPY-style notification is an skb charged to option
@@ -973,9 +981,8 @@ static long drain_errqueue(int fd, struct out *o)
 static int sending_at_rest(int fd)
 {
 	uint32_t mem[SK_MEMINFO_VARS];
-	socklen_t len = sizeof(mem);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0)
+	if (socket_meminfo(fd, mem) < 0)
 		return errno == ENOTSOCK;
 	return mem[SK_MEMINFO_WMEM_ALLOC] == 0 && mem[SK_MEMINFO_WMEM_QUEUED] == 0 &&
 	       mem[SK_MEMINFO_OPTMEM] == 0;
@@ -986,11 +993,10 @@ static int sending_at_rest(int fd)
 static int notification_pending(const struct fixture *f)
 {
 	uint32_t mem[SK_MEMINFO_VARS];
-	socklen_t len = sizeof(mem);
 	struct pollfd pfd = {f->fd[0], 0, 0};
 
-	if (!kind_is_socket(f->kind) || f->err || !f->owned[0] ||
-	    getsockopt(f->fd[0], SOL_SOCKET, SO_MEMINFO, mem, &len) < 0 || !mem[SK_MEMINFO_OPTMEM])
+	if (!kind_is_socket(f->kind) || f->err || !f->owned[0] || socket_meminfo(f->fd[0], mem) < 0 ||
+	    !mem[SK_MEMINFO_OPTMEM])
 		return 0;
 	return poll(&pfd, 1, 0) == 0;
 }
