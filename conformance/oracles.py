@@ -249,7 +249,9 @@ class ZerocopyCall:
 
     op_index: int
     op: str  # sendfile2, splice or sendmsg
-    sent: bool | None  # took an id: returned more than 0 (None: cannot be told, `datagram_corked`)
+    # took an id: returned more than 0 (None: cannot be told, `datagram_corked`, or SO_ZEROCOPY
+    # switched on the other thread)
+    sent: bool | None
 
 
 def zerocopy_calls(program: Program, result: ProgramResult, abi: Abi, sock: str) -> list[ZerocopyCall]:
@@ -257,11 +259,17 @@ def zerocopy_calls(program: Program, result: ProgramResult, abi: Abi, sock: str)
     zerocopy_on = program.fixture(sock).zerocopy
     datagram = program.fixture(sock).kind.startswith("udp")
     corked = datagram_corked(program, result, sock)
+    # The threads that turned SO_ZEROCOPY on or off: a sendmsg on another thread may have run
+    # before or after, so whether it was a zerocopy send at all is not known.
+    switched_by = {op.thread for i, op in enumerate(program.ops) if op.op == "setsockopt_zerocopy"
+                   and op["fd"] == sock and result.ops[i].get("errno", 0) == 0}
     calls: list[ZerocopyCall] = []
     for i, op in enumerate(program.ops):
         ret, failed = result.ops[i].get("ret", -1), result.ops[i].get("errno", 0) != 0
         if op.op == "setsockopt_zerocopy" and op["fd"] == sock and ret == 0:
             zerocopy_on = op["value"] == 1
+        elif op.op == "sendmsg" and op["fd"] == sock and op["flags"] & MSG_ZEROCOPY and switched_by - {op.thread}:
+            calls.append(ZerocopyCall(i, "sendmsg", None))
         elif op.op == "sendfile2" and op["out"] == sock and abi.is_sendfile_zc(op["flags"]):
             calls.append(ZerocopyCall(i, "sendfile2", ret > 0))
         elif op.op == "sendmsg" and op["fd"] == sock and op["flags"] & MSG_ZEROCOPY and zerocopy_on:

@@ -678,6 +678,24 @@ def test_a_program_with_faults_or_two_threads_has_no_sendfile64_twin():
     assert oracles.parity_twin(program(sendfile2(flags=0), sendmsg_zc()), ABI) is not None
 
 
+def test_a_sendmsg_racing_so_zerocopy_on_the_other_thread_need_not_take_an_id():
+    """v2, `zcfuzz fuzz --faults-and-threads` (3 runs of 3): SO_ZEROCOPY turned on by thread 0
+    while thread 1 made a sendmsg(MSG_ZEROCOPY) of 1 byte; the sendmsg came first, so MSG_ZEROCOPY
+    was ignored and no id was notified. Either order is allowed; an id notified twice is not."""
+    prog = Program.from_json({"sysno": {"sendfile2": 467}, "timeout_ms": 300, "settle_ms": 20, "fds": [
+        {"name": "src", "kind": "file", "size": 0}, {"name": "sock", "kind": "tcp4"}], "ops": [
+        {"op": "close", "fd": "src"}, {"op": "setsockopt_zerocopy", "fd": "sock", "value": 1},
+        {"op": "sendfile2", "out": "sock", "in": "src", "offset": 0, "count": 4096, "flags": 2},
+        {**sendmsg_zc(1), "thread": 1}]})
+    ops = (done(0), done(0), done(-1, EBADF), done(1))
+    assert oracles.accounting(prog, result(*ops), ABI) == []
+    assert oracles.accounting(prog, result(*ops, notes=[note(0, 0)]), ABI) == []
+    twice = oracles.accounting(prog, result(*ops, notes=[note(0, 0), note(0, 0)]), ABI)
+    assert [v.detail for v in twice] == [oracles.ZC_CONCURRENT]
+    same_thread = Program.from_json({**prog.to_json(), "ops": [*prog.to_json()["ops"][:3], sendmsg_zc(1)]})
+    assert [v.detail for v in oracles.accounting(same_thread, result(*ops), ABI)] != []
+
+
 def test_a_call_sharing_a_fixture_with_the_other_thread_answers_to_no_errno_rule():
     """Whether the peer's close on the other thread came first is not fixed."""
     close = {"op": "peer_close", "fd": "sock", "thread": 1}
