@@ -990,46 +990,53 @@ def _udp_corked_rows(abi: Abi) -> list[Row]:
 OPTMEM_TIGHT = 2048
 
 
+OPTMEM_HELD_AFTER = 5  # index of the first op after _optmem_held_row's premise
+
+
+def _optmem_held_row(abi: Abi, then: str, expected: str, ops: tuple[dict, ...], check: Check,
+                     errnos: tuple[tuple[int, frozenset[int]], ...]) -> Row:
+    """A row whose `ops` meet the socket's option memory held by pending notifications: the
+    peer held back, 1-byte SENDFILE_ZC calls (ops[1] to ops[4]) until one fails with ENOBUFS."""
+    pending = tuple(_sendfile2(abi, 1, abi.sendfile_zc, offset=n) for n in range(OPTMEM_HELD_AFTER - 1))
+    return Row(f"tcp4_nic held back, non-blocking, optmem_max {OPTMEM_TIGHT}: 1-byte SENDFILE_ZC calls until "
+               f"ENOBUFS, then {then}", expected, (SRC, PIPE, fd("sock", "tcp4_nic", nonblock=True)),
+               (HOLD, *pending, *ops),
+               all_of(some_errno(range(1, OPTMEM_HELD_AFTER), ENOBUFS, "no 1-byte call met exhausted option memory"),
+                      check),
+               errnos=errnos, settings=(("optmem_max", OPTMEM_TIGHT),))
+
+
 def _enobufs_optmem_rows(abi: Abi) -> list[Row]:
     zc, szc = abi.sendfile_zc, abi.splice_zc
-    pending = tuple(_sendfile2(abi, 1, zc, offset=n) for n in range(4))
     tail = [_sendfile2(abi, 10, zc, in_="p.r", offset=None), _sendfile2(abi, 10, 0, in_="p.r", offset=None)]
-    expected = [(5, frozenset({ENOBUFS})), (6, frozenset({EINVAL}))]
+    expected = [(OPTMEM_HELD_AFTER, frozenset({ENOBUFS})), (OPTMEM_HELD_AFTER + 1, frozenset({EINVAL}))]
     if szc is not None:
         tail += [{"op": "write", "fd": "p.w", "len": 10}, _splice("p.r", "sock", length=10, flags=szc)]
-        expected.append((8, frozenset({ENOBUFS})))
-    after = (RELEASE, drain_for(ACK_MS), _sendfile2(abi, 10, zc, offset=0), drain_for(ACK_MS))
-    ops = (HOLD, *pending, *tail, *after)
-    last_call = len(ops) - 2
-    return [Row(f"tcp4_nic held back, non-blocking, optmem_max {OPTMEM_TIGHT}: 1-byte SENDFILE_ZC calls until "
-                "ENOBUFS, then SENDFILE_ZC and sendfile64 from a pipe without offset"
-                + (", and splice(SPLICE_F_ZC) from a pipe" if szc is not None else "")
-                + "; the peer let go, the notifications read, one more SENDFILE_ZC",
-                "ENOBUFS for the ZC calls (no id), EINVAL for sendfile64; the last call sends 10 bytes",
-                (SRC, PIPE, fd("sock", "tcp4_nic", nonblock=True)), ops,
-                all_of(some_errno(range(1, 5), ENOBUFS, "no 1-byte call met exhausted option memory"),
-                       expect_errnos(*expected, (last_call, frozenset({0})), ret={last_call: 10}),
-                       accounting_holds("sock")),
-                errnos=tuple(expected), settings=(("optmem_max", OPTMEM_TIGHT),))]
+        expected.append((OPTMEM_HELD_AFTER + 3, frozenset({ENOBUFS})))
+    ops = (*tail, RELEASE, drain_for(ACK_MS), _sendfile2(abi, 10, zc, offset=0), drain_for(ACK_MS))
+    last_call = OPTMEM_HELD_AFTER + len(ops) - 2
+    return [_optmem_held_row(abi, "SENDFILE_ZC and sendfile64 from a pipe without offset"
+                             + (", and splice(SPLICE_F_ZC) from a pipe" if szc is not None else "")
+                             + "; the peer let go, the notifications read, one more SENDFILE_ZC",
+                             "ENOBUFS for the ZC calls (no id), EINVAL for sendfile64; the last call sends 10 bytes",
+                             ops, all_of(expect_errnos(*expected, (last_call, frozenset({0})), ret={last_call: 10}),
+                                         accounting_holds("sock")),
+                             tuple(expected))]
 
 
 def _count_0_rows(abi: Abi) -> list[Row]:
     zc, szc = abi.sendfile_zc, abi.splice_zc
-    pending = tuple(_sendfile2(abi, 1, zc, offset=n) for n in range(4))
     nothing = [_sendfile2(abi, 0, zc, offset=0), _sendmsg_zc(0)]
     if szc is not None:
         nothing.append(_splice("p.r", "sock", length=0, flags=szc))
-    ops = (HOLD, *pending, *nothing, RELEASE, drain_for(ACK_MS))
-    calls = range(len(pending) + 1, len(pending) + 1 + len(nothing))
+    calls = range(OPTMEM_HELD_AFTER, OPTMEM_HELD_AFTER + len(nothing))
     expected = tuple((i, frozenset({0})) for i in calls)
-    return [Row(f"tcp4_nic held back, non-blocking, optmem_max {OPTMEM_TIGHT}: 1-byte SENDFILE_ZC calls until "
-                "ENOBUFS, then SENDFILE_ZC with count 0 and sendmsg(MSG_ZEROCOPY) of 0 bytes"
-                + (" and splice(SPLICE_F_ZC) of len 0" if szc is not None else ""),
-                "each returns 0; only the 1-byte calls that sent are notified",
-                (SRC, PIPE, fd("sock", "tcp4_nic", nonblock=True)), ops,
-                all_of(some_errno(range(1, 5), ENOBUFS, "no 1-byte call met exhausted option memory"),
-                       expect_errnos(*expected, ret={i: 0 for i in calls}), accounting_holds("sock")),
-                errnos=expected, settings=(("optmem_max", OPTMEM_TIGHT),))]
+    return [_optmem_held_row(abi, "SENDFILE_ZC with count 0 and sendmsg(MSG_ZEROCOPY) of 0 bytes"
+                             + (" and splice(SPLICE_F_ZC) of len 0" if szc is not None else ""),
+                             "each returns 0; only the 1-byte calls that sent are notified",
+                             (*nothing, RELEASE, drain_for(ACK_MS)),
+                             all_of(expect_errnos(*expected, ret={i: 0 for i in calls}), accounting_holds("sock")),
+                             expected)]
 
 
 def _memlock_limit_rows(abi: Abi) -> list[Row]:
