@@ -262,7 +262,7 @@ def zerocopy_calls(program: Program, result: ProgramResult, abi: Abi, sock: str)
     # The threads that turned SO_ZEROCOPY on or off: a sendmsg on another thread may have run
     # before or after, so whether it was a zerocopy send at all is not known.
     switched_by = {op.thread for i, op in enumerate(program.ops) if op.op == "setsockopt_zerocopy"
-                   and op["fd"] == sock and result.ops[i].get("errno", 0) == 0}
+                   and op["fd"] == sock and result.ops[i].get("ret", -1) == 0}
     calls: list[ZerocopyCall] = []
     for i, op in enumerate(program.ops):
         ret, failed = result.ops[i].get("ret", -1), result.ops[i].get("errno", 0) != 0
