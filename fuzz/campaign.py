@@ -53,7 +53,7 @@ from zcfuzz.fuzz.findings import (
 from zcfuzz.fuzz.profiles import profile as hypothesis_profile
 from zcfuzz.fuzz.shared import Shared, example_database, machine_name
 from zcfuzz.fuzz.strategies import programs
-from zcfuzz.vm.backends import executor_request, open_target
+from zcfuzz.vm.backends import check_target, executor_request, open_target
 from zcfuzz.vm.errors import UserError
 from zcfuzz.vm.lifetime import MemoryPeaks, descendants, die_with_parent, end_processes
 from zcfuzz.vm.program import ExecutorError, Program, ProgramResult
@@ -763,6 +763,7 @@ def run_campaign(config: CampaignConfig, out=sys.stderr) -> dict:
     SIGINT or SIGTERM stops the workers cleanly first, then has its usual effect."""
     if config.workers < 1:
         raise UserError("--workers must be at least 1")
+    check_target(config.target, config.target_options.get("source"))
     shared = Shared(config.database) if config.database else None
     if shared is not None:
         shared.check()

@@ -341,6 +341,16 @@ def test_zcfuzz_fuzz_profile_prints_where_the_time_went(tmp_path, executor):
     assert "execute" in line and "twin" in line and "restart" in line
 
 
+@pytest.mark.parametrize("target, message", [("vm:no-such-revision", "zcfuzz: error: no revision 'no-such-revision'"),
+                                             ("bogus", "zcfuzz: error: unknown target 'bogus'")])
+def test_a_bad_target_is_one_line_error_before_any_worker_starts(tmp_path, target, message):
+    done = subprocess.run([sys.executable, "-m", "zcfuzz.cli", "fuzz", "--target", target, "--budget", "4s",
+                           "--workers", "2", "--findings", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
+                          check=False, timeout=60)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(message), done.stderr
+
+
 def test_a_worker_told_to_leave_inside_hypothesis_exits_without_a_traceback():
     """Hypothesis hands a SystemExit raised while it ran a program back in an exception group;
     the worker's status is still the signal's."""

@@ -11,14 +11,26 @@ from zcfuzz.vm.target import Target
 
 def open_target(spec: str, **options) -> Target:
     """Make a target from its command-line name: `host` or `vm:REV`."""
+    check_target(spec, options.get("source"))
     if spec == "host":
         from zcfuzz.vm.host import HostTarget
 
         return HostTarget(**options)
-    if spec.startswith("vm:") and len(spec) > 3:
-        from zcfuzz.vm.qemu import VmTarget
+    from zcfuzz.vm.qemu import VmTarget
 
-        return VmTarget(spec[3:], **options)
+    return VmTarget(spec[3:], **options)
+
+
+def check_target(spec: str, source: str | None = None) -> None:
+    """A target's name, and a guest's revision, checked before anything starts for it: a
+    campaign's workers would otherwise each fail alone with the same error."""
+    if spec == "host":
+        return
+    if spec.startswith("vm:") and len(spec) > 3:
+        from zcfuzz.vm import kbuild
+
+        kbuild.resolve_revision(spec[3:], source)
+        return
     raise UserError(f"unknown target {spec!r}: use 'host' or 'vm:REV' (REV a revision name or folder)")
 
 
