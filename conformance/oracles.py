@@ -794,9 +794,9 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
            replaced: dict[int, str]) -> list[Violation]:
     """The first place where the program and its sendfile64 twin part ways in something the ABI
     fixes (the rule above), if any."""
-    # What timing has set, fixture by fixture: how much room a socket has (which only a
-    # non-blocking call's amount depends on: a blocking one waits for room, or the timer cuts
-    # it short), and what a pipe or file holds and where its position is (which every amount
+    # What timing has set, fixture by fixture: how much room a socket has (which only the amount
+    # of a call that takes only the room depends on: one that waits for room gets it, or the
+    # timer cuts it short), and what a pipe or file holds and where its position is (which every amount
     # through it depends on).
     room_timing: set[str] = set()
     contents_timing: set[str] = set()
@@ -842,13 +842,14 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
         if not fields:
             timing_set(op)  # peer_read took what had arrived: the room it left is timing
             continue
-        if amount_unknown(op) and (must_not_block(program, op) or ours.get("timed_out") or theirs.get("timed_out")):
+        if amount_unknown(op) and (takes_only_the_room(program, op) or ours.get("timed_out")
+                                   or theirs.get("timed_out")):
             # How much it moved is not in its result and was the room it found, so what went
             # through its fds after it, and what a peer got, is not fixed (its errno still is).
             timing_set(op)
             uncounted |= moved
         limited = [room_limited(program, op, r) for r in (ours, theirs)]
-        waits_on = contents_timing | (room_timing if must_not_block(program, op) else set())
+        waits_on = contents_timing | (room_timing if takes_only_the_room(program, op) else set())
         gone = bool({program.fixture(ref).name for ref in op.fd_refs()} & peer_gone)
         if any(limited) or moved & waits_on or gone:
             settled = not moved & (contents_timing | room_timing) and not gone
@@ -1052,8 +1053,9 @@ def errno_names(accepted: frozenset[int]) -> str:
 
 
 def met_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
-    """A non-blocking call that met a full buffer: EAGAIN, or a send that took less than given."""
-    if not must_not_block(program, op):
+    """A call that takes only the room it finds and met a full buffer: EAGAIN, or a send that
+    took less than given."""
+    if not takes_only_the_room(program, op):
         return False
     short_send = op.op in ("sendmsg", "splice") and 0 <= op_result.get("ret", -1) < op["len"] % (1 << 64)  # len is a size_t
     return op_result.get("errno") == errno_module.EAGAIN or short_send or stopped_at_full_buffer(program, op, op_result)
@@ -1061,7 +1063,7 @@ def met_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
 
 def stopped_at_full_buffer(program: Program, op: Op, op_result: dict) -> bool:
     """A non-blocking sendfile that sent some bytes but fewer than its file had to give."""
-    if op.op not in ("sendfile2", "sendfile64") or not must_not_block(program, op):
+    if op.op not in ("sendfile2", "sendfile64") or not takes_only_the_room(program, op):
         return False
     start = op_result.get("offset_before") if isinstance(op["offset"], int) else op_result.get("in_pos_before")
     source = program.fixture(op["in"])
@@ -1085,6 +1087,21 @@ def slept(op_result: dict) -> bool:
     too (under TCG a non-blocking send of megabytes through loopback runs past a short timeout),
     and a call that ran to its end returns what it did: only EINTR says the signal ended a wait."""
     return bool(op_result.get("timed_out")) and op_result.get("errno") == errno_module.EINTR
+
+
+def takes_only_the_room(program: Program, op: Op) -> bool:
+    """The call moves what room its output has at that instant and never waits for more, though
+    it may wait on its input: a call that may not block at all, or a splice into a non-blocking
+    socket from a blocking pipe (6.12 splice_to_socket sends with MSG_DONTWAIT where the socket is
+    O_NONBLOCK, whatever the pipe) or into a pipe under SPLICE_F_NONBLOCK (given, or taken from
+    a non-blocking pipe it reads: do_splice)."""
+    if must_not_block(program, op):
+        return True
+    if op.op != "splice":
+        return False
+    source, out = program.fixture(op["in"]), program.fixture(op["out"])
+    return out.nonblock or (out.kind == "pipe" and (bool(op["flags"] & SPLICE_F_BASE["SPLICE_F_NONBLOCK"])
+                                                     or (source.kind == "pipe" and source.nonblock)))
 
 
 def must_not_block(program: Program, op: Op) -> bool:

@@ -732,3 +732,28 @@ def test_parity_leaves_out_what_a_peer_had_when_it_closed():
     still_open = Program.from_json({**prog.to_json(), "ops": prog.to_json()["ops"][:2]})
     assert oracles.parity(still_open, result(done(103), done(64260), peer=bytes(64260)),
                           result(done(103), done(45696), peer=bytes(45696)), replaced) != []
+
+
+def test_parity_leaves_out_how_much_a_non_blocking_socket_took_from_a_blocking_pipe():
+    """v2, a campaign (seed 101, confirmed and shrunk to 7 ops): a SPLICE_F_ZC splice of 65536
+    bytes from a blocking pipe into a non-blocking tcp6_nic socket took 42840, its run beside the
+    sendfile64 twin 45696. The pipe may make the call wait, the socket does not: it sends with
+    MSG_DONTWAIT and takes the room it finds. Whether it moved anything still compares."""
+    fill = {"op": "splice", "in": "src", "off_in": 0, "out": "p.w", "off_out": None, "len": 65536, "flags": 0}
+    into_sock = {"op": "splice", "in": "p.r", "off_in": None, "out": "sock", "off_out": None, "len": 65536,
+                 "flags": 0x10}
+    to_datagram = {**sendfile2(count=99, offset=None), "out": "sock2"}
+    prog = Program.from_json({"sysno": {"sendfile2": 467}, "fds": [
+        {"name": "src", "kind": "file", "size": 262144, "seed": 120},
+        {"name": "sock", "kind": "tcp6_nic", "nonblock": True, "zerocopy": True}, {"name": "p", "kind": "pipe"},
+        {"name": "sock2", "kind": "udp6_nic", "nonblock": True}],
+        "ops": [to_datagram, fill, into_sock]})
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    ours = result(done(99, offset=None), done(65536), done(42840))
+    theirs = result(done(99, offset=None), done(65536), done(45696))
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+    refused = result(done(99, offset=None), done(65536), done(-1, EINVAL))
+    assert [v.op_index for v in oracles.parity(prog, refused, theirs, replaced)] == [2]
+    blocking = Program.from_json({**prog.to_json(), "fds": [{**f, "nonblock": False} for f in prog.to_json()["fds"]]})
+    assert [v.op_index for v in oracles.parity(blocking, ours, theirs, replaced)] == [2]
+
