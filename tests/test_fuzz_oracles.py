@@ -757,3 +757,20 @@ def test_parity_leaves_out_how_much_a_non_blocking_socket_took_from_a_blocking_p
     blocking = Program.from_json({**prog.to_json(), "fds": [{**f, "nonblock": False} for f in prog.to_json()["fds"]]})
     assert [v.op_index for v in oracles.parity(blocking, ours, theirs, replaced)] == [2]
 
+
+def test_parity_leaves_out_what_the_peer_of_a_closed_tcp_socket_got():
+    """v2, a campaign (seed 101, confirmed and shrunk to 3 ops): two sendfile2 calls of 62220 and
+    65343 bytes into a tcp4_nic socket, then close(sock); its peer had 11584 bytes at the end, the
+    sendfile64 twin's 8688. After close(2) the socket sends what it had queued on its own, and
+    the final read does not wait for a socket the program no longer has."""
+    prog = Program.from_json({"sysno": {"sendfile2": 467}, "fds": [
+        {"name": "src", "kind": "file", "size": 65536, "seed": 163}, {"name": "sock", "kind": "tcp4_nic", "zerocopy": True}],
+        "ops": [sendfile2(offset=None, count=62220, flags=2), sendfile2(offset=193, count=1 << 62, flags=1),
+                {"op": "close", "fd": "sock"}]})
+    twin, replaced = oracles.parity_twin(prog, ABI)
+    ours = result(done(62220, offset=None), done(65343, offset=193), done(0), peer=bytes(11584))
+    theirs = result(done(62220, offset=None), done(65343, offset=193), done(0), peer=bytes(8688))
+    assert oracles.parity(prog, ours, theirs, replaced) == []
+    still_open = Program.from_json({**prog.to_json(), "ops": prog.to_json()["ops"][:2]})
+    assert oracles.parity(still_open, result(done(62220, offset=None), done(65343, offset=193), peer=bytes(11584)),
+                          result(done(62220, offset=None), done(65343, offset=193), peer=bytes(8688)), replaced) != []
