@@ -22,6 +22,7 @@ import json
 import mmap
 import os
 import platform
+import re
 import shlex
 import shutil
 import socket
@@ -318,6 +319,14 @@ class Guest:
         """What the console printed from byte `since` (a `console_size()`) on."""
         with self.console_lock:
             return self.console[since:].decode(errors="replace").replace("\r\n", "\n")
+
+    def console_text_with(self, wanted: str, timeout_s: float, since: int = 0) -> str:
+        """console_text(since) once it holds `wanted` (a regular expression), or as it is after
+        timeout_s: the thread reading the console may be behind what the guest has said elsewhere."""
+        deadline = time.monotonic() + timeout_s
+        while not re.search(wanted, printed := self.console_text(since)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return printed
 
     def _connect(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -641,11 +650,7 @@ class VmTarget(Target):
     def _warning(self, program: Program, result: ProgramResult, console_mark: int) -> KernelCrash:
         """The kernel printed a WARNING under `program` and went on: name it, keep the guest."""
         guest = self.guest
-        deadline = time.monotonic() + WARNING_REPORT_WAIT_S
-        printed = guest.console_text(console_mark)
-        while WARNING_REPORT_END not in printed and time.monotonic() < deadline:
-            time.sleep(0.01)
-            printed = guest.console_text(console_mark)
+        printed = guest.console_text_with(re.escape(WARNING_REPORT_END), WARNING_REPORT_WAIT_S, console_mark)
         guest.warned = True
         report = triage.parse(printed)
         title = report.title if report is not None else "WARNING: report unreadable on the console"

@@ -387,6 +387,9 @@ def coverage_figure(rev: str, budget_s: float, seed: int) -> dict:
                                                             findings=Path(folder))}
 
 
+CONSOLE_CATCH_UP_S = 2.0  # for the console reader to reach a cold guest's clock readings
+
+
 def boot_figures(target, boots: int) -> dict:
     """Median time to a ready executor over `boots` guests started as the target starts them
     (restoring its saved guest) and over as many cold boots, and where a cold boot's time went."""
@@ -400,23 +403,11 @@ def boot_figures(target, boots: int) -> dict:
     for _ in range(boots):
         with target.cold_guest() as guest:
             cold.append(guest.boot_seconds)
-            console = console_with_clock_readings(guest)
+            # the executor prints its clock readings before it says ready on its port
+            console = guest.console_text_with(_INIT_AND_READY.pattern, CONSOLE_CATCH_UP_S)
     return {"boot_s_median": round(statistics.median(started), 2), "boot_s": [round(t, 2) for t in started],
             "cold_boot_s_median": round(statistics.median(cold), 2), "cold_boot_s": [round(t, 2) for t in cold],
             "cold_boot_breakdown": boot_breakdown(console, cold[-1])}
-
-
-CONSOLE_CATCH_UP_S = 2.0
-
-
-def console_with_clock_readings(guest) -> str:
-    """The console of a guest just ready, once its reader has caught up with the executor's clock
-    readings: the executor prints them before it says ready on its port, but the thread reading
-    the serial console can be behind the port, more so the faster the boot."""
-    deadline = time.monotonic() + CONSOLE_CATCH_UP_S
-    while not _INIT_AND_READY.search(console := guest.console_text()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return console
 
 
 def initcall_figures(target) -> dict:
