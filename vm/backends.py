@@ -11,27 +11,33 @@ from zcfuzz.vm.target import Target
 
 def open_target(spec: str, **options) -> Target:
     """Make a target from its command-line name: `host` or `vm:REV`."""
-    check_target(spec, options.get("source"))
-    if spec == "host":
+    rev = revision_of(spec)
+    if rev is None:
         from zcfuzz.vm.host import HostTarget
 
         return HostTarget(**options)
     from zcfuzz.vm.qemu import VmTarget
 
-    return VmTarget(spec[3:], **options)
+    return VmTarget(rev, **options)
+
+
+def revision_of(spec: str) -> str | None:
+    """REV of a target named `vm:REV`, None for `host`; any other name is a one-line error."""
+    if spec == "host":
+        return None
+    if spec.startswith("vm:") and len(spec) > 3:
+        return spec[3:]
+    raise UserError(f"unknown target {spec!r}: use 'host' or 'vm:REV' (REV a revision name or folder)")
 
 
 def check_target(spec: str, source: str | None = None) -> None:
     """A target's name, and a guest's revision, checked before anything starts for it: a
     campaign's workers would otherwise each fail alone with the same error."""
-    if spec == "host":
-        return
-    if spec.startswith("vm:") and len(spec) > 3:
+    rev = revision_of(spec)
+    if rev is not None:
         from zcfuzz.vm import kbuild
 
-        kbuild.resolve_revision(spec[3:], source)
-        return
-    raise UserError(f"unknown target {spec!r}: use 'host' or 'vm:REV' (REV a revision name or folder)")
+        kbuild.resolve_revision(rev, source)
 
 
 REQUEST_TIMEOUT_S = 300.0
