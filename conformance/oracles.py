@@ -796,8 +796,8 @@ def parity(program: Program, result: ProgramResult, twin_result: ProgramResult,
     fixes (the rule above), if any."""
     # What timing has set, fixture by fixture: how much room a socket has (which only the amount
     # of a call that takes only the room depends on: one that waits for room gets it, or the
-    # timer cuts it short), and what a pipe or file holds and where its position is (which every amount
-    # through it depends on).
+    # timer cuts it short), and what a pipe or file holds and where its position is (which
+    # every amount through it depends on).
     room_timing: set[str] = set()
     contents_timing: set[str] = set()
     uncounted: set[str] = set()  # fixtures an amount not compared went through
