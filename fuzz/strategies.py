@@ -145,14 +145,19 @@ def odd_fds(name: str = ODD) -> st.SearchStrategy[Fixture]:
 @st.composite
 def fixture_sets(draw) -> tuple[Fixture, ...]:
     """A source file and a socket, sometimes a second socket, a pipe and an odd fd."""
-    fixtures = [draw(source_files()), draw(zerocopy_sockets())]
+    fixtures = [draw(SOURCE_FILES), draw(ZEROCOPY_SOCKETS)]
     if draw(st.booleans()):
-        fixtures.append(draw(pipes()))
+        fixtures.append(draw(PIPES))
     if draw(st.integers(0, 3)) == 0:
-        fixtures.append(draw(any_sockets(SECOND_SOCKET)))
+        fixtures.append(draw(SECOND_SOCKETS))
     if draw(st.integers(0, 2)) == 0:
-        fixtures.append(draw(odd_fds()))
+        fixtures.append(draw(ODD_FDS))
     return tuple(fixtures)
+
+
+# Built once: a strategy validates itself on its first draw, which costs more than the draw.
+SOURCE_FILES, ZEROCOPY_SOCKETS, PIPES = source_files(), zerocopy_sockets(), pipes()
+SECOND_SOCKETS, ODD_FDS = any_sockets(SECOND_SOCKET), odd_fds()
 
 
 # --- operations ----------------------------------------------------------------------------
@@ -265,6 +270,7 @@ def closes(ends: Endpoints) -> st.SearchStrategy[Op]:
     return st.builds(lambda fd: Op.make("close", fd=fd), st.sampled_from(ends.all))
 
 
+@functools.lru_cache(maxsize=1024)
 def rewrites(ends: Endpoints) -> st.SearchStrategy[Op]:
     """The source file's bytes change in place, at any point: what a zerocopy call sent from it
     may still be referenced until its notification (vm/PROGRAM.md: pwrite, truncate, mmap_write)."""
@@ -379,6 +385,18 @@ def id_give_back_races(abi: Abi, ends: Endpoints) -> st.SearchStrategy[list[Op]]
         st.sampled_from(ends.sockets), st.sampled_from([1, 100, PAGE]))
 
 
+@functools.lru_cache(maxsize=1024)
+def step_lists(abi: Abi, ends: Endpoints, max_ops: int,
+               faults_and_threads: bool) -> st.SearchStrategy[list[list[Op]]]:
+    """The steps of a program on these fixtures: single calls, zerocopy and promise rounds,
+    buffers filled (and with `faults_and_threads`, the id give-back race)."""
+    rounds = st.one_of(zerocopy_rounds(abi, ends), promise_rounds(abi, ends))
+    steps = st.one_of(operations(abi, ends).map(lambda op: [op]), rounds, full_buffers(ends))
+    if faults_and_threads:
+        steps = st.one_of(steps, id_give_back_races(abi, ends))
+    return st.lists(steps, min_size=1, max_size=max_ops)
+
+
 @st.composite
 def programs(draw, abi: Abi, max_ops: int = 8, faults_and_threads: bool = False) -> Program:
     """A few calls on the same fixtures, so notification ids and socket state carry across.
@@ -388,12 +406,8 @@ def programs(draw, abi: Abi, max_ops: int = 8, faults_and_threads: bool = False)
     and any failed allocation leave fixed (conformance.oracles: `on_two_threads`, `fault_met`).
     """
     fixtures = draw(fixture_sets())
-    ends = Endpoints.of(fixtures)
-    rounds = st.one_of(zerocopy_rounds(abi, ends), promise_rounds(abi, ends))
-    steps = st.one_of(operations(abi, ends).map(lambda op: [op]), rounds, full_buffers(ends))
-    if faults_and_threads:
-        steps = st.one_of(steps, id_give_back_races(abi, ends))
-    ops = [op for step in draw(st.lists(steps, min_size=1, max_size=max_ops)) for op in step][:max_ops]
+    ops = [op for step in draw(step_lists(abi, Endpoints.of(fixtures), max_ops, faults_and_threads))
+           for op in step][:max_ops]
     if faults_and_threads:
         ops = [draw(with_fault(op).flatmap(on_either_thread)) for op in ops]
     sysno = (("sendfile2", abi.nr_sendfile2),) if abi.has_sendfile2 else ()
