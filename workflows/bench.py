@@ -29,7 +29,7 @@ from pathlib import Path
 from zcfuzz.conformance.abi import MSG_ZEROCOPY, Abi
 from zcfuzz.fuzz.findings import finding_files
 from zcfuzz.vm import kbuild
-from zcfuzz.vm.backends import executor_request, open_target
+from zcfuzz.vm.backends import executor_request, open_target, revision_of
 from zcfuzz.vm.errors import UserError
 from zcfuzz.vm.executor import READY_LINE
 from zcfuzz.vm.lifetime import MemoryPeaks
@@ -615,11 +615,12 @@ def run_bench(args, progress=print) -> dict:
     """Every figure, in an order that keeps one guest for the guest figures and runs the campaign
     and the builds with no guest of ours competing for the CPU."""
     figures: dict = {"target": args.target}
+    rev = revision_of(args.target)  # None for the host
     with open_target(args.target) as target:
         info = target.kernel_info()
         figures.update(accel=info.get("accel", "none"), kernel=kernel_summary(info))
         programs = representative_programs(info)
-        if args.target.startswith("vm:"):
+        if rev is not None:
             progress(f"bench: {args.boots} boots")
             figures.update(boot_figures(target, args.boots))
             progress("bench: reboot after a crash")
@@ -631,7 +632,7 @@ def run_bench(args, progress=print) -> dict:
         figures.update(nic_figures(target, args.seconds / ROUNDS, figures["programs_per_s"]))
         progress("bench: each speed-up on and off")
         figures.update(switch_figures(target, args.seconds))
-        if args.target.startswith("vm:"):
+        if rev is not None:
             target.close()
             progress("bench: a boot with initcall_debug")
             figures.update(initcall_figures(target))
@@ -639,8 +640,7 @@ def run_bench(args, progress=print) -> dict:
     figures["hypothesis_ms_per_example"] = hypothesis_ms_per_example(info, args.examples)
     from zcfuzz.fuzz.campaign import parse_budget
 
-    if args.target.startswith("vm:"):
-        rev = args.target[3:]
+    if rev is not None:
         progress(f"bench: campaign programs per second on {rev} ({args.campaign_budget} each, speed-ups on, then each off)")
         figures.update(campaign_figures(rev, parse_budget(args.campaign_budget), args.find_seed))
         progress(f"bench: time to 90% of the series' lines on {rev} (at most {args.cover_budget})")
@@ -655,8 +655,7 @@ def run_bench(args, progress=print) -> dict:
     figures.update(time_to_find(args.find_rev, find_budget, args.find_seed, suffix="_speedups_off", **SPEEDUPS_OFF))
     progress(f"bench: time to kill each mutant of {args.mutant_rev} (at most {args.kill_budget} each)")
     figures.update(mutant_kill_times(args.mutant_rev, args.mutants, parse_budget(args.kill_budget), args.find_seed))
-    if args.target.startswith("vm:"):
-        rev = args.target[3:]
+    if rev is not None:
         progress("bench: kernel build cache hit and one-file rebuild")
         figures["build_cache_hit_s"] = build_cache_hit_s(rev)
         figures["build_one_file_s"] = build_one_file_s(rev, args.touch)
