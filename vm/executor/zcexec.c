@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1256,13 +1257,46 @@ static void op_truncate(struct op *op)
 	out_printf(op_out, "}");
 }
 
+/* A store through a mapping meets SIGBUS where the file now ends below it: a truncate on the
+ * second thread between mmap_store's size check and its store. The handler takes that thread
+ * back to mmap_store; a SIGBUS anywhere else still ends the process, as a report of its own. */
+static __thread sigjmp_buf *volatile store_jump; /* volatile: no code the compiler sees reads it */
+static __thread volatile uintptr_t store_fault;
+
+static void on_bus_error(int sig, siginfo_t *info, void *context)
+{
+	(void)context;
+	if (store_jump) {
+		store_fault = (uintptr_t)info->si_addr;
+		siglongjmp(*store_jump, 1);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig); /* blocked in the handler: delivered, and fatal, once it returns */
+}
+
+/* fill_range through a mapping; 0, or -1 with the faulting address in store_fault. */
+static int store_through(unsigned char *to, uint64_t offset, uint64_t len, int seed)
+{
+	sigjmp_buf jump;
+
+	if (sigsetjmp(jump, 1)) {
+		store_jump = NULL;
+		return -1;
+	}
+	store_jump = &jump;
+	fill_range(to, offset, len, seed);
+	store_jump = NULL;
+	return 0;
+}
+
 /* Store the pattern with `seed` through a shared writable mapping of the file: the page cache
  * pages themselves change, with no write(2). The range is cut at the end of the file (a store
- * past it would be SIGBUS); returns the bytes stored. */
+ * past it would be SIGBUS), or where a truncate on the other thread moved that end meanwhile;
+ * returns the bytes stored. */
 static long mmap_store(int fd, uint64_t offset, uint64_t len, int seed)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	uint64_t start, end;
+	uint64_t start, end, mapped, fault_at;
 	struct stat st;
 	unsigned char *map;
 
@@ -1272,11 +1306,19 @@ static long mmap_store(int fd, uint64_t offset, uint64_t len, int seed)
 		return 0;
 	end = len > (uint64_t)st.st_size - offset ? (uint64_t)st.st_size : offset + len;
 	start = offset & ~(uint64_t)(page - 1);
-	map = mmap(NULL, end - start, PROT_READ | PROT_WRITE, MAP_SHARED, fd, start);
+	mapped = end - start;
+	map = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, start);
 	if (map == MAP_FAILED)
 		return -1;
-	fill_range(map + (offset - start), offset, end - offset, seed);
-	munmap(map, end - start);
+	if (store_through(map + (offset - start), offset, end - offset, seed) < 0) {
+		fault_at = start + (store_fault - (uintptr_t)map);
+		if (fstat(fd, &st) < 0 || fault_at < (uint64_t)st.st_size) {
+			signal(SIGBUS, SIG_DFL); /* the page is inside the file: not the race */
+			raise(SIGBUS);
+		}
+		end = fault_at > offset ? fault_at : offset;
+	}
+	munmap(map, mapped);
 	return end - offset;
 }
 
@@ -2944,6 +2986,9 @@ static void install_signals(void)
 
 	sa.sa_handler = on_alarm; /* no SA_RESTART: a blocked call returns EINTR */
 	sigaction(SIGALRM, &sa, NULL);
+	sa.sa_sigaction = on_bus_error;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGBUS, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
 
