@@ -15,6 +15,7 @@ REFCOUNT_TIMING) and the checks that only print (REPORT_STACK*).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,14 @@ QUICK_TYPES = [
     "EXEC_STACK", "REFCOUNT_DEC_AND_TEST_NEGATIVE",
 ]
 EXPECTED_TITLES = {log: title for log, title, _ in CAPTURED}
+# Reads past an allocation into whatever the boot put next to it: KASAN names the bug by that
+# neighbour (a freed slab page, "slab-use-after-free"; a freed page, "use-after-free"), which
+# moves when the initramfs does. Their titles compare with KASAN's bug type left out.
+NEIGHBOUR_NAMES_THE_BUG = {"USERCOPY_FOLIO"}
+
+
+def without_bug_type(title: str) -> str:
+    return re.sub(r"^KASAN: [a-z-]+ ", "KASAN: ", title)
 
 
 @pytest.fixture(scope="module")  # its tests are one xdist_group: one worker boots it
@@ -182,7 +191,11 @@ def test_every_crash_type_gets_the_same_title_twice(v2_target, crash):
             v2_target.run(program)
         titles.append(caught.value.title)
     v2_target.close()
-    assert titles == [EXPECTED_TITLES[lkdtm_log(crash)]] * 2
+    expected = EXPECTED_TITLES[lkdtm_log(crash)]
+    if crash in NEIGHBOUR_NAMES_THE_BUG:
+        assert titles[0] == titles[1] and titles[0].startswith("KASAN: "), titles
+        titles, expected = [without_bug_type(title) for title in titles], without_bug_type(expected)
+    assert titles == [expected] * 2
 
 
 @pytest.mark.vm
