@@ -1263,6 +1263,14 @@ static void op_truncate(struct op *op)
 static __thread sigjmp_buf *volatile store_jump; /* volatile: no code the compiler sees reads it */
 static __thread volatile uintptr_t store_fault;
 
+/* End the process by `sig` as if no handler were installed. Inside the handler the signal is
+ * blocked: it is delivered, and fatal, once the handler returns. */
+static void die_of(int sig)
+{
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static void on_bus_error(int sig, siginfo_t *info, void *context)
 {
 	(void)context;
@@ -1270,8 +1278,7 @@ static void on_bus_error(int sig, siginfo_t *info, void *context)
 		store_fault = (uintptr_t)info->si_addr;
 		siglongjmp(*store_jump, 1);
 	}
-	signal(sig, SIG_DFL);
-	raise(sig); /* blocked in the handler: delivered, and fatal, once it returns */
+	die_of(sig);
 }
 
 /* fill_range through a mapping; 0, or -1 with the faulting address in store_fault. */
@@ -1312,10 +1319,8 @@ static long mmap_store(int fd, uint64_t offset, uint64_t len, int seed)
 		return -1;
 	if (store_through(map + (offset - start), offset, end - offset, seed) < 0) {
 		fault_at = start + (store_fault - (uintptr_t)map);
-		if (fstat(fd, &st) < 0 || fault_at < (uint64_t)st.st_size) {
-			signal(SIGBUS, SIG_DFL); /* the page is inside the file: not the race */
-			raise(SIGBUS);
-		}
+		if (fstat(fd, &st) < 0 || fault_at < (uint64_t)st.st_size)
+			die_of(SIGBUS); /* the page is inside the file: not the race */
 		end = fault_at > offset ? fault_at : offset;
 	}
 	munmap(map, mapped);
