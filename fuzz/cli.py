@@ -20,9 +20,10 @@ def cmd_fuzz(args) -> int:
     )
     from zcfuzz.fuzz.findings import FindingStore
     from zcfuzz.fuzz.shared import parse_database_url
+    from zcfuzz.vm.backends import revision_of
     from zcfuzz.vm.errors import UserError
 
-    if args.cover and not args.target.startswith("vm:"):
+    if args.cover and revision_of(args.target) is None:
         raise UserError(f"--cover needs a guest target (vm:REV), not {args.target}: KCOV is read from its kernel")
     config = CampaignConfig(target=args.target, budget_s=parse_budget(args.budget), workers=args.workers,
                             seed=args.seed, findings=Path(args.findings) if args.findings else None,
