@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from zcfuzz.vm.errors import UserError
-
-SUITE_NAME = "zcfuzz_conformance"
+from zcfuzz.vm.errors import UserError, check_outputs, write_output
 
 
 def register(subparsers) -> None:
@@ -27,13 +24,6 @@ def register(subparsers) -> None:
     parser.add_argument("--html", metavar="FILE", help="with --matrix: write the matrix as HTML")
     parser.add_argument("--spec", action="store_true", help="regenerate conformance/SPEC.md and exit")
     parser.set_defaults(func=cmd_conform)
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror}") from None
 
 
 def _check_clause_ids(ids: list[str] | None) -> None:
@@ -69,6 +59,9 @@ def cmd_conform(args) -> int:
     _check_clause_ids(args.clause)
     if (args.md or args.html) and not args.matrix:
         raise UserError("--md and --html go with --matrix REVS")
+    if args.matrix and (args.ktap or args.junitxml or args.json):
+        raise UserError("--ktap, --junitxml and --json report one --target: give --md or --html with --matrix")
+    check_outputs(args.ktap, args.junitxml, args.json, args.md, args.html)
     if args.matrix:
         revisions = [r for r in args.matrix.split(",") if r]
         columns = {}
@@ -76,16 +69,16 @@ def cmd_conform(args) -> int:
             columns[revision] = _run(f"vm:{revision}", args.clause)[1]
         print(report.matrix_markdown(columns), end="")
         if args.md:
-            _write(args.md, report.matrix_markdown(columns))
+            write_output(args.md, report.matrix_markdown(columns))
         if args.html:
-            _write(args.html, report.matrix_html(columns))
+            write_output(args.html, report.matrix_html(columns))
         every = [r for results in columns.values() for r in results]
     else:
         kernel_info, every = _run(args.target, args.clause)
         if args.ktap:
-            _write(args.ktap, report.ktap(every, SUITE_NAME))
+            write_output(args.ktap, report.ktap(every, report.SUITE_NAME))
         if args.junitxml:
-            _write(args.junitxml, report.junit(every, SUITE_NAME))
+            write_output(args.junitxml, report.junit(every, report.SUITE_NAME))
         if args.json:
-            _write(args.json, report.as_json(args.target, kernel_info, every))
+            write_output(args.json, report.as_json(args.target, kernel_info, every))
     return 1 if any(r.verdict in (FAIL, CRASH, ERROR) for r in every) else 0

@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 
 from zcfuzz.conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
 
+SUITE_NAME = "zcfuzz_conformance"  # the clause verdicts' suite in KTAP and JUnit, whichever command ran them
+
 
 def table(results: list[ClauseResult]) -> str:
     """Clause, verdict, one-line reason; a count of each verdict last."""

@@ -277,6 +277,44 @@ def test_unknown_revision_and_bad_budget_are_one_line_errors():
     assert_one_line_error(zcfuzz("verdict", "--rev", "no-such-rev"), "no-such-rev")
 
 
+# Each command's report files, in a folder that is missing or under a plain file: the command must
+# say so at once, before it builds or boots anything, not after a run of many minutes.
+UNWRITABLE_REPORTS = {
+    "conform-json": ["conform", "--target", "vm:v2", "--json", "{missing}/c.json"],
+    "conform-ktap": ["conform", "--target", "vm:v2", "--ktap", "{file}/c.ktap"],
+    "conform-matrix-md": ["conform", "--matrix", "v2,rfc-v1", "--md", "{missing}/m.md"],
+    "verdict-junitxml": ["verdict", "--rev", "v2", "--junitxml", "{missing}/v.xml"],
+    "gate-ktap": ["gate", "--baseline", "v2", "--candidate", "v2", "--ktap", "{file}/g.ktap"],
+    "mutants-md": ["mutants", "--rev", "v2", "--md", "{missing}/kills.md"],
+    "cover-lcov": ["cover", "--rev", "v2", "--lcov", "{missing}/v2.info"],
+    "cover-html": ["cover", "--rev", "v2", "--html", "{file}/html"],
+}
+
+
+@pytest.mark.parametrize("name", UNWRITABLE_REPORTS)
+def test_an_unwritable_report_stops_the_command_before_it_runs(name, tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    args = [a.format(missing=tmp_path / "missing", file=plain) for a in UNWRITABLE_REPORTS[name]]
+    assert_one_line_error(zcfuzz(*args, timeout=60), "cannot write", args[-1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+
+
+def test_a_report_that_can_be_written_is_not_left_behind_by_the_check(tmp_path):
+    from zcfuzz.vm.errors import check_outputs
+
+    kept = tmp_path / "kept.ktap"
+    kept.write_text("TAP version 13\n")
+    check_outputs(None, tmp_path / "new.json", kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.ktap"]
+    assert kept.read_text() == "TAP version 13\n"
+
+
+def test_a_matrix_refuses_the_reports_of_one_target():
+    assert_one_line_error(zcfuzz("conform", "--matrix", "v2", "--json", "m.json", timeout=60),
+                          "--json", "--matrix")
+
+
 @pytest.mark.vm
 def test_gate_rfc_v1_to_v2_fails_naming_every_rfc_defect(tmp_path):
     done = zcfuzz("gate", "--baseline", "rfc-v1", "--candidate", "v2", "--budget", "30s",

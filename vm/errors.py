@@ -37,3 +37,27 @@ def require(what: str, *needed: str) -> None:
     absent = [item for item in needed if not (Path(item).exists() if item.startswith("/") else shutil.which(item))]
     if absent:
         raise missing(f"missing {what} ({', '.join(absent)})", *absent)
+
+
+def check_outputs(*paths: str | Path | None) -> None:
+    """Fail before a long run, not after it, when a file it would write for the user cannot be
+    written. A file that did not exist is not left behind."""
+    for path in filter(None, paths):
+        existed = Path(path).exists()
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as err:
+            raise UserError(f"cannot write {path}: {err.strerror}") from None
+        if not existed:
+            Path(path).unlink()
+
+
+def write_output(path: str | Path | None, text: str) -> None:
+    """Write a file the user asked for (a report, a trace); nothing when they did not ask."""
+    if not path:
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror}") from None

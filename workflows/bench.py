@@ -30,7 +30,7 @@ from zcfuzz.conformance.abi import MSG_ZEROCOPY, Abi
 from zcfuzz.fuzz.findings import finding_files
 from zcfuzz.vm import kbuild
 from zcfuzz.vm.backends import executor_request, open_target, revision_of
-from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.errors import UserError, check_outputs, write_output
 from zcfuzz.vm.executor import READY_LINE
 from zcfuzz.vm.lifetime import MemoryPeaks
 from zcfuzz.vm.program import Program
@@ -666,7 +666,6 @@ def run_bench(args, progress=print) -> dict:
 
 def cmd_bench(args) -> int:
     from zcfuzz.fuzz.campaign import parse_budget
-    from zcfuzz.workflows.gate import write_report
     from zcfuzz.workflows.mutants import load_mutants
 
     if args.boots < 1 or args.seconds <= 0 or args.examples < 2:
@@ -677,12 +676,12 @@ def cmd_bench(args) -> int:
     if args.cover_budget not in ("0", "0s"):
         parse_budget(args.cover_budget)
     load_mutants(args.mutants)
-    write_report(args.json, "")
+    check_outputs(args.json)
     with MemoryPeaks() as memory:  # zcfuzz with its campaign workers, and QEMU, each summed
         figures = run_bench(args, progress=lambda line: print(line, file=sys.stderr))
     figures.update(memory.to_json())
     print(format_table(figures))
-    write_report(args.json, json.dumps(figures, indent=2) + "\n")
+    write_output(args.json, json.dumps(figures, indent=2) + "\n")
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from zcfuzz.fuzz.cover import CoverTarget, coverage_for
 from zcfuzz.vm.coverage import SeriesCoverage
-from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.errors import UserError, check_outputs, write_output
 from zcfuzz.vm.program import FAULTABLE_OPS, ExecutorError, Program
 from zcfuzz.vm.target import KernelCrash, Target
 
@@ -178,13 +178,20 @@ def text_report(coverage: SeriesCoverage) -> str:
 
 def write_outputs(coverage: SeriesCoverage, rev: str, lcov: str | None, html_dir: str | None,
                   json_file: str | None) -> None:
-    if lcov:
-        Path(lcov).write_text(coverage.lcov(rev))
-    if html_dir:
+    write_output(lcov, coverage.lcov(rev))
+    write_output(html_dir and Path(html_dir) / "index.html", coverage.html(f"zcfuzz cover: {rev}"))
+    write_output(json_file, json.dumps({"revision": rev, **coverage.to_json()}, indent=2) + "\n")
+
+
+def html_index(html_dir: str | None) -> Path | None:
+    """The page `--html DIR` writes; DIR is made now, so that a DIR that cannot be fails now."""
+    if not html_dir:
+        return None
+    try:
         Path(html_dir).mkdir(parents=True, exist_ok=True)
-        (Path(html_dir) / "index.html").write_text(coverage.html(f"zcfuzz cover: {rev}"))
-    if json_file:
-        Path(json_file).write_text(json.dumps({"revision": rev, **coverage.to_json()}, indent=2) + "\n")
+    except OSError as err:
+        raise UserError(f"cannot write {html_dir}: {err.strerror}") from None
+    return Path(html_dir) / "index.html"
 
 
 def cmd_cover(args) -> int:
@@ -194,9 +201,7 @@ def cmd_cover(args) -> int:
     budget_s = parse_budget(args.budget)
     kbuild.resolve_revision(args.rev, args.source)
     extra = kbuild.cover_files(args.cover)
-    for path in (args.lcov, args.json):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise UserError(f"cannot write {path}: no folder {Path(path).resolve().parent}")
+    check_outputs(args.lcov, args.json, html_index(args.html))
     started = time.monotonic()
     coverage = cover_revision(args.rev, budget_s, args.seed, Path(args.findings) if args.findings else None,
                               args.source, log=lambda line: print(line, file=sys.stderr, flush=True), extra=extra)

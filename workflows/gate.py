@@ -20,7 +20,7 @@ from pathlib import Path
 
 from zcfuzz.conformance.spec import CLAUSE_BY_ID, Clause
 from zcfuzz.conformance.suite import CRASH, ERROR, FAIL, PASS, UNSUPPORTED, ClauseResult
-from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.errors import check_outputs, write_output
 from zcfuzz.workflows import cover
 
 BAD = (FAIL, CRASH, ERROR)
@@ -339,15 +339,6 @@ def gate_results(comparison: Comparison, allow_fixes: bool) -> list[ClauseResult
 # --- commands ----------------------------------------------------------------------------------
 
 
-def write_report(path: str | None, text: str) -> None:
-    if not path:
-        return
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror}") from None
-
-
 def build_all(revs: list[str], source: str | None) -> None:
     """Build every revision first: one that does not apply stops the command before any guest boots,
     and one that does not exist stops it before anything is built."""
@@ -364,6 +355,7 @@ def cmd_gate(args) -> int:
     from zcfuzz.fuzz.campaign import parse_budget
 
     budget_s = parse_budget(args.budget)
+    check_outputs(args.ktap, args.junitxml)
     started = time.monotonic()
     build_all([args.baseline, args.candidate], args.source)
     folder = run_folder("gate")
@@ -376,8 +368,8 @@ def cmd_gate(args) -> int:
     print(findings_lines(comparison), end="")
     print(cover.gate_lines(baseline.coverage, candidate.coverage), end="")
     results = gate_results(comparison, args.allow_fixes)
-    write_report(args.ktap, report.ktap(results, GATE_SUITE_NAME))
-    write_report(args.junitxml, report.junit(results, GATE_SUITE_NAME))
+    write_output(args.ktap, report.ktap(results, GATE_SUITE_NAME))
+    write_output(args.junitxml, report.junit(results, GATE_SUITE_NAME))
     print(f"findings in {folder}; {time.monotonic() - started:.0f}s", file=sys.stderr)
     print(summary_line(comparison, args.allow_fixes))
     return 1 if comparison.fails(args.allow_fixes) else 0
@@ -394,14 +386,15 @@ def cmd_verdict(args) -> int:
     from zcfuzz.fuzz.campaign import parse_budget
 
     budget_s = parse_budget(args.budget)
+    check_outputs(args.ktap, args.junitxml)
     build_all([args.rev], args.source)
     run = judge_revision(args.rev, args.source, budget_s, args.seed, run_folder("verdict"))
     print(report.table(run.results), end="")
     print(f"findings: {len(run.findings)}" + (f" in {run.findings_dir}" if run.findings else ""))
     for f in run.findings.values():
         print(f"  {finding_line(f)}")
-    write_report(args.ktap, report.ktap(run.results, "zcfuzz_conformance"))
-    write_report(args.junitxml, report.junit(run.results, "zcfuzz_conformance"))
+    write_output(args.ktap, report.ktap(run.results, report.SUITE_NAME))
+    write_output(args.junitxml, report.junit(run.results, report.SUITE_NAME))
     print(cover.summary(run.coverage))
     print(verdict_line(run))
     return 1 if run.failed_clauses or run.findings else 0

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zcfuzz.conformance.spec import CLAUSE_BY_ID, CLAUSES
-from zcfuzz.vm.errors import UserError
+from zcfuzz.vm.errors import UserError, check_outputs, write_output
 from zcfuzz.vm.target import KernelCrash
 from zcfuzz.workflows.gate import (
     REGRESSED,
@@ -32,7 +32,6 @@ from zcfuzz.workflows.gate import (
     read_findings,
     replay_both,
     run_folder,
-    write_report,
 )
 
 KILLED_BY = re.compile(r"^Killed-by:\s*(.+?)\s*$", re.MULTILINE)
@@ -291,7 +290,7 @@ def cmd_mutants(args) -> int:
     budget_s = parse_budget(args.budget)
     revision = kbuild.resolve_revision(args.rev)
     mutants = load_mutants(args.mutants, args.only)
-    write_report(args.md, "")  # an unwritable report fails now, not after the run
+    check_outputs(args.md)
     kbuild.build_kernel(revision, progress=lambda line: print(line, file=sys.stderr))
     reference_spec = f"vm:{args.rev}"
     print(f"# {args.rev}: conformance, the reference verdicts", file=sys.stderr)
@@ -306,7 +305,7 @@ def cmd_mutants(args) -> int:
               f"(build {kill.build_s:.0f}s, kill {kill.kill_s:.0f}s)", file=sys.stderr)
         kills.append(kill)
     print(matrix_text(kills), end="")
-    write_report(args.md, matrix_markdown(kills, args.rev))
+    write_output(args.md, matrix_markdown(kills, args.rev))
     print(score_line(kills))
     return 0 if all(k.killed for k in kills) else 1
 
