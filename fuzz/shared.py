@@ -85,12 +85,16 @@ class Shared:
         self.last_try = 0.0
         self.lock = threading.Lock()
 
+    def unreachable(self, err: Exception) -> UserError:
+        return UserError(f"cannot use Redis at {self.url}: {str(err).rstrip('.')}: start redis-server there, or give "
+                         "--database (or ZCFUZZ_DATABASE) the URL of one that runs")
+
     def check(self) -> None:
         """At the start: Redis answers, or a one-line error."""
         try:
             self.redis.ping()
         except self.errors as err:
-            raise UserError(f"cannot use Redis at {self.url}: {err}") from None
+            raise self.unreachable(err) from None
 
     def call(self, fn: Callable, default=None):
         """`fn()`, or `default` while Redis is away (tried again every RETRY_AFTER_S)."""
@@ -157,7 +161,7 @@ class Shared:
             names = self.redis.scan_iter(match=f"{PREFIX}findings:*")
             return sorted(name.decode()[len(f"{PREFIX}findings:"):] for name in names)
         except self.errors as err:
-            raise UserError(f"cannot use Redis at {self.url}: {err}") from None
+            raise self.unreachable(err) from None
 
     # --- progress ---------------------------------------------------------------------------
 

@@ -252,6 +252,7 @@ def test_redis_stopped_mid_campaign_and_started_again(tmp_path, redis_server):
 
 def test_an_unreachable_or_bad_database_is_a_one_line_error(tmp_path):
     for url, said in ((f"redis://127.0.0.1:{free_port()}/0", "cannot use Redis"),
+                      (f"redis://127.0.0.1:{free_port()}/0", "start redis-server there"),
                       ("http://127.0.0.1/0", "bad database"), ("redis://127.0.0.1:x/0", "bad database"),
                       ("redis://127.0.0.1/db", "bad database")):
         ran = subprocess.run([sys.executable, "-m", "zcfuzz.cli", "fuzz", "--target", "host", "--budget", "5s",
