@@ -67,9 +67,9 @@ def cmd_conform(args) -> int:
         columns = {}
         for revision in revisions:
             columns[revision] = _run(f"vm:{revision}", args.clause)[1]
-        print(report.matrix_markdown(columns), end="")
-        if args.md:
-            write_output(args.md, report.matrix_markdown(columns))
+        markdown = report.matrix_markdown(columns)
+        print(markdown, end="")
+        write_output(args.md, markdown)
         if args.html:
             write_output(args.html, report.matrix_html(columns))
         every = [r for results in columns.values() for r in results]

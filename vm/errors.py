@@ -39,6 +39,10 @@ def require(what: str, *needed: str) -> None:
         raise missing(f"missing {what} ({', '.join(absent)})", *absent)
 
 
+def cannot_write(path: str | Path, err: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {err.strerror}")
+
+
 def check_outputs(*paths: str | Path | None) -> None:
     """Fail before a long run, not after it, when a file it would write for the user cannot be
     written. A file that did not exist is not left behind."""
@@ -48,7 +52,7 @@ def check_outputs(*paths: str | Path | None) -> None:
             with open(path, "a", encoding="utf-8"):
                 pass
         except OSError as err:
-            raise UserError(f"cannot write {path}: {err.strerror}") from None
+            raise cannot_write(path, err) from None
         if not existed:
             Path(path).unlink()
 
@@ -60,4 +64,4 @@ def write_output(path: str | Path | None, text: str) -> None:
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror}") from None
+        raise cannot_write(path, err) from None

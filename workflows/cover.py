@@ -16,7 +16,7 @@ from pathlib import Path
 
 from zcfuzz.fuzz.cover import CoverTarget, coverage_for
 from zcfuzz.vm.coverage import SeriesCoverage
-from zcfuzz.vm.errors import UserError, check_outputs, write_output
+from zcfuzz.vm.errors import UserError, cannot_write, check_outputs, write_output
 from zcfuzz.vm.program import FAULTABLE_OPS, ExecutorError, Program
 from zcfuzz.vm.target import KernelCrash, Target
 
@@ -178,19 +178,23 @@ def text_report(coverage: SeriesCoverage) -> str:
 
 def write_outputs(coverage: SeriesCoverage, rev: str, lcov: str | None, html_dir: str | None,
                   json_file: str | None) -> None:
-    write_output(lcov, coverage.lcov(rev))
-    write_output(html_dir and Path(html_dir) / "index.html", coverage.html(f"zcfuzz cover: {rev}"))
-    write_output(json_file, json.dumps({"revision": rev, **coverage.to_json()}, indent=2) + "\n")
+    # Each report is made only when asked for: the HTML and the lcov trace walk every line.
+    if lcov:
+        write_output(lcov, coverage.lcov(rev))
+    if html_dir:
+        write_output(html_index(html_dir), coverage.html(f"zcfuzz cover: {rev}"))
+    if json_file:
+        write_output(json_file, json.dumps({"revision": rev, **coverage.to_json()}, indent=2) + "\n")
 
 
 def html_index(html_dir: str | None) -> Path | None:
-    """The page `--html DIR` writes; DIR is made now, so that a DIR that cannot be fails now."""
+    """The page `--html DIR` writes, DIR made: before the run, so that a DIR that cannot be fails then."""
     if not html_dir:
         return None
     try:
         Path(html_dir).mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot write {html_dir}: {err.strerror}") from None
+        raise cannot_write(html_dir, err) from None
     return Path(html_dir) / "index.html"
 
 
